@@ -1,0 +1,127 @@
+"""onnxruntime: providers by device name, session options, load errors in words a user can act on."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from perfkit.errors import PerfkitError, Unsupported
+from perfkit.spec import Target
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider", "migraphx": "MIGraphXExecutionProvider", "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider", "cann": "CANNExecutionProvider", "webgpu": "WebGpuExecutionProvider",
+    "nnapi": "NnapiExecutionProvider", "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider",
+    "azure": "AzureExecutionProvider", "dnnl": "DnnlExecutionProvider", "vitisai": "VitisAIExecutionProvider",
+}
+OPT_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                   "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+QUIET = 3  # onnxruntime's log level "error": its warnings would interleave with the table
+NON_NUMPY = ("bfloat16", "float8")  # element types onnxruntime's numpy bridge cannot hand over directly
+
+
+def provider_name(target: Target) -> str:
+    return PROVIDERS.get(target.device, target.device)
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise Unsupported("onnxruntime is not installed — pip install 'perfkit[cpu]' (or [gpu])") from None
+    onnxruntime.set_default_logger_severity(QUIET)
+    return onnxruntime
+
+
+class OrtBackend:
+    def unavailable(self, target: Target) -> str | None:
+        try:
+            ort = _ort()
+        except Unsupported as exc:
+            return str(exc)
+        available = ort.get_available_providers()
+        if provider_name(target) not in available:
+            return f"{provider_name(target)} is not in this onnxruntime (available: {', '.join(available)})"
+        return None
+
+    def open(self, model_path: str, target: Target) -> OrtSession:
+        ort = _ort()
+        options = ort.SessionOptions()
+        options.log_severity_level = QUIET
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL_NAMES[target.opt_level])
+        if target.threads is not None:
+            options.intra_op_num_threads = target.threads
+        provider = provider_name(target)
+        try:
+            session = ort.InferenceSession(model_path, options, providers=[(provider, dict(target.provider_options))])
+        except Exception as exc:  # onnxruntime raises its own pybind classes for every load failure
+            what, fix = explain_load_error(exc, provider)
+            raise PerfkitError(model_path, what, fix) from None
+        return OrtSession(ort, session, options, target)
+
+
+class OrtSession:
+    def __init__(self, ort, session, options, target: Target) -> None:
+        self._ort, self._session = ort, session
+        self.providers = tuple(session.get_providers())
+        self.settings = {"requested": provider_name(target),
+                         "intra_op_threads": str(options.intra_op_num_threads or "default"),
+                         "opt_level": target.opt_level, "onnxruntime": ort.__version__}
+        outputs = session.get_outputs()
+        self.output_names = tuple(o.name for o in outputs)
+        self._raw_outputs = any(t in o.type for o in outputs for t in NON_NUMPY)
+        self._inputs = {i.name: i.type for i in session.get_inputs()}
+
+    def prepare(self, feed: dict[str, Any]) -> dict[str, Any]:
+        """bfloat16/float8 arrays become OrtValues once, outside the timed loop."""
+        from onnx import TensorProto
+
+        out = {}
+        for name, array in feed.items():
+            kind = self._inputs.get(name, "")
+            if any(t in kind for t in NON_NUMPY):
+                elem = getattr(TensorProto, kind[len("tensor("):-1].upper())
+                raw = array.view(f"uint{8 * array.itemsize}")
+                out[name] = self._ort.OrtValue.ortvalue_from_numpy_with_onnx_type(raw, elem)
+            else:
+                out[name] = array
+        return out
+
+    def run(self, prepared: dict[str, Any]) -> list[Any]:
+        if self._raw_outputs:
+            return list(self._session.run_with_ort_values(None, prepared))
+        return self._session.run(None, prepared)
+
+    def close(self) -> None:
+        self._session = None
+
+
+_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_SOURCE = re.compile(r"^(/\S+:\d+ .*?\) )")
+
+
+def clean_message(exc: BaseException) -> str:
+    """onnxruntime's message without its status prefix and C++ source location, on one line."""
+    text = _SOURCE.sub("", _PREFIX.sub("", str(exc).strip()))
+    return " ".join(text.split())
+
+
+def explain_load_error(exc: BaseException, provider: str) -> tuple[str, str]:
+    """(what is wrong, how to fix) for an exception from InferenceSession()."""
+    msg = clean_message(exc)
+    if m := re.search(r"Could not find an implementation for (\w+)\((\d+)\)", msg):
+        return (f"no onnxruntime kernel for {m[1]} (opset {m[2]}) on {provider} with these types",
+                "try another --target, or re-export with ops and types this provider supports")
+    if m := re.search(r"(\S+:\w+)\(-?\d+\) is not a registered function/op", msg):
+        return (f"op {m[1]} is unknown to onnxruntime",
+                "register the custom-op library that defines it, or re-export without it")
+    if m := re.search(r"Opset (\d+) is under development.*support for domain (\S+) is till opset (\d+)", msg):
+        return (f"opset {m[1]} is newer than this onnxruntime supports for {m[2]} (≤ {m[3]})",
+                f"upgrade onnxruntime, or re-export with opset ≤ {m[3]}")
+    if "Unsupported model IR version" in msg or "IR version" in msg:
+        return (f"IR version not supported: {msg[:160]}", "upgrade onnxruntime, or save with an older IR version")
+    if "protobuf parsing failed" in msg:
+        return "not a valid ONNX protobuf", "re-export the model"
+    return f"onnxruntime could not load it: {msg[:200]}", "check the model with onnx.checker.check_model"

@@ -1,0 +1,97 @@
+"""One case in this process: open the session, check what runs, first call, warm up, time, check outputs.
+
+DESIGN.md puts this inside bench.py; it is a module of its own because the spawned worker imports it
+without the orchestration, and the worker's start-up cost is part of every isolated case.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from perfkit.accuracy import nonfinite
+from perfkit.backends import get_backend
+from perfkit.measure import Clock, Timing, measure
+from perfkit.spec import Plan, Target
+
+
+@dataclass(frozen=True)
+class Case:
+    model_path: str
+    target: Target
+    feeds: tuple[dict[str, Any], ...]
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Outcome:
+    providers: tuple[str, ...]
+    settings: dict[str, str]
+    timing: Timing
+    load_ns: int  # session creation
+    first_call_ns: int  # the first run after creation, never in the statistics
+    base_rss_bytes: int | None  # process memory before the session was created
+    peak_rss_bytes: int | None  # peak process memory while loading and running
+    nonfinite: tuple[str, ...]
+
+
+def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
+    base_rss = reset_peak_rss()
+    backend = get_backend(case.target.backend)
+    t0 = clock()
+    session = backend.open(case.model_path, case.target)
+    load_ns = clock() - t0
+    try:
+        prepared = [session.prepare(f) for f in case.feeds]
+        t0 = clock()
+        outputs = session.run(prepared[0])
+        first_ns = clock() - t0
+        bad = nonfinite(outputs, session.output_names)
+        if len(prepared) == 1:
+            only = prepared[0]
+            run = session.run
+
+            def call() -> object:
+                return run(only)
+        else:
+            feeds = itertools.cycle(prepared)
+
+            def call() -> object:
+                return session.run(next(feeds))
+
+        timing = measure(call, case.plan, clock)
+        return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak_rss(), bad)
+    finally:
+        session.close()
+
+
+def reset_peak_rss() -> int | None:
+    """Current resident memory in bytes, after resetting the kernel's high-water mark where Linux allows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kb("VmRSS") * 1024
+    except OSError:
+        return None
+
+
+def peak_rss() -> int | None:
+    """Peak resident memory of this process in bytes (since the last reset, on Linux)."""
+    try:
+        return _status_kb("VmHWM") * 1024
+    except OSError:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")

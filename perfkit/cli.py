@@ -1,0 +1,194 @@
+"""The command line: the only place that prints or exits. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+FORMATS = ("table", "json", "csv", "markdown")  # kept here too so --help does not import the renderers
+EXIT_USER_ERROR, EXIT_ROW_FAILED = 2, 3
+
+
+class PerfkitGroup(click.Group):
+    """Turns a PerfkitError into one line on stderr and exit 2; --debug (or PERFKIT_DEBUG=1) shows tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        from perfkit.errors import PerfkitError
+
+        try:
+            return super().invoke(ctx)
+        except PerfkitError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"perfkit: error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.echo("perfkit: interrupted; rows measured so far are kept in the results folder", err=True)
+            sys.exit(130)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get("perfkit.debug")) or os.environ.get("PERFKIT_DEBUG") == "1"
+
+
+def _set_debug(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        ctx.meta["perfkit.debug"] = True
+
+
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                            help="Show tracebacks instead of one-line errors.")
+results_option = click.option("--results-dir", default=lambda: os.environ.get("PERFKIT_RESULTS", "results"),
+                              show_default="results (or $PERFKIT_RESULTS)", help="Where runs are kept.")
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+
+
+@click.group(cls=PerfkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
+@click.version_option(package_name="perfkit")
+def main() -> None:
+    """How fast is this model, how fast can it get, and what does that cost in accuracy?"""
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-t", "--target", "targets", multiple=True, default=("ort:cpu",), show_default=True,
+              help="BACKEND:DEVICE[,KEY=VALUE…], e.g. ort:cpu, ort:cuda,device_id=0 (repeatable).")
+@click.option("-b", "--batch", help="Batch sizes to sweep, one row each: 1,8,32.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
+@click.option("--inputs", type=click.Path(), help="Feed this .npz (one array per input) or .npy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: onnxruntime's).")
+@click.option("--opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all",
+              show_default=True, help="onnxruntime graph optimization level.")
+@click.option("--allow-fallback", is_flag=True, help="Run on the available provider if the asked one is missing.")
+@click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
+@click.option("--min-time", type=click.FloatRange(min=0), help="Seconds of timing at least [2].")
+@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing at most [20].")
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds before a case counts as hung [300].")
+@click.option("--no-isolate", is_flag=True, help="Run cases in this process (faster start, no crash safety).")
+@click.option("--no-save", is_flag=True, help="Keep nothing in the results folder.")
+@format_option
+@output_option
+@results_option
+@debug_option
+def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
+          min_time, max_time, timeout, no_isolate, no_save, fmt, output, results_dir) -> None:
+    """Measure MODEL (an .onnx file) on onnxruntime and print the figures."""
+    from dataclasses import replace
+
+    from perfkit.spec import QUICK_PLAN, Plan, make_spec, parse_batches
+
+    plan = QUICK_PLAN if quick else Plan()
+    overrides = {"min_time_s": min_time, "max_time_s": max_time, "timeout_s": timeout}
+    plan = replace(plan, isolate=not no_isolate, **{k: v for k, v in overrides.items() if v is not None})
+    if plan.max_time_s < plan.min_time_s:
+        plan = replace(plan, min_time_s=plan.max_time_s)
+    spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
+                     shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
+                     allow_fallback=allow_fallback, results_dir=None if no_save else results_dir)
+    _run_and_print(spec, fmt, output)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
+@format_option
+@results_option
+@debug_option
+def demo(quick, fmt, results_dir) -> None:
+    """Build a small CNN locally (no download) and benchmark it at batch 1 and 8."""
+    from perfkit.examples import write
+    from perfkit.spec import QUICK_PLAN, Plan, make_spec
+
+    path = write("cnn", os.path.join(".perfkit-cache", "examples"))
+    click.echo(f"built {path} (a 2-layer CNN, 32x32 RGB input, random weights)", err=True)
+    spec = make_spec(path, batch=(1, 8), plan=QUICK_PLAN if quick else Plan(), results_dir=results_dir)
+    _run_and_print(spec, fmt, None)
+
+
+def _run_and_print(spec, fmt: str, output: str | None) -> None:
+    from perfkit import bench as bench_module
+
+    stderr_tty = sys.stderr.isatty()
+    if stderr_tty:
+        from rich.console import Console
+
+        with Console(stderr=True).status("loading…") as status:
+            report = bench_module.run(spec, on_progress=status.update, command=tuple(sys.argv))
+    else:
+        report = bench_module.run(spec, command=tuple(sys.argv))
+    _emit(report, fmt, output)
+    if spec.results_dir:
+        click.echo(f"saved run {report.run_id} in {spec.results_dir}/", err=True)
+    if report.failed:
+        sys.exit(EXIT_ROW_FAILED)
+
+
+def _emit(report, fmt: str, output: str | None) -> None:
+    from perfkit.render import render
+
+    if output:
+        from pathlib import Path
+
+        from perfkit.store import write_atomic
+
+        write_atomic(Path(output), render(report, fmt, width=200))
+        click.echo(f"wrote {output}", err=True)
+        return
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((200, 24)).columns if tty else 200
+    click.echo(render(report, fmt, width=width, color=tty), nl=False)
+
+
+@main.command()
+@click.argument("run", default="latest")
+@format_option
+@output_option
+@results_option
+@debug_option
+def show(run, fmt, output, results_dir) -> None:
+    """Re-render a stored RUN (an id, an id prefix, 'latest' or a .json path)."""
+    from perfkit.store import Store
+
+    _emit(Store(results_dir).load(run), fmt, output)
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@results_option
+@debug_option
+def runs(limit, results_dir) -> None:
+    """List stored runs, newest first."""
+    from perfkit.store import Store
+
+    rows = Store(results_dir).runs(limit)
+    if not rows:
+        click.echo(f"no runs in {results_dir}/ yet — try `perfkit demo`")
+        return
+    click.echo(f"{'run':<24} {'created':<25} {'rows':>4}  {'state':<10} model")
+    for r in rows:
+        state = "complete" if r.complete else "incomplete"
+        click.echo(f"{r.run_id:<24} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+def env(fmt) -> None:
+    """Print the environment fingerprint that every run records."""
+    import dataclasses
+    import json
+
+    from perfkit.env import describe, fingerprint
+
+    e = fingerprint()
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(e), indent=1))
+        return
+    for label, value in describe(e):
+        click.echo(f"{label:>14}  {value}")

@@ -1,0 +1,112 @@
+"""The environment fingerprint recorded with every result: hardware, software, providers, commit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+
+# The CPU features that decide which kernels onnxruntime can use (fp16, int8 dot products, AMX tiles).
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
+PACKAGES = ("perfkit", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "onnxconverter-common")
+
+
+@dataclass(frozen=True)
+class Environment:
+    cpu_model: str
+    cpu_flags: tuple[str, ...]
+    logical_cores: int
+    physical_cores: int | None
+    os: str
+    python: str
+    packages: dict[str, str] = field(default_factory=dict)
+    providers: tuple[str, ...] = ()
+    git_commit: str | None = None
+    load_average: float | None = None  # 1-minute load when the run started: a busy machine times badly
+
+
+def fingerprint(cwd: str | None = None) -> Environment:
+    cpu_model, flags, physical = _cpuinfo()
+    return Environment(
+        cpu_model=cpu_model, cpu_flags=flags, logical_cores=os.cpu_count() or 1, physical_cores=physical,
+        os=platform.platform(), python=platform.python_version(), packages=installed_packages(),
+        providers=_providers(), git_commit=_git_commit(cwd), load_average=_load(),
+    )
+
+
+def installed_packages() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def conflicting_runtimes(packages: dict[str, str]) -> str | None:
+    """Both onnxruntime and onnxruntime-gpu installed: they share one module and the GPU one loses."""
+    if "onnxruntime" in packages and "onnxruntime-gpu" in packages:
+        return ("onnxruntime and onnxruntime-gpu are both installed; the CUDA provider may be missing — "
+                "pip uninstall onnxruntime onnxruntime-gpu, then install only perfkit[gpu]")
+    return None
+
+
+def _cpuinfo() -> tuple[str, tuple[str, ...], int | None]:
+    model, flags, cores = platform.processor() or platform.machine(), set(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return model, (), None
+    physical_id = "0"
+    for line in text.splitlines():
+        key, _, value = (p.strip() for p in line.partition(":"))
+        if key in ("model name", "Model", "Hardware") and value:
+            model = value
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+        elif key == "physical id":
+            physical_id = value
+        elif key == "core id":
+            cores.add((physical_id, value))
+    return model, tuple(f for f in CPU_FLAGS if f in flags), len(cores) or None
+
+
+def _providers() -> tuple[str, ...]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return ()
+    return tuple(onnxruntime.get_available_providers())
+
+
+def _git_commit(cwd: str | None) -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def describe(env: Environment) -> list[tuple[str, str]]:
+    """Label/value pairs for printing."""
+    cores = f"{env.logical_cores} logical" + (f", {env.physical_cores} physical" if env.physical_cores else "")
+    return [
+        ("CPU", env.cpu_model), ("cores", cores), ("CPU flags", " ".join(env.cpu_flags) or "-"),
+        ("OS", env.os), ("Python", f"{env.python} ({sys.implementation.name})"),
+        *[(name, version) for name, version in env.packages.items()],
+        ("providers", ", ".join(env.providers) or "onnxruntime not installed"),
+        ("git commit", env.git_commit or "-"),
+        ("load average", f"{env.load_average:.2f}" if env.load_average is not None else "-"),
+    ]

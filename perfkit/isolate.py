@@ -1,0 +1,66 @@
+"""Run one function in a spawned worker with a timeout: a crash, a kill or a hang becomes CaseFailed."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from perfkit.errors import CaseFailed, PerfkitError
+
+T = TypeVar("T")
+
+
+def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
+    """fn(arg) in a fresh process; its PerfkitError is raised here again, anything else is CaseFailed."""
+    ctx = mp.get_context("spawn")  # fork would copy this process's threads and onnxruntime state
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_child, args=(sender, fn, arg), daemon=True)
+    worker.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise CaseFailed(f"timed out after {timeout_s:g} s (hung?) — raise --timeout if it is just slow")
+        try:
+            kind, payload = receiver.recv()
+        except EOFError:
+            worker.join(5)
+            raise CaseFailed(describe_exit(worker.exitcode)) from None
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        worker.join(5)
+        receiver.close()
+    if kind == "user":
+        raise PerfkitError(*payload)
+    if kind == "error":
+        raise CaseFailed(payload)
+    return payload
+
+
+def _child(sender, fn, arg) -> None:
+    try:
+        message = ("ok", fn(arg))
+    except PerfkitError as exc:
+        message = ("user", (exc.subject, exc.what, exc.fix))
+    except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
+        message = ("error", one_line(exc))
+    sender.send(message)
+    sender.close()
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "worker vanished without an exit code"
+    if code < 0:
+        name = signal.Signals(-code).name
+        if name == "SIGKILL":
+            return "killed (SIGKILL — out of memory?)"
+        return f"crashed ({name})"
+    return f"worker exited with code {code} before reporting"

@@ -1,0 +1,196 @@
+"""A model on disk: what format it is, its content digest and lineage, its signature, and safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perfkit.errors import PerfkitError
+
+if TYPE_CHECKING:
+    import onnx
+
+# Where each format comes from, and the way from there to ONNX: said to the user when we cannot load it.
+NATIVE_HINTS = {
+    "pickle": "a Python pickle (scikit-learn or a full PyTorch module); convert it to ONNX with skl2onnx "
+              "or torch.onnx.export",
+    "torch-zip": "a PyTorch archive; export it with torch.onnx.export(model, args, 'model.onnx')",
+    "keras": "a Keras model; export it with tf2onnx or keras' model.export(..., format='onnx')",
+    "hdf5": "an HDF5 file (Keras .h5); convert it with tf2onnx",
+    "savedmodel": "a TensorFlow SavedModel; convert it with python -m tf2onnx.convert --saved-model DIR",
+    "mlflow": "an MLflow model folder; point perfkit at the ONNX file of an onnx-flavored model",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output: name, element type, and shape (ints, dim names, None for unnamed dims)."""
+
+    name: str
+    dtype: str  # numpy-style name: float32, int64, bool, string, bfloat16, …
+    shape: tuple[int | str | None, ...] | None  # None: rank unknown
+    kind: str = "tensor"  # tensor, sequence, map, optional: only tensors can be synthesised
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model file and how it came to be; a variant is a Model with a longer lineage."""
+
+    path: str
+    format: str
+    digest: str
+    lineage: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.lineage) or "base"
+
+
+def detect_format(path: Path) -> str:
+    """Format from the folder layout, the suffix and the file's first bytes; never runs the file."""
+    if path.is_dir():
+        if (path / "MLmodel").is_file():
+            return "mlflow"
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        return "directory"
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile:
+            return "zip"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch-zip"
+        if "config.json" in names and any(n.endswith(".h5") for n in names):
+            return "keras"
+        return "zip"
+    return "onnx"
+
+
+def file_digest(paths: list[Path]) -> str:
+    """sha256 of the files' contents, in the order given."""
+    h = hashlib.sha256()
+    for p in paths:
+        with p.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def open_onnx(path_text: str) -> tuple[Model, onnx.ModelProto]:
+    """Check an ONNX file thoroughly without running it; external data is located but not loaded."""
+    path = Path(path_text)
+    if not path.exists():
+        raise PerfkitError(path_text, "no such file", "check the path")
+    fmt = detect_format(path)
+    if fmt == "directory":
+        raise PerfkitError(path_text, "is a directory", "give the .onnx file inside it")
+    if fmt in NATIVE_HINTS:
+        raise PerfkitError(path_text, f"is {NATIVE_HINTS[fmt].split(';')[0]}, not ONNX",
+                           NATIVE_HINTS[fmt].split("; ", 1)[1])
+    if path.stat().st_size == 0:
+        raise PerfkitError(path_text, "the file is empty", "re-export or re-download the model")
+    proto = _parse(path)
+    data_files = _external_data_files(proto, path)
+    model = Model(str(path), "onnx", file_digest([path, *data_files]))
+    return model, proto
+
+
+def _parse(path: Path) -> onnx.ModelProto:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise PerfkitError(str(path), f"{_what_it_looks_like(path)} ({type(exc).__name__})",
+                           "give a binary .onnx file; re-export it if it was cut short") from None
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise PerfkitError(str(path), f"{_what_it_looks_like(path)}: no ONNX graph in it",
+                           "give a binary .onnx file exported by a framework")
+    newest = onnx.defs.onnx_opset_version()
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > newest:
+            raise PerfkitError(str(path), f"opset {imp.version} is newer than this onnx knows (≤ {newest})",
+                               "upgrade onnx and onnxruntime, or re-export with an older opset")
+    return proto
+
+
+def _what_it_looks_like(path: Path) -> str:
+    with path.open("rb") as f:
+        head = f.read(4096)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a valid ONNX protobuf (corrupt or truncated)"
+    if text and all(c.isprintable() or c in "\t\n\r" for c in text):
+        return "a text file, not a binary ONNX model"
+    return "not a valid ONNX protobuf (corrupt or truncated)"
+
+
+def _external_data_files(proto: onnx.ModelProto, path: Path) -> list[Path]:
+    """Every external-data file the model names, checked to exist inside the model's folder."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.resolve().parent
+    files: dict[Path, int] = {}
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        target = (folder / info.location).resolve()
+        if Path(info.location).is_absolute() or not target.is_relative_to(folder):
+            raise PerfkitError(str(path), f"external data '{info.location}' points outside the model's folder",
+                               "keep external data files beside the model (onnx.save_model(..., "
+                               "location='NAME.data'))")
+        if not target.is_file():
+            raise PerfkitError(str(path), f"missing external data file '{info.location}'",
+                               "copy it next to the model")
+        end = (info.offset or 0) + (info.length or 0)
+        files[target] = max(files.get(target, 0), end)
+    for target, end in files.items():
+        if target.stat().st_size < end:
+            raise PerfkitError(str(path), f"external data file '{target.name}' is shorter than the model says",
+                               "copy the complete file next to the model")
+    return sorted(files)
+
+
+def read_signature(proto: onnx.ModelProto) -> Signature:
+    """Inputs (initializers excluded) and outputs with their declared types and shapes."""
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = tuple(_tensor_info(v) for v in proto.graph.input if v.name not in initializers)
+    outputs = tuple(_tensor_info(v) for v in proto.graph.output)
+    return Signature(inputs, outputs)
+
+
+def _tensor_info(value) -> TensorInfo:
+    from onnx import TensorProto
+
+    kind = value.type.WhichOneof("value") or "unknown"
+    if kind != "tensor_type":
+        return TensorInfo(value.name, "", None, kind.removesuffix("_type"))
+    tt = value.type.tensor_type
+    dtype = TensorProto.DataType.Name(tt.elem_type).lower()
+    dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
+    if not tt.HasField("shape"):
+        return TensorInfo(value.name, dtype, None)
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+    )
+    return TensorInfo(value.name, dtype, dims)

@@ -1,0 +1,146 @@
+"""Renderers: Report -> text as a rich table, markdown, csv or json."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from perfkit.report import Report, Result, to_json
+from perfkit.stats import required_n
+
+FORMATS = ("table", "json", "csv", "markdown")
+STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "invalid": "red"}
+COLUMNS = ("variant", "target", "ran on", "batch", "median ± CI", "p90", "p99", "CV", "items/s", "load",
+           "first call", "peak RSS", "status")
+
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if abs(ns) >= scale:
+            value = ns / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def fmt_rate(rate: float | None) -> str:
+    if rate is None:
+        return "n/a"
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def _ran_on(r: Result) -> str:
+    if not r.providers:
+        return "-"
+    name = r.providers[0].removesuffix("ExecutionProvider")
+    return f"{name} (fallback)" if r.fallback else name
+
+
+def cells(r: Result) -> list[str]:
+    """The table row for one result, as text."""
+    s, m = r.summary, r.measurement
+    if s is None or m is None:
+        return [r.model.label, r.target.label, _ran_on(r), str(r.batch), *["-"] * 8, r.status]
+    ci = max(s.median - s.ci_low, s.ci_high - s.median) / s.median if s.ci_low is not None and s.median else None
+    median = fmt_ns(s.median) + (" (no CI, n<6)" if ci is None else " ±<0.1%" if ci < 0.001 else f" ±{ci:.1%}")
+    return [
+        r.model.label, r.target.label, _ran_on(r), str(r.batch), median,
+        fmt_ns(s.p90) if s.p90 is not None else f"n/a (need ≥ {required_n(90)})",
+        fmt_ns(s.p99) if s.p99 is not None else f"n/a (need ≥ {required_n(99)})",
+        f"{s.cv:.1%}", fmt_rate(r.throughput), fmt_ns(m.load_ns), fmt_ns(m.first_call_ns),
+        fmt_bytes(m.peak_rss_bytes), r.status,
+    ]
+
+
+def notes(report: Report) -> list[str]:
+    """Warnings and reasons under the table, each naming the row it belongs to."""
+    out = [f"warning: {w}" for w in report.warnings]
+    for i, r in enumerate(report.results, 1):
+        if r.reason:
+            out.append(f"row {i} {r.status}: {r.reason}")
+        out.extend(f"row {i}: {w}" for w in r.warnings)
+    if not report.complete:
+        out.append("warning: this run did not finish; the rows above are all it measured")
+    return out
+
+
+def render_table(report: Report, width: int = 160, color: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"perfkit run {report.run_id} — {report.spec.model}", title_justify="left")
+    for name in COLUMNS:
+        table.add_column(name, justify="right" if name not in ("variant", "target", "ran on", "status") else "left",
+                         no_wrap=name in ("median ± CI", "status"))
+    for r in report.results:
+        row = cells(r)
+        row[-1] = f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+        table.add_row(*row)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    console.print(table)
+    n_samples = [r.summary.n for r in report.results if r.summary]
+    if n_samples:
+        console.print(f"n = {min(n_samples)}–{max(n_samples)} timed calls per row after warm-up; "
+                      "CI: 95 % interval of the median", style="dim", markup=False)
+    for line in notes(report):
+        console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)
+    return buffer.getvalue()
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"**perfkit run {report.run_id}** — `{report.spec.model}`", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in report.results]
+    lines += [""] + [f"- {n}" for n in notes(report)]
+    return "\n".join(lines) + "\n"
+
+
+def flat_rows(report: Report) -> list[dict[str, object]]:
+    """One flat dict per result, times in ns: for csv and DataFrames."""
+    rows = []
+    for r in report.results:
+        s, m = r.summary, r.measurement
+        rows.append({
+            "run_id": report.run_id, "variant": r.model.label, "model": r.model.path, "digest": r.model.digest,
+            "target": r.target.label, "providers": ";".join(r.providers), "fallback": r.fallback,
+            "batch": r.batch, "status": r.status, "reason": r.reason,
+            "n": s and s.n, "median_ns": s and s.median, "ci_low_ns": s and s.ci_low, "ci_high_ns": s and s.ci_high,
+            "mean_ns": s and s.mean, "stdev_ns": s and s.stdev, "cv": s and s.cv, "p90_ns": s and s.p90,
+            "p99_ns": s and s.p99, "min_ns": s and s.min, "max_ns": s and s.max, "items_per_s": r.throughput,
+            "load_ns": m and m.load_ns, "first_call_ns": m and m.first_call_ns,
+            "peak_rss_bytes": m and m.peak_rss_bytes, "warnings": " | ".join(r.warnings),
+        })
+    return rows
+
+
+def render_csv(report: Report) -> str:
+    rows = flat_rows(report)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def render(report: Report, fmt: str, width: int = 160, color: bool = False) -> str:
+    if fmt == "table":
+        return render_table(report, width, color)
+    if fmt == "markdown":
+        return render_markdown(report)
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "json":
+        return to_json(report) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,126 @@
+"""Result and Report: what one run found, as dataclasses inside and versioned JSON at the edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfkit.env import Environment
+from perfkit.errors import PerfkitError
+from perfkit.model import Model
+from perfkit.spec import BenchSpec, Target
+from perfkit.stats import Summary
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "skipped", "failed", "invalid")  # invalid: it ran, but its outputs cannot be trusted
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Raw figures of one case, in ns and bytes; warm-up is counted but never in `samples_ns`."""
+
+    samples_ns: tuple[int, ...]
+    warmup_calls: int
+    warmup_ns: int
+    load_ns: int
+    first_call_ns: int
+    harness_ns: float
+    resolution_ns: float
+    base_rss_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row: a model variant on a target with a workload."""
+
+    model: Model
+    target: Target
+    batch: int
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    status: str
+    reason: str = ""
+    providers: tuple[str, ...] = ()  # what onnxruntime actually ran, never what was asked
+    fallback: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+    measurement: Measurement | None = None
+    summary: Summary | None = None
+    throughput: float | None = None  # items per second at the median
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    created: str
+    spec: BenchSpec
+    environment: Environment
+    results: tuple[Result, ...] = ()
+    warnings: tuple[str, ...] = ()
+    complete: bool = False  # False while running, and for ever if the run was interrupted
+    command: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status in ("failed", "invalid") for r in self.results)
+
+    def to_frame(self):
+        """One row per result as a pandas DataFrame (times in ns)."""
+        import pandas as pd
+
+        from perfkit.render import flat_rows
+
+        return pd.DataFrame(flat_rows(self))
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(dataclasses.asdict(report), indent=1, allow_nan=False)
+
+
+def from_json(text: str, source: str) -> Report:
+    try:
+        data = json.loads(text)
+        version = data.get("schema_version")
+    except (ValueError, AttributeError):
+        raise PerfkitError(source, "not a perfkit run file (bad JSON)", "give a run id from `perfkit runs`") from None
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise PerfkitError(source, f"schema version {version!r} is not one this perfkit reads (≤ {SCHEMA_VERSION})",
+                           "upgrade perfkit")
+    for old in range(version, SCHEMA_VERSION):
+        data = UPGRADES[old](data)
+    try:
+        return _build(Report, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PerfkitError(source, f"run file does not match schema {SCHEMA_VERSION} ({exc})",
+                           "it may be damaged; rerun the benchmark") from None
+
+
+# schema N -> N+1, applied in order on load, so old runs stay readable after the format moves on.
+UPGRADES: dict[int, typing.Callable[[dict], dict]] = {}
+
+
+def _build(tp: Any, data: Any) -> Any:
+    """Rebuild a value of type `tp` from its JSON form (dataclasses, tuples, dicts, optionals)."""
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp) if f.init}
+        return tp(**{k: _build(hints[k], v) for k, v in data.items() if k in known})
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        return _build(next(a for a in args if a is not type(None)), data)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in data)
+        return tuple(_build(a, v) for a, v in zip(args, data, strict=True))
+    if origin is dict:
+        return dict(data)
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data

@@ -1,0 +1,135 @@
+"""What to benchmark: BenchSpec, Target, Workload, Plan, and the parsers for their command-line forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from perfkit.errors import PerfkitError
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a model runs: a backend, a device on it, and the session options that change speed."""
+
+    backend: str = "ort"
+    device: str = "cpu"
+    provider_options: tuple[tuple[str, str], ...] = ()
+    threads: int | None = None  # None: the backend's own default (onnxruntime: one per physical core)
+    opt_level: str = "all"  # onnxruntime's own default graph optimization level
+
+    @property
+    def label(self) -> str:
+        opts = "".join(f",{k}={v}" for k, v in self.provider_options)
+        return f"{self.backend}:{self.device}{opts}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to feed: values for free dims, whole shapes, a seed, or the user's own data."""
+
+    batch: int | None = None  # fills each input's free first dim; None: the default of 1
+    dims: tuple[tuple[str, int], ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    inputs: str | None = None  # .npz / .npy with the user's data
+    seed: int = 0
+    distinct_feeds: int = 1  # feeds cycled while timing; 1 keeps the loop as tight as a bare session.run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to time one case. Every default says why it is that number."""
+
+    warmup_calls: int = 10  # enough for lazy allocations, thread-pool spin-up and caches to settle
+    warmup_time_s: float = 1.0  # and long enough for CPU frequency scaling to reach a steady clock
+    warmup_max_s: float = 10.0  # but a model slower than 1 s a call is not warmed for 10 calls
+    min_rounds: int = 30  # the fewest samples that give a usable interval for the median
+    min_time_s: float = 2.0  # measure across a couple of seconds so a brief stall cannot dominate
+    max_time_s: float = 20.0  # a slow model stops here whatever its count
+    max_rounds: int = 20_000  # 200 samples in the p99 tail; bounds the raw samples kept per row
+    timeout_s: float = 300.0  # a case (load + warm-up + timing) taking longer is treated as hung
+    isolate: bool = True  # each case in a spawned worker, so a crash or hang is one failed row
+
+
+QUICK_PLAN = Plan(warmup_calls=3, warmup_time_s=0.2, warmup_max_s=2.0, min_rounds=10,
+                  min_time_s=0.3, max_time_s=3.0, max_rounds=5_000)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One whole `perfkit bench`: a model, where to run it, what to feed, how to time, where to keep it."""
+
+    model: str
+    targets: tuple[Target, ...] = (Target(),)
+    workloads: tuple[Workload, ...] = (Workload(),)
+    plan: Plan = field(default_factory=Plan)
+    allow_fallback: bool = False
+    results_dir: str | None = "results"  # None: keep nothing
+
+
+def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
+    """`ort:cpu`, `ort:cuda,device_id=0`, `cuda` (backend ort implied)."""
+    head, *opts = [p.strip() for p in text.split(",")]
+    backend, _, device = head.partition(":")
+    if not device:
+        backend, device = "ort", backend
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", backend) or not re.fullmatch(r"[a-z][a-z0-9_-]*", device):
+        raise PerfkitError(f"--target {text}", "not a target", "write BACKEND:DEVICE, e.g. ort:cpu or ort:cuda")
+    pairs = []
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq or not key:
+            raise PerfkitError(f"--target {text}", f"option '{opt}' is not KEY=VALUE",
+                               "write provider options as ort:cuda,device_id=0")
+        pairs.append((key.strip(), value.strip()))
+    return Target(backend, device, tuple(pairs), threads, check_opt_level(opt_level))
+
+
+def check_opt_level(level: str) -> str:
+    if level not in OPT_LEVELS:
+        raise PerfkitError(f"--opt-level {level}", "unknown level", f"use one of {', '.join(OPT_LEVELS)}")
+    return level
+
+
+def parse_dim(text: str) -> tuple[str, int]:
+    """`batch=8` -> ("batch", 8)."""
+    name, eq, value = text.partition("=")
+    if not eq or not name or not value.strip().isdigit():
+        raise PerfkitError(f"--dim {text}", "not NAME=VALUE", "write e.g. --dim batch=8 --dim sequence=128")
+    return name.strip(), int(value)
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`x=1x3x224x224` -> ("x", (1, 3, 224, 224)); `x=` is a scalar."""
+    name, eq, dims = text.rpartition("=")
+    parts = dims.split("x") if dims else []
+    if not eq or not name or not all(p.isdigit() for p in parts):
+        raise PerfkitError(f"--shape {text}", "not INPUT=D1xD2x…", "write e.g. --shape pixel_values=1x3x224x224")
+    return name, tuple(int(p) for p in parts)
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """`1,8,32` -> (1, 8, 32)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise PerfkitError(f"--batch {text}", "not a list of sizes", "write e.g. --batch 1,8,32")
+    return tuple(int(p) for p in parts)
+
+
+def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tuple[int, ...] = (),
+              dims: tuple[str, ...] = (), shapes: tuple[str, ...] = (), inputs: str | None = None,
+              seed: int = 0, threads: int | None = None, opt_level: str = "all", plan: Plan | None = None,
+              allow_fallback: bool = False, results_dir: str | None = "results") -> BenchSpec:
+    """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
+    if batch and inputs:
+        raise PerfkitError(f"--inputs {inputs}", "--batch cannot resize data you supplied",
+                           "drop --batch, or give one data file per batch size")
+    parsed_dims = tuple(parse_dim(d) for d in dims)
+    parsed_shapes = tuple(parse_shape(s) for s in shapes)
+    base = Workload(dims=parsed_dims, shapes=parsed_shapes, inputs=inputs, seed=seed)
+    workloads = tuple(replace(base, batch=b) for b in batch) or (base,)
+    parsed_targets = tuple(parse_target(t, threads=threads, opt_level=opt_level) for t in targets)
+    return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir)

@@ -1,0 +1,218 @@
+"""Turn a signature and a Workload into concrete shapes and seeded feeds, or validate the user's data.
+
+Synthetic values (documented in the README):
+- floating point (float16/32/64, bfloat16, float8): uniform in [0, 1) — non-negative, safe for log and sqrt;
+- integers (int8…int64, uint8…uint64): uniform in [1, 8] — never 0 (divisions, attention masks), small
+  enough to index any embedding or lookup table;
+- bool: True or False with equal odds;
+- strings and anything else: not synthesised; the user gives data with --inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perfkit.errors import PerfkitError
+from perfkit.model import Signature, TensorInfo
+from perfkit.spec import Workload
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BATCH_DEFAULT = 1  # a free first dim is the batch; one item is the latency a single request sees
+OTHER_DIM_DEFAULT = 32  # any other free dim (sequence, image side); a stated size, overridable with --dim
+INT_LOW, INT_HIGH = 1, 8  # inclusive range of synthetic integers
+FLOAT_TYPES = {"float16", "float32", "float64", "bfloat16", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2",
+               "float8e5m2fnuz"}
+INT_TYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Every input's concrete shape, the items one call processes, and the free dims that were filled."""
+
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    batch: int
+    filled: tuple[str, ...]  # "batch=1", "x[1]=32": dims given a default value, named for the warning
+
+
+def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
+    """Concrete shapes from --batch, --dim and --shape, documented defaults for the rest."""
+    names = {i.name for i in sig.inputs}
+    for name, _ in wl.shapes:
+        if name not in names:
+            raise PerfkitError(f"--shape {name}", "no such input", f"the inputs are: {', '.join(sorted(names))}")
+    dims = dict(wl.dims)
+    given = dict(wl.shapes)
+    batch_names = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], str)}
+    all_names = {d for i in sig.inputs for d in (i.shape or ()) if isinstance(d, str)}
+    for name in dims:
+        if name not in all_names:
+            raise PerfkitError(f"--dim {name}", "no input has a dim of that name",
+                               f"named dims are: {', '.join(sorted(all_names)) or 'none'}")
+        if wl.batch is not None and name in batch_names:
+            raise PerfkitError(f"--dim {name}", "is the batch dim, also set by --batch", "give only one of them")
+    values: dict[str, int] = {}
+    filled: list[str] = []
+    out = []
+    for info in sig.inputs:
+        _check_feedable(info, subject)
+        if info.name in given:
+            shape = _match_given(info, given[info.name], values)
+        else:
+            shape = tuple(_fill(info, pos, dim, wl.batch, dims, values, filled) for pos, dim in enumerate(info.shape))
+        out.append((info.name, shape))
+    return Shapes(tuple(out), _items_per_call(wl.batch, [s for _, s in out]), tuple(filled))
+
+
+def _check_feedable(info: TensorInfo, subject: str) -> None:
+    if info.kind != "tensor":
+        raise PerfkitError(subject, f"input '{info.name}' is a {info.kind}, not a tensor",
+                           "perfkit feeds tensor inputs only")
+    if info.shape is None:
+        raise PerfkitError(subject, f"input '{info.name}' has unknown rank",
+                           f"give its shape with --shape {info.name}=D1xD2x…")
+
+
+def _fill(info: TensorInfo, pos: int, dim, batch: int | None, dims: dict, values: dict, filled: list) -> int:
+    if isinstance(dim, int):
+        if pos == 0 and batch is not None and dim != batch:
+            raise PerfkitError(f"--batch {batch}", f"input '{info.name}' has a fixed first dim of {dim}",
+                               "re-export the model with a dynamic batch axis, or drop --batch")
+        return dim
+    if pos == 0 and batch is not None:
+        value = batch
+    elif dim in dims:
+        value = dims[dim]
+    elif dim in values:
+        return values[dim]
+    else:
+        value = BATCH_DEFAULT if pos == 0 else OTHER_DIM_DEFAULT
+        filled.append(f"{dim}={value}" if dim else f"{info.name}[{pos}]={value}")
+    if dim:
+        values[dim] = value
+    return value
+
+
+def _match_given(info: TensorInfo, shape: tuple[int, ...], values: dict) -> tuple[int, ...]:
+    if info.shape is not None and len(shape) != len(info.shape):
+        raise PerfkitError(f"--shape {info.name}", f"has rank {len(shape)}, the model's input has rank "
+                           f"{len(info.shape)} ({_show(info.shape)})", "give one size per dim")
+    for want, got in zip(info.shape or (), shape, strict=False):
+        if isinstance(want, int) and want != got:
+            raise PerfkitError(f"--shape {info.name}", f"conflicts with the model's fixed shape {_show(info.shape)}",
+                               "keep the fixed dims as they are")
+        if isinstance(want, str):
+            values.setdefault(want, got)
+    return shape
+
+
+def _items_per_call(batch: int | None, shapes: list[tuple[int, ...]]) -> int:
+    """Items one call processes: the batch when set, else the shared first dim of inputs of rank >= 2."""
+    if batch is not None:
+        return batch
+    firsts = {s[0] for s in shapes if len(s) >= 2}
+    return firsts.pop() if len(firsts) == 1 else 1
+
+
+def _show(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+
+
+def numpy_dtype(name: str):
+    """The numpy dtype for an ONNX element type name; bfloat16 and float8 come from ml_dtypes."""
+    import numpy as np
+
+    if name in ("bfloat16",) or name.startswith("float8"):
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name.replace("float8", "float8_")))
+    if name == "string":
+        return np.dtype(np.str_)
+    return np.dtype(name)
+
+
+def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1) -> list[dict[str, np.ndarray]]:
+    """`count` seeded feeds; the same seed gives the same values for every variant and every run."""
+    import numpy as np
+
+    infos = {i.name: i for i in sig.inputs}
+    feeds = []
+    for k in range(count):
+        rng = np.random.default_rng([seed, k])
+        feed = {}
+        for name, shape in shapes.shapes:
+            dtype = infos[name].dtype
+            if dtype in FLOAT_TYPES:
+                feed[name] = rng.random(shape, dtype=np.float32).astype(numpy_dtype(dtype))
+            elif dtype in INT_TYPES:
+                feed[name] = rng.integers(INT_LOW, INT_HIGH, shape, endpoint=True).astype(dtype)
+            elif dtype == "bool":
+                feed[name] = rng.random(shape) < 0.5
+            else:
+                raise PerfkitError(name, f"perfkit cannot synthesise {dtype} inputs",
+                                   "give data with --inputs data.npz (one array per input name)")
+        feeds.append(feed)
+    return feeds
+
+
+def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], Shapes]:
+    """Read the user's .npz/.npy without unpickling and check it against the signature."""
+    import numpy as np
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise PerfkitError(path_text, "no such file" if not path.exists() else "not a file", "check the path")
+    try:
+        with np.load(path, allow_pickle=False) as loaded:
+            arrays = dict(loaded.items())
+    except AttributeError:  # a .npy gives an array, not a context manager
+        arrays = _single_npy(path, sig)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise PerfkitError(path_text, "holds a pickled (object) array, which perfkit will not load",
+                               "save plain numeric or string arrays with np.savez") from None
+        raise PerfkitError(path_text, f"not a readable .npz/.npy file ({exc})", "save it with np.savez") from None
+    except (OSError, EOFError) as exc:
+        raise PerfkitError(path_text, f"not a readable .npz/.npy file ({type(exc).__name__})",
+                           "save it with np.savez(path, name=array, …)") from None
+    return arrays, _check_arrays(path_text, arrays, sig)
+
+
+def _single_npy(path: Path, sig: Signature) -> dict:
+    import numpy as np
+
+    if len(sig.inputs) != 1:
+        raise PerfkitError(str(path), f"a .npy holds one array, the model has {len(sig.inputs)} inputs",
+                           "save all inputs by name with np.savez(path, name=array, …)")
+    return {sig.inputs[0].name: np.load(path, allow_pickle=False)}
+
+
+def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
+    import numpy as np
+
+    wanted = {i.name: i for i in sig.inputs}
+    missing, extra = sorted(wanted.keys() - arrays.keys()), sorted(arrays.keys() - wanted.keys())
+    if missing or extra:
+        raise PerfkitError(subject, f"names do not match the model's inputs (missing: {', '.join(missing) or '-'}; "
+                           f"unexpected: {', '.join(extra) or '-'})",
+                           f"save arrays named {', '.join(sorted(wanted))}")
+    values: dict[str, int] = {}
+    for name, arr in arrays.items():
+        info = wanted[name]
+        want = numpy_dtype(info.dtype) if info.dtype else None
+        if arr.dtype != want and not (info.dtype == "string" and arr.dtype.kind == "U"):
+            raise PerfkitError(subject, f"'{name}' is {arr.dtype}, the model wants {info.dtype}",
+                               f"save it as arr.astype(np.{info.dtype})" if hasattr(np, info.dtype) else
+                               f"save it as {info.dtype}")
+        if info.shape is not None:
+            ok = len(arr.shape) == len(info.shape) and all(
+                (d == g) if isinstance(d, int) else (values.setdefault(d, g) == g) if d else True
+                for d, g in zip(info.shape, arr.shape, strict=True))
+            if not ok:
+                raise PerfkitError(subject, f"'{name}' has shape {_show(arr.shape)}, the model wants "
+                                   f"{_show(info.shape)}", "save data of the model's shape (named dims must agree)")
+    shapes = tuple((i.name, tuple(arrays[i.name].shape)) for i in sig.inputs)
+    return Shapes(shapes, _items_per_call(None, [s for _, s in shapes]), ())
