@@ -63,7 +63,7 @@ def feed(signature: Signature, wl: Workload, subject: str) -> Fed:
         arrays, shapes = load_inputs(wl.inputs, signature)
         return Fed(shapes, (arrays,))
     shapes = resolve_shapes(signature, wl, subject)
-    return Fed(shapes, tuple(synthesize(signature, shapes, wl.seed, wl.distinct_feeds)))
+    return Fed(shapes, tuple(synthesize(signature, shapes, wl.seed, wl.distinct_feeds, subject)))
 
 
 def check_targets(model: Model, spec: BenchSpec) -> None:

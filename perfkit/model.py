@@ -120,7 +120,8 @@ def _parse(path: Path) -> onnx.ModelProto:
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise PerfkitError(str(path), f"{_what_it_looks_like(path)} ({type(exc).__name__})",
-                           "give a binary .onnx file; re-export it if it was cut short") from None
+                           "give a binary .onnx file as onnx.save_model writes it; re-export it if it was cut short"
+                           ) from None
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise PerfkitError(str(path), f"{_what_it_looks_like(path)}: no ONNX graph in it",
                            "give a binary .onnx file exported by a framework")

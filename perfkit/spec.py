@@ -73,8 +73,8 @@ class BenchSpec:
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
     """`ort:cpu`, `ort:cuda,device_id=0`, `cuda` (backend ort implied)."""
     head, *opts = [p.strip() for p in text.split(",")]
-    backend, _, device = head.partition(":")
-    if not device:
+    backend, colon, device = head.partition(":")
+    if not colon:
         backend, device = "ort", backend
     if not re.fullmatch(r"[a-z][a-z0-9_]*", backend) or not re.fullmatch(r"[a-z][a-z0-9_-]*", device):
         raise PerfkitError(f"--target {text}", "not a target", "write BACKEND:DEVICE, e.g. ort:cpu or ort:cuda")

@@ -61,9 +61,13 @@ def count_outliers(sorted_values: list[float], median: float) -> int:
     """Samples whose modified z-score (from the median absolute deviation) exceeds OUTLIER_Z."""
     deviations = sorted(abs(v - median) for v in sorted_values)
     mad = percentile(deviations, 50)
-    if mad == 0:
+    if mad > 0:
+        return sum(1 for d in deviations if 0.6745 * d / mad > OUTLIER_Z)
+    # Over half the samples equal the median (a coarse clock): scale by the mean absolute deviation instead.
+    mean_ad = sum(deviations) / len(deviations)
+    if mean_ad == 0:
         return 0
-    return sum(1 for d in deviations if 0.6745 * d / mad > OUTLIER_Z)
+    return sum(1 for d in deviations if d / (1.253314 * mean_ad) > OUTLIER_Z)
 
 
 def summarize(samples: list[int] | list[float]) -> Summary:
@@ -98,12 +102,12 @@ def stability_warnings(s: Summary, harness_ns: float, resolution_ns: float) -> l
         held = ""
         if s.ci_low is not None and s.median > 0:
             width = max(s.median - s.ci_low, s.ci_high - s.median) / s.median
-            held = f"; the median holds to ±{width:.1%}, the tail does not" if width < 0.02 else ""
+            held = f"; the median holds to ±{max(width, 0.001):.1%}, the tail does not" if width < 0.02 else ""
         out.append(f"unstable: CV {s.cv:.0%} (> {CV_LIMIT:.0%}){held} — close other programs, pin --threads, "
                    "or raise --min-time")
     if s.n and s.outliers / s.n > OUTLIER_SHARE:
-        out.append(f"{s.outliers} outliers of {s.n} samples ({s.outliers / s.n:.1%}) — something else ran "
-                   "during timing; rerun on a quieter machine")
+        out.append(f"{s.outliers} of {s.n} calls ({s.outliers / s.n:.1%}) far slower than the median — stalls from "
+                   "other programs or thread-pool contention; try --threads 1 or a quieter machine")
     if s.median > 0 and harness_ns / s.median > HARNESS_SHARE:
         out.append(f"harness cost {harness_ns:.0f} ns is {harness_ns / s.median:.1%} of the median — the call "
                    "is too short to time alone; compare ratios, not absolute figures")

@@ -58,7 +58,7 @@ def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
     filled: list[str] = []
     out = []
     for info in sig.inputs:
-        _check_feedable(info, subject)
+        _check_feedable(info, subject, info.name in given)
         if info.name in given:
             shape = _match_given(info, given[info.name], values)
         else:
@@ -67,11 +67,11 @@ def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
     return Shapes(tuple(out), _items_per_call(wl.batch, [s for _, s in out]), tuple(filled))
 
 
-def _check_feedable(info: TensorInfo, subject: str) -> None:
+def _check_feedable(info: TensorInfo, subject: str, shape_given: bool) -> None:
     if info.kind != "tensor":
         raise PerfkitError(subject, f"input '{info.name}' is a {info.kind}, not a tensor",
                            "perfkit feeds tensor inputs only")
-    if info.shape is None:
+    if info.shape is None and not shape_given:
         raise PerfkitError(subject, f"input '{info.name}' has unknown rank",
                            f"give its shape with --shape {info.name}=D1xD2x…")
 
@@ -118,7 +118,7 @@ def _items_per_call(batch: int | None, shapes: list[tuple[int, ...]]) -> int:
 
 
 def _show(shape) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]" if shape else "scalar"
 
 
 def numpy_dtype(name: str):
@@ -134,7 +134,8 @@ def numpy_dtype(name: str):
     return np.dtype(name)
 
 
-def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1) -> list[dict[str, np.ndarray]]:
+def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1,
+               subject: str = "") -> list[dict[str, np.ndarray]]:
     """`count` seeded feeds; the same seed gives the same values for every variant and every run."""
     import numpy as np
 
@@ -152,7 +153,7 @@ def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1) -> lis
             elif dtype == "bool":
                 feed[name] = rng.random(shape) < 0.5
             else:
-                raise PerfkitError(name, f"perfkit cannot synthesise {dtype} inputs",
+                raise PerfkitError(subject, f"input '{name}' is {dtype}; perfkit cannot synthesise {dtype} values",
                                    "give data with --inputs data.npz (one array per input name)")
         feeds.append(feed)
     return feeds
@@ -165,11 +166,19 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
     path = Path(path_text)
     if not path.is_file():
         raise PerfkitError(path_text, "no such file" if not path.exists() else "not a file", "check the path")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        what = "a pickle" if magic[:1] == b"\x80" else "not a .npz/.npy file"
+        raise PerfkitError(path_text, f"{what}; perfkit reads numpy's own formats only",
+                           "save it with np.savez(path, name=array, …)")
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            arrays = dict(loaded.items())
-    except AttributeError:  # a .npy gives an array, not a context manager
-        arrays = _single_npy(path, sig)
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy holds one array
+            arrays = _single_npy(loaded, path, sig)
+        else:
+            with loaded:
+                arrays = dict(loaded.items())
     except ValueError as exc:
         if "pickle" in str(exc):
             raise PerfkitError(path_text, "holds a pickled (object) array, which perfkit will not load",
@@ -181,13 +190,11 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
     return arrays, _check_arrays(path_text, arrays, sig)
 
 
-def _single_npy(path: Path, sig: Signature) -> dict:
-    import numpy as np
-
+def _single_npy(array, path: Path, sig: Signature) -> dict:
     if len(sig.inputs) != 1:
         raise PerfkitError(str(path), f"a .npy holds one array, the model has {len(sig.inputs)} inputs",
                            "save all inputs by name with np.savez(path, name=array, …)")
-    return {sig.inputs[0].name: np.load(path, allow_pickle=False)}
+    return {sig.inputs[0].name: array}
 
 
 def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from perfkit.errors import PerfkitError, Unsupported
@@ -55,7 +56,10 @@ class OrtBackend:
             options.intra_op_num_threads = target.threads
         provider = provider_name(target)
         try:
-            session = ort.InferenceSession(model_path, options, providers=[(provider, dict(target.provider_options))])
+            with warnings.catch_warnings():  # its "provider not available" warning: fallback is reported per row
+                warnings.simplefilter("ignore")
+                session = ort.InferenceSession(model_path, options,
+                                               providers=[(provider, dict(target.provider_options))])
         except Exception as exc:  # onnxruntime raises its own pybind classes for every load failure
             what, fix = explain_load_error(exc, provider)
             raise PerfkitError(model_path, what, fix) from None

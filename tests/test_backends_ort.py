@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from perfkit.backends import get_backend
+from perfkit.backends.ort import clean_message
+from perfkit.errors import PerfkitError
+from perfkit.spec import Target
+from tests.conftest import graph_model, tensor
+
+ORT = get_backend("ort")
+
+
+def test_session_runs_and_reports_what_ran(relu_model):
+    session = ORT.open(relu_model, Target(threads=1, opt_level="basic"))
+    x = np.array([[-1, 2, -3, 4]], np.float32)
+    (y,) = session.run(session.prepare({"x": x}))
+    assert y.tolist() == [[0, 2, 0, 4]]
+    assert session.providers[0] == "CPUExecutionProvider"
+    assert session.settings == {"requested": "CPUExecutionProvider", "intra_op_threads": "1", "opt_level": "basic",
+                                "onnxruntime": session.settings["onnxruntime"]}
+    assert session.output_names == ("y",)
+
+
+def test_missing_provider_is_named_with_those_that_exist():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    reason = ORT.unavailable(Target(device="cuda"))
+    assert reason.startswith("CUDAExecutionProvider is not in this onnxruntime (available: ")
+    assert "CPUExecutionProvider" in reason
+    assert ORT.unavailable(Target()) is None
+
+
+def test_no_kernel_is_explained(no_kernel_model):
+    with pytest.raises(PerfkitError, match=r"no onnxruntime kernel for Acos \(opset 7\) on CPUExecutionProvider"):
+        ORT.open(no_kernel_model, Target())
+
+
+def test_unknown_domain_is_explained(save):
+    model = graph_model([helper.make_node("Foo", ["x"], ["y"], domain="com.nope")], [tensor("x")], [tensor("y")],
+                        domains=[("com.nope", 1)])
+    with pytest.raises(PerfkitError, match="op com.nope:Foo is unknown to onnxruntime"):
+        ORT.open(save(model), Target())
+
+
+def test_bfloat16_inputs_and_outputs_run(save):
+    import ml_dtypes
+
+    model = graph_model([helper.make_node("Identity", ["x"], ["y"])], [tensor("x", TensorProto.BFLOAT16, [2])],
+                        [tensor("y", TensorProto.BFLOAT16, [2])], opset=21)
+    session = ORT.open(save(model), Target())
+    (out,) = session.run(session.prepare({"x": np.array([1.5, 2], ml_dtypes.bfloat16)}))
+    assert out is not None
+
+
+def test_unknown_backend():
+    with pytest.raises(PerfkitError, match="unknown backend"):
+        get_backend("tvm")
+
+
+def test_messages_lose_their_cpp_noise():
+    exc = RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/x.h:46 void f(int) Opset 99 is under development.")
+    assert clean_message(exc) == "Opset 99 is under development."

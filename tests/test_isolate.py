@@ -1,0 +1,39 @@
+import time
+
+import pytest
+
+from perfkit.errors import CaseFailed, PerfkitError
+from perfkit.isolate import call_isolated, describe_exit
+from tests import workers
+
+
+def test_value_comes_back():
+    assert call_isolated(workers.double, 21, timeout_s=60) == 42
+
+
+def test_crash_is_a_failed_case_not_a_crash_here():
+    with pytest.raises(CaseFailed, match=r"crashed \(SIGABRT\)"):
+        call_isolated(workers.abort, None, timeout_s=60)
+
+
+def test_hang_is_stopped_at_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(CaseFailed, match="timed out after 3 s"):
+        call_isolated(workers.hang, None, timeout_s=3)
+    assert time.monotonic() - start < 30
+
+
+def test_exceptions_become_one_line():
+    with pytest.raises(CaseFailed, match="^ValueError: bad thing$"):
+        call_isolated(workers.raise_value_error, None, timeout_s=60)
+
+
+def test_user_errors_cross_the_process_boundary_intact():
+    with pytest.raises(PerfkitError) as info:
+        call_isolated(workers.raise_user_error, None, timeout_s=60)
+    assert str(info.value) == "m.onnx: broken — fix it"
+
+
+def test_exit_descriptions():
+    assert describe_exit(-9) == "killed (SIGKILL — out of memory?)"
+    assert describe_exit(3) == "worker exited with code 3 before reporting"

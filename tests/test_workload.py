@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+
+from perfkit.errors import PerfkitError
+from perfkit.model import Signature, TensorInfo
+from perfkit.spec import Workload
+from perfkit.workload import (
+    INT_HIGH,
+    INT_LOW,
+    OTHER_DIM_DEFAULT,
+    load_inputs,
+    numpy_dtype,
+    resolve_shapes,
+    synthesize,
+)
+
+
+def sig(*inputs: TensorInfo) -> Signature:
+    return Signature(tuple(inputs), ())
+
+
+BERT = sig(TensorInfo("ids", "int64", ("batch", "seq")), TensorInfo("mask", "int64", ("batch", "seq")))
+
+
+def test_defaults_fill_batch_with_1_and_other_dims_with_the_stated_default():
+    shapes = resolve_shapes(BERT, Workload(), "m.onnx")
+    assert dict(shapes.shapes) == {"ids": (1, OTHER_DIM_DEFAULT), "mask": (1, OTHER_DIM_DEFAULT)}
+    assert shapes.filled == ("batch=1", f"seq={OTHER_DIM_DEFAULT}") and shapes.batch == 1
+
+
+def test_batch_and_dims_are_applied_consistently_across_inputs():
+    shapes = resolve_shapes(BERT, Workload(batch=8, dims=(("seq", 128),)), "m.onnx")
+    assert dict(shapes.shapes) == {"ids": (8, 128), "mask": (8, 128)}
+    assert shapes.filled == () and shapes.batch == 8
+
+
+def test_unnamed_dims_are_named_in_the_warning():
+    shapes = resolve_shapes(sig(TensorInfo("x", "float32", (None, 3, None))), Workload(), "m.onnx")
+    assert dict(shapes.shapes) == {"x": (1, 3, OTHER_DIM_DEFAULT)}
+    assert shapes.filled == ("x[0]=1", f"x[2]={OTHER_DIM_DEFAULT}")
+
+
+def test_shape_overrides_and_feeds_named_dims_to_other_inputs():
+    shapes = resolve_shapes(BERT, Workload(shapes=(("ids", (2, 7)),)), "m.onnx")
+    assert dict(shapes.shapes) == {"ids": (2, 7), "mask": (2, 7)}
+
+
+def test_zero_batch_is_allowed():
+    assert resolve_shapes(BERT, Workload(batch=0), "m.onnx").batch == 0
+
+
+@pytest.mark.parametrize("wl,match", [
+    (Workload(dims=(("nope", 3),)), "no input has a dim of that name"),
+    (Workload(batch=2, dims=(("batch", 3),)), "is the batch dim, also set by --batch"),
+    (Workload(shapes=(("nope", (1,)),)), "no such input"),
+    (Workload(shapes=(("ids", (1, 2, 3)),)), "has rank 3"),
+])
+def test_conflicting_options(wl, match):
+    with pytest.raises(PerfkitError, match=match):
+        resolve_shapes(BERT, wl, "m.onnx")
+
+
+def test_fixed_first_dim_refuses_batch_sweep():
+    fixed = sig(TensorInfo("x", "float32", (1, 3, 8, 8)))
+    with pytest.raises(PerfkitError, match="fixed first dim of 1"):
+        resolve_shapes(fixed, Workload(batch=4), "m.onnx")
+
+
+def test_unknown_rank_needs_a_shape():
+    unknown = sig(TensorInfo("x", "float32", None))
+    with pytest.raises(PerfkitError, match="unknown rank — give its shape with --shape x="):
+        resolve_shapes(unknown, Workload(), "m.onnx")
+    assert dict(resolve_shapes(unknown, Workload(shapes=(("x", (2, 2)),)), "m.onnx").shapes) == {"x": (2, 2)}
+
+
+def test_non_tensor_inputs_are_refused():
+    with pytest.raises(PerfkitError, match="is a sequence, not a tensor"):
+        resolve_shapes(sig(TensorInfo("xs", "", None, "sequence")), Workload(), "m.onnx")
+
+
+ALL_TYPES = ["float16", "float32", "float64", "bfloat16", "float8e4m3fn", "int8", "int16", "int32", "int64",
+             "uint8", "uint16", "uint32", "uint64", "bool"]
+
+
+@pytest.mark.parametrize("dtype", ALL_TYPES)
+def test_every_type_is_synthesised_in_its_documented_range(dtype):
+    s = sig(TensorInfo("x", dtype, (64,)))
+    (feed,) = synthesize(s, resolve_shapes(s, Workload(), "m"), seed=0)
+    x = feed["x"]
+    assert x.shape == (64,) and x.dtype == numpy_dtype(dtype)
+    if dtype == "bool":
+        assert x.any() and not x.all()
+    elif dtype.startswith(("int", "uint")):
+        assert x.min() >= INT_LOW and x.max() <= INT_HIGH
+    else:
+        values = x.astype(np.float32)
+        assert (values >= 0).all() and (values <= 1).all()
+
+
+def test_same_seed_same_values_and_distinct_feeds_differ():
+    shapes = resolve_shapes(BERT, Workload(), "m")
+    a, b = synthesize(BERT, shapes, seed=3, count=2)
+    (again,) = synthesize(BERT, shapes, seed=3)
+    assert np.array_equal(a["ids"], again["ids"]) and not np.array_equal(a["ids"], b["ids"])
+
+
+def test_strings_are_not_synthesised():
+    s = sig(TensorInfo("text", "string", (1,)))
+    with pytest.raises(PerfkitError, match="m.onnx: input 'text' is string.*--inputs"):
+        synthesize(s, resolve_shapes(s, Workload(), "m.onnx"), seed=0, subject="m.onnx")
+
+
+def test_npz_is_checked_and_gives_the_batch(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, ids=np.ones((4, 9), np.int64), mask=np.ones((4, 9), np.int64))
+    arrays, shapes = load_inputs(str(path), BERT)
+    assert arrays["ids"].shape == (4, 9) and shapes.batch == 4
+
+
+def test_string_data_is_accepted_for_string_inputs(tmp_path):
+    path = tmp_path / "text.npy"
+    np.save(path, np.array(["hello", "world"]))
+    arrays, _ = load_inputs(str(path), sig(TensorInfo("text", "string", ("n",))))
+    assert list(arrays["text"]) == ["hello", "world"]
+
+
+@pytest.mark.parametrize("arrays,match", [
+    ({"ids": np.ones((1, 2), np.int64)}, r"missing: mask; unexpected: -"),
+    ({"ids": np.ones((1, 2), np.int64), "mask": np.ones((1, 2), np.int64), "x": np.ones(1)}, "unexpected: x"),
+    ({"ids": np.ones((1, 2), np.int32), "mask": np.ones((1, 2), np.int64)}, "'ids' is int32, the model wants int64"),
+    ({"ids": np.ones((1, 2), np.int64), "mask": np.ones((1, 3), np.int64)}, r"'mask' has shape \[1, 3\]"),
+    ({"ids": np.ones((2,), np.int64), "mask": np.ones((1, 2), np.int64)}, r"'ids' has shape \[2\]"),
+])
+def test_npz_mismatches(tmp_path, arrays, match):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(PerfkitError, match=match):
+        load_inputs(str(path), BERT)
+
+
+def test_pickled_npz_is_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, ids=np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(PerfkitError, match="pickled"):
+        load_inputs(str(path), BERT)
+
+
+def test_npy_needs_a_single_input_model_and_garbage_is_refused(tmp_path):
+    npy = tmp_path / "one.npy"
+    np.save(npy, np.ones((1, 2), np.int64))
+    with pytest.raises(PerfkitError, match="the model has 2 inputs"):
+        load_inputs(str(npy), BERT)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not numpy at all")
+    with pytest.raises(PerfkitError, match="not a .npz/.npy file"):
+        load_inputs(str(junk), BERT)
+    pickled = tmp_path / "data.npy"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(PerfkitError, match="a pickle; perfkit reads numpy's own formats only"):
+        load_inputs(str(pickled), BERT)
+    with pytest.raises(PerfkitError, match="no such file"):
+        load_inputs(str(tmp_path / "absent.npz"), BERT)
