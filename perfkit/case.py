@@ -50,11 +50,7 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
         first_ns = clock() - t0
         bad = nonfinite(outputs, session.output_names)
         if len(prepared) == 1:
-            only = prepared[0]
-            run = session.run
-
-            def call() -> object:
-                return run(only)
+            call = session.bind(prepared[0])
         else:
             feeds = itertools.cycle(prepared)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from perfkit.errors import PerfkitError
@@ -20,6 +21,7 @@ class Session(Protocol):
 
     def prepare(self, feed: dict[str, Any]) -> Any: ...
     def run(self, prepared: Any) -> list[Any]: ...
+    def bind(self, prepared: Any) -> Callable[[], Any]: ...  # run(prepared) with the least cost per call
     def close(self) -> None: ...
 
 

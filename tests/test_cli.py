@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from perfkit.cli import main
+
+QUICK = ["--quick", "--no-isolate", "--min-time", "0", "--max-time", "0.1"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args])
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys; from perfkit.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('onnxruntime', 'numpy', 'pandas', 'onnx') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().endswith("[]")
+
+
+def test_bench_prints_a_table_and_stores_the_run(cli, relu_model, tmp_path):
+    result = cli("bench", relu_model, "--batch", "1,4", *QUICK)
+    assert result.exit_code == 0, result.output
+    assert "median ± CI" in result.stdout and "saved run" in result.stderr
+    run_files = list((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(run_files) == 1
+    shown = cli("show", "latest", "--format", "csv")
+    assert shown.exit_code == 0 and shown.stdout.count("\n") == 3
+    listed = cli("runs")
+    assert run_files[0].stem in listed.stdout and "complete" in listed.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "missing.onnx"], "perfkit: error: missing.onnx: no such file — check the path"),
+    (["bench", "{model}", "--dim", "nope=3"], "perfkit: error: --dim nope: no input has a dim of that name"),
+    (["bench", "{model}", "--target", "ort:nopu"], "perfkit: error: --target ort:nopu: nopu is not in this"),
+    (["show", "nothing-here"], "perfkit: error: nothing-here: no run with that id"),
+])
+def test_user_errors_are_one_line_exit_2_and_write_nothing(cli, relu_model, tmp_path, args, message):
+    result = cli(*[a.replace("{model}", relu_model) for a in args], *(QUICK if args[0] == "bench" else []))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(message) and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_debug_shows_the_traceback(cli):
+    result = cli("bench", "missing.onnx", "--debug")
+    assert result.exit_code != 2 and result.exception is not None
+
+
+def test_failed_rows_exit_3_and_output_file_is_written(cli, nan_model, tmp_path):
+    out = tmp_path / "out.json"
+    result = cli("bench", nan_model, "--format", "json", "-o", out, "--no-save", *QUICK)
+    assert result.exit_code == 3
+    assert json.loads(out.read_text())["results"][0]["status"] == "invalid"
+    assert not (tmp_path / "results").exists()
+
+
+def test_env_prints_the_fingerprint(cli):
+    result = cli("env", "--format", "json")
+    assert json.loads(result.stdout)["providers"]
+
+
+def test_real_process_end_to_end(relu_model, tmp_path):
+    """The installed console script, isolation on, as a user runs it."""
+    done = subprocess.run([sys.executable, "-m", "perfkit", "bench", relu_model, "--quick", "--min-time", "0",
+                           "--max-time", "0.2", "--format", "markdown", "--results-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| base | ort:cpu | CPU | 1 |" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "perfkit", "bench", str(tmp_path / "nope.onnx")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

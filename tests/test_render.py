@@ -1,0 +1,47 @@
+import csv
+import io
+
+import pytest
+
+from perfkit import bench
+from perfkit.render import fmt_bytes, fmt_ns, render
+from perfkit.spec import make_spec
+from tests.conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    import onnx
+    from onnx import helper
+
+    from tests.conftest import graph_model, tensor
+
+    path = tmp_path_factory.mktemp("m") / "relu.onnx"
+    onnx.save_model(graph_model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")]), path)
+    return bench.run(make_spec(str(path), batch=(1, 4), plan=FAST, results_dir=None))
+
+
+def test_units():
+    assert [fmt_ns(v) for v in (512, 12_340, 1_234_000, 2.5e9, None)] == ["512 ns", "12.3 µs", "1.23 ms", "2.5 s", "-"]
+    assert [fmt_bytes(v) for v in (10, 2048, 3 * 2**20, None)] == ["10 B", "2.0 KiB", "3.0 MiB", "-"]
+
+
+def test_table_names_what_ran_and_what_is_missing(report):
+    text = render(report, "table", width=250)
+    for column in ("median ± CI", "p90", "p99", "items/s", "first call", "peak RSS", "ran on"):
+        assert column in text
+    assert "n/a (need ≥ 500)" in text  # FAST gives 60 samples: no p99
+    assert "CPU" in text and "ok" in text and "\x1b[" not in text
+
+
+def test_csv_and_markdown_carry_the_same_rows(report):
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert [r["batch"] for r in rows] == ["1", "4"] and rows[0]["providers"] == "CPUExecutionProvider"
+    md = render(report, "markdown")
+    assert md.count("\n| base |") == 2 and "| variant |" in md
+
+
+def test_json_is_the_report(report):
+    import json
+
+    assert json.loads(render(report, "json"))["run_id"] == report.run_id

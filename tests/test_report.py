@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from perfkit import bench
+from perfkit.errors import PerfkitError
+from perfkit.report import SCHEMA_VERSION, from_json, to_json
+from perfkit.spec import make_spec
+from tests.conftest import FAST
+
+
+@pytest.fixture
+def report(relu_model):
+    return bench.run(make_spec(relu_model, batch=(1, 2), plan=FAST, results_dir=None))
+
+
+def test_json_round_trip_is_exact(report):
+    text = to_json(report)
+    data = json.loads(text)
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["environment"]["packages"]["onnxruntime"]
+    assert len(data["results"][0]["measurement"]["samples_ns"]) == data["results"][0]["summary"]["n"]
+    assert from_json(text, "x.json") == report
+
+
+def test_newer_schema_is_refused(report):
+    data = json.loads(to_json(report))
+    data["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(PerfkitError, match="upgrade perfkit"):
+        from_json(json.dumps(data), "x.json")
+
+
+def test_damaged_files_are_refused(report):
+    with pytest.raises(PerfkitError, match="bad JSON"):
+        from_json("{", "x.json")
+    data = json.loads(to_json(report))
+    del data["spec"]
+    with pytest.raises(PerfkitError, match="does not match schema"):
+        from_json(json.dumps(data), "x.json")
+
+
+def test_dataframe_has_a_row_per_result(report):
+    frame = report.to_frame()
+    assert list(frame["batch"]) == [1, 2] and (frame["median_ns"] > 0).all()
