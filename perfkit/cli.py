@@ -114,14 +114,12 @@ def demo(quick, fmt, results_dir) -> None:
 def _run_and_print(spec, fmt: str, output: str | None) -> None:
     from perfkit import bench as bench_module
 
-    stderr_tty = sys.stderr.isatty()
-    if stderr_tty:
-        from rich.console import Console
+    # Plain lines, not a live spinner: a spinner's redraw thread would compete with the timed loop for the GIL.
+    def progress(text: str) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"{text} …", err=True)
 
-        with Console(stderr=True).status("loading…") as status:
-            report = bench_module.run(spec, on_progress=status.update, command=tuple(sys.argv))
-    else:
-        report = bench_module.run(spec, command=tuple(sys.argv))
+    report = bench_module.run(spec, on_progress=progress, command=tuple(sys.argv))
     _emit(report, fmt, output)
     if spec.results_dir:
         click.echo(f"saved run {report.run_id} in {spec.results_dir}/", err=True)
