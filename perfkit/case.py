@@ -52,10 +52,10 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
         if len(prepared) == 1:
             call = session.bind(prepared[0])
         else:
-            feeds = itertools.cycle(prepared)
+            bound = itertools.cycle([session.bind(p) for p in prepared])
 
             def call() -> object:
-                return session.run(next(feeds))
+                return next(bound)()
 
         timing = measure(call, case.plan, clock)
         return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak_rss(), bad)

@@ -67,7 +67,7 @@ def detect_format(path: Path) -> str:
         head = f.read(16)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "hdf5"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+    if looks_like_pickle(head):
         return "pickle"
     if head.startswith(b"PK\x03\x04"):
         try:
@@ -81,6 +81,11 @@ def detect_format(path: Path) -> str:
             return "keras"
         return "zip"
     return "onnx"
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """A pickle of protocol 2 to 5 opens with the PROTO opcode and its version; read, never loaded."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def file_digest(paths: list[Path]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perfkit.errors import PerfkitError
-from perfkit.model import Signature, TensorInfo
+from perfkit.model import Signature, TensorInfo, looks_like_pickle
 from perfkit.spec import Workload
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
     with path.open("rb") as f:
         magic = f.read(6)
     if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
-        what = "a pickle" if magic[:1] == b"\x80" else "not a .npz/.npy file"
+        what = "a pickle" if looks_like_pickle(magic) else "not a .npz/.npy file"
         raise PerfkitError(path_text, f"{what}; perfkit reads numpy's own formats only",
                            "save it with np.savez(path, name=array, …)")
     try:

@@ -95,3 +95,10 @@ def test_a_crashing_case_is_a_failed_row_and_the_sweep_goes_on(relu_model, monke
     report = bench.run(spec(relu_model, batch=(1, 2)))
     assert [r.status for r in report.results] == ["failed", "ok"]
     assert report.results[0].reason == "RuntimeError: boom" and report.failed
+
+
+def test_distinct_feeds_are_cycled_while_timing(relu_model):
+    s = spec(relu_model)
+    s = replace(s, workloads=tuple(replace(w, distinct_feeds=3) for w in s.workloads))
+    (row,) = bench.run(s).results
+    assert row.status == "ok" and row.summary.n >= FAST.min_rounds

@@ -76,7 +76,9 @@ class OrtSession:
                          "opt_level": target.opt_level, "onnxruntime": ort.__version__}
         outputs = session.get_outputs()
         self.output_names = tuple(o.name for o in outputs)
-        self._raw_outputs = any(t in o.type for o in outputs for t in NON_NUMPY)
+        raw_outputs = any(t in o.type for o in outputs for t in NON_NUMPY)
+        # Outputs numpy cannot hold stay OrtValues; the choice is made once, not per call.
+        self._run = session.run_with_ort_values if raw_outputs else session.run
         self._inputs = {i.name: i.type for i in session.get_inputs()}
 
     def prepare(self, feed: dict[str, Any]) -> dict[str, Any]:
@@ -95,14 +97,12 @@ class OrtSession:
         return out
 
     def run(self, prepared: dict[str, Any]) -> list[Any]:
-        if self._raw_outputs:
-            return list(self._session.run_with_ort_values(None, prepared))
-        return self._session.run(None, prepared)
+        return list(self._run(None, prepared))
 
     def bind(self, prepared: dict[str, Any]) -> Callable[[], Any]:
         """run(prepared) as one closure over onnxruntime's own method. Measured against a bare loop
         (benchmarks/test_overhead.py), this beat both self.run and a functools.partial of the same method."""
-        run = self._session.run_with_ort_values if self._raw_outputs else self._session.run
+        run = self._run
 
         def call() -> Any:
             return run(None, prepared)
@@ -110,7 +110,7 @@ class OrtSession:
         return call
 
     def close(self) -> None:
-        self._session = None
+        self._session = self._run = None  # _run holds the session too
 
 
 _PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
