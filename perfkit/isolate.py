@@ -7,13 +7,14 @@ import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from perfkit.errors import CaseFailed, PerfkitError
+from perfkit.errors import CaseFailed, PerfkitError, Unsupported
 
 T = TypeVar("T")
 
 
 def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
-    """fn(arg) in a fresh process; its PerfkitError is raised here again, anything else is CaseFailed."""
+    """fn(arg) in a fresh process; its PerfkitError and Unsupported are raised here again, anything else is
+    CaseFailed."""
     ctx = mp.get_context("spawn")  # fork would copy this process's threads and onnxruntime state
     receiver, sender = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_child, args=(sender, fn, arg), daemon=True)
@@ -34,6 +35,8 @@ def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
         receiver.close()
     if kind == "user":
         raise PerfkitError(*payload)
+    if kind == "unsupported":
+        raise Unsupported(payload)
     if kind == "error":
         raise CaseFailed(payload)
     return payload
@@ -44,6 +47,8 @@ def _child(sender, fn, arg) -> None:
         message = ("ok", fn(arg))
     except PerfkitError as exc:
         message = ("user", (exc.subject, exc.what, exc.fix))
+    except Unsupported as exc:
+        message = ("unsupported", str(exc))
     except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
         message = ("error", one_line(exc))
     sender.send(message)

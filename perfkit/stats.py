@@ -114,3 +114,35 @@ def stability_warnings(s: Summary, harness_ns: float, resolution_ns: float) -> l
     if s.median > 0 and resolution_ns / s.median > HARNESS_SHARE:
         out.append(f"timer resolution {resolution_ns:.0f} ns is {resolution_ns / s.median:.1%} of the median")
     return out
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """How many times faster a row is than its baseline: value, a 95 % range, and whether it is real."""
+
+    value: float
+    low: float
+    high: float
+    significant: bool  # False: the two medians' intervals overlap, the difference is inside the noise
+
+
+def speedup(baseline: Summary, other: Summary) -> Ratio | None:
+    """baseline median / other median; the range from both medians' intervals (relative widths added in
+    quadrature); not significant when the intervals overlap. None without intervals (n < 6)."""
+    if baseline.ci_low is None or other.ci_low is None or other.median <= 0 or baseline.median <= 0:
+        return None
+    value = baseline.median / other.median
+    rel_b = max(baseline.median - baseline.ci_low, baseline.ci_high - baseline.median) / baseline.median
+    rel_o = max(other.median - other.ci_low, other.ci_high - other.median) / other.median
+    rel = math.hypot(rel_b, rel_o)
+    overlap = baseline.ci_low <= other.ci_high and other.ci_low <= baseline.ci_high
+    return Ratio(value, value * (1 - rel), value * (1 + rel), not overlap)
+
+
+def fmt_ratio(r: Ratio | None) -> str:
+    """"2.31× ±2%", or "≈1.02×" when the difference is inside the noise."""
+    if r is None:
+        return "-"
+    if not r.significant:
+        return f"≈{r.value:.2f}×"
+    return f"{r.value:.2f}× ±{(r.high - r.value) / r.value:.0%}" if r.value else "0×"

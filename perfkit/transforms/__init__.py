@@ -1,0 +1,208 @@
+"""Transforms by name: the grammar of a variant (`ort-opt:all+int8-static:qdq,u8s8`) and the `auto` set.
+
+A transform is a function `apply(src: Path, dst: Path, options: dict, ctx: BuildContext) -> notes` that
+writes one model file from another; `perfkit.transforms.cache` runs the steps of a chain in spawned
+workers, caches each result by content hash and parameters, and records the lineage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from perfkit.errors import PerfkitError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from perfkit.accuracy import Budget
+
+BOOL = ("true", "false")
+MODEL_TYPES = ("auto", "bert", "bart", "gpt2", "gpt_neox", "vit", "clip", "swin", "t5", "unet", "vae", "phi",
+               "conformer", "sam2", "mmdit")
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    choices: tuple[str, ...] = ()  # empty: any value
+    default: str = ""
+    repeat: bool = False  # values accumulate: fp16:block=Softmax,block=Resize
+
+
+@dataclass(frozen=True)
+class Spec:
+    function: str  # "module:function", imported only when the step runs
+    options: tuple[Option, ...]
+    machine_specific: bool = False  # results depend on this CPU: its flags enter the cache key
+
+
+TRANSFORMS: dict[str, Spec] = {
+    "ort-opt": Spec("perfkit.transforms.optimize:graph_optimize",
+                    (Option("level", ("basic", "extended", "all"), "all"),), machine_specific=True),
+    "fusion": Spec("perfkit.transforms.optimize:fuse",
+                   (Option("model_type", MODEL_TYPES, "auto"), Option("num_heads", default="0"),
+                    Option("hidden_size", default="0"))),
+    "fp16": Spec("perfkit.transforms.fp16:convert",
+                 (Option("engine", ("auto", "occ", "ort"), "auto"), Option("keep_io", BOOL, "true"),
+                  Option("repair", BOOL, "true"), Option("block", repeat=True))),
+    "int8-dynamic": Spec("perfkit.transforms.quantize:dynamic",
+                         (Option("weights", ("qint8", "quint8"), "qint8"), Option("per_channel", BOOL, "false"),
+                          Option("reduce_range", BOOL, "false"))),
+    "int8-static": Spec("perfkit.transforms.quantize:static",
+                        (Option("format", ("qdq", "qoperator"), "qdq"), Option("types", ("u8s8", "s8s8"), "s8s8"),
+                         Option("per_channel", BOOL, "false"), Option("reduce_range", BOOL, "false"),
+                         Option("calibrate", ("minmax", "entropy", "percentile"), "minmax"))),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transform with every option resolved; `given` keeps what the user wrote, for the label."""
+
+    name: str
+    options: tuple[tuple[str, str], ...]
+    given: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name + (":" + ",".join(self.given) if self.given else "")
+
+    def values(self) -> dict[str, Any]:
+        """Options as a dict; repeated options as tuples, flags as bools."""
+        spec = {o.key: o for o in TRANSFORMS[self.name].options}
+        out: dict[str, Any] = {}
+        for key, value in self.options:
+            if spec[key].repeat:
+                out[key] = (*out.get(key, ()), value) if value else out.get(key, ())
+            else:
+                out[key] = value == "true" if spec[key].choices == BOOL else value
+        return out
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a transform may need beyond its input file; passed to spawned workers, so plain data only."""
+
+    calibration: tuple[dict[str, Any], ...] = ()  # feeds for static quantization
+    calibration_source: str = ""  # where they came from (digest or "synthetic, seed N"): part of the cache key
+    check_feeds: tuple[dict[str, Any], ...] = ()  # for fp16's repair: the accuracy feeds
+    reference: tuple[list[Any], ...] = ()  # the base model's outputs on check_feeds
+    budget: Budget | None = None
+
+
+def parse_chain(text: str) -> tuple[Step, ...]:
+    """`ort-opt:all+int8-static:qdq,per-channel` -> steps; every mistake is named with the fix."""
+    steps = []
+    for part in (p.strip() for p in text.split("+")):
+        name, _, opts = part.partition(":")
+        if name not in TRANSFORMS:
+            raise PerfkitError(f"--variants {text}", f"unknown transform '{name}'",
+                               f"use {', '.join(TRANSFORMS)} joined with '+', or 'auto'")
+        steps.append(parse_step(name, [o.strip() for o in opts.split(",") if o.strip()], text))
+    return tuple(steps)
+
+
+def parse_step(name: str, tokens: list[str], context: str) -> Step:
+    spec = TRANSFORMS[name]
+    by_key = {o.key: o for o in spec.options}
+    chosen: dict[str, list[str]] = {}
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        key = key.replace("-", "_")
+        if not eq:  # a bare word: a flag's name, or a value only one option has
+            if key in by_key and by_key[key].choices == BOOL:
+                value = "true"
+            else:
+                owners = [o.key for o in spec.options if token.lower() in o.choices and o.choices != BOOL]
+                if len(owners) != 1:
+                    raise PerfkitError(f"--variants {context}", f"'{token}' is not an option of {name}",
+                                       f"{name} takes {_describe(spec)}")
+                key, value = owners[0], token.lower()
+        option = by_key.get(key)
+        if option is None:
+            raise PerfkitError(f"--variants {context}", f"{name} has no option '{key}'",
+                               f"{name} takes {_describe(spec)}")
+        if option.choices and value not in option.choices:
+            raise PerfkitError(f"--variants {context}", f"{name}: {key}={value} is not one of "
+                               f"{'/'.join(option.choices)}", f"{name} takes {_describe(spec)}")
+        if key in chosen and not option.repeat:
+            raise PerfkitError(f"--variants {context}", f"{name}: {key} given twice", "give each option once")
+        chosen.setdefault(key, []).append(value)
+    resolved = []
+    for option in spec.options:
+        for value in chosen.get(option.key, [option.default]):
+            resolved.append((option.key, value))
+    return Step(name, tuple(resolved), tuple(tokens))
+
+
+def _describe(spec: Spec) -> str:
+    parts = []
+    for o in spec.options:
+        if o.choices == BOOL:
+            parts.append(o.key.replace("_", "-"))
+        elif o.choices:
+            parts.append("/".join(o.choices))
+        else:
+            parts.append(f"{o.key}=…")
+    return ", ".join(parts)
+
+
+def get_transform(name: str) -> Callable[..., tuple[str, ...]]:
+    module, _, function = TRANSFORMS[name].function.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def op_histogram(proto: onnx.ModelProto) -> Counter[str]:
+    """Op types of every node, subgraphs included, prefixed with their domain when it is not ONNX's own."""
+    counts: Counter[str] = Counter()
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            counts[node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"] += 1
+            for attr in node.attribute:
+                if attr.g.node:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(proto.graph)
+    return counts
+
+
+CLASSICAL = ("TreeEnsemble", "SVM", "Linear", "Scaler", "Normalizer", "OneHotEncoder", "Imputer", "ZipMap")
+
+
+def model_kind(ops: Counter[str]) -> str:
+    """classical (scikit-learn style), transformer, cnn, mlp, or other — what `auto` tunes for."""
+    plain = {op.split(":")[-1] for op in ops}
+    if any(op.startswith("ai.onnx.ml:") for op in ops) or any(p.startswith(CLASSICAL) for p in plain):
+        return "classical"
+    attention = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Softmax"} & plain
+    if attention and ops.get("MatMul", 0) + ops.get("com.microsoft:Attention", 0) >= 2:
+        return "transformer"
+    if plain & {"Conv", "ConvTranspose"}:
+        return "cnn"
+    if plain & {"MatMul", "Gemm"}:
+        return "mlp"
+    return "other"
+
+
+def auto_chains(kind: str, gpu: bool) -> tuple[str, ...]:
+    """The sensible set per kind of model: static int8 for conv nets (activations calibrated once), dynamic
+    int8 for transformers (activation ranges vary per input), nothing quantized for tree ensembles; fp16 only
+    where a GPU can run it natively (on the CPU provider it is emulated through casts)."""
+    chains = {
+        "classical": ("ort-opt:basic", "ort-opt:all"),
+        "transformer": ("ort-opt:all", "fusion", "int8-dynamic", "fusion+int8-dynamic",
+                        "fusion+int8-dynamic:per-channel"),
+        "cnn": ("ort-opt:all", "int8-static:qdq,s8s8,per-channel", "int8-static:qdq,u8s8,per-channel",
+                "int8-static:qoperator,u8s8,per-channel"),
+        "mlp": ("ort-opt:all", "int8-dynamic", "int8-static:qdq,per-channel"),
+    }.get(kind, ("ort-opt:all",))
+    if gpu and kind != "classical":
+        chains += ("fusion+fp16",) if kind == "transformer" else ("fp16",)
+    return chains

@@ -1,0 +1,142 @@
+"""Build a chain of transforms step by step, each step in a spawned worker, each result cached.
+
+A step's cache key is the sha256 of its input's content digest, its name and every resolved option,
+the onnxruntime and perfkit versions, and whatever else decides its output (calibration data, the
+accuracy budget for fp16's repair, the CPU's flags for machine-specific graph optimization). A hit
+costs a directory lookup; a build is written into a temporary folder and renamed into place, so a
+crash never leaves a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfkit.errors import CaseFailed, PerfkitError, Unsupported
+from perfkit.isolate import call_isolated, one_line
+from perfkit.model import Model, file_digest
+from perfkit.transforms import TRANSFORMS, BuildContext, Step, get_transform
+
+MODEL_FILE = "model.onnx"
+LARGE_BYTES = 1_800_000_000  # protobuf cannot serialise 2 GiB; above this, weights go to external data
+
+
+@dataclass(frozen=True)
+class Variant:
+    model: Model
+    notes: tuple[str, ...] = ()  # what the transforms said: fused ops, blocked nodes, machine-specific layout
+    cached: bool = False  # every step came from the cache
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("PERFKIT_CACHE", ".perfkit-cache")
+
+
+def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_dir: str, timeout_s: float,
+                isolate: bool = True, cpu_flags: tuple[str, ...] = ()) -> Variant:
+    """The variant made by applying `steps` to `base`. A step that raises Unsupported propagates (a skipped
+    row); one that crashes, hangs or raises anything else becomes CaseFailed naming the step."""
+    model, notes, all_cached = base, [], True
+    for step in steps:
+        folder = Path(cache_dir) / "variants" / step_key(model, step, ctx, cpu_flags)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            all_cached = False
+            _build_step(model, step, ctx, folder, timeout_s, isolate)
+        meta = json.loads(meta_path.read_text())
+        model = Model(str(folder / MODEL_FILE), "onnx", meta["digest"], (*model.lineage, step.label))
+        notes += [f"{step.label}: {n}" for n in meta["notes"]]
+    return Variant(model, tuple(notes), all_cached)
+
+
+def step_key(parent: Model, step: Step, ctx: BuildContext, cpu_flags: tuple[str, ...]) -> str:
+    from perfkit import __version__
+
+    salt: dict[str, object] = {}
+    if step.name == "int8-static":
+        salt["calibration"] = ctx.calibration_source
+    if step.name == "fp16":
+        salt["budget"] = ctx.budget.text if ctx.budget else ""
+        salt["checks"] = _feeds_digest(ctx.check_feeds)
+    if TRANSFORMS[step.name].machine_specific:
+        salt["cpu"] = cpu_flags
+    text = json.dumps([parent.digest, step.name, step.options, _ort_version(), __version__, salt], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _feeds_digest(feeds) -> str:
+    h = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            h.update(name.encode())
+            h.update(feed[name].tobytes())
+    return h.hexdigest()
+
+
+def _ort_version() -> str:
+    from importlib import metadata
+
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def _build_step(parent: Model, step: Step, ctx: BuildContext, folder: Path, timeout_s: float,
+                isolate: bool) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        args = (step, parent.path, str(work / MODEL_FILE), ctx)
+        try:
+            notes = call_isolated(apply_step, args, timeout_s) if isolate else apply_step(args)
+        except Unsupported:
+            raise
+        except (CaseFailed, PerfkitError) as exc:
+            raise CaseFailed(f"building {step.label}: {exc}") from None
+        except Exception as exc:  # in-process builds: any error fails this variant only
+            raise CaseFailed(f"building {step.label}: {one_line(exc)}") from None
+        digest = file_digest(sorted(p for p in work.iterdir() if p.is_file()))
+        (work / "meta.json").write_text(json.dumps({"step": step.label, "options": step.options,
+                                                    "parent": parent.path, "parent_digest": parent.digest,
+                                                    "digest": digest, "notes": list(notes)}, indent=1))
+        try:
+            os.replace(work, folder)
+        except OSError:  # another run built the same step meanwhile: theirs is as good as ours
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
+    """One transform from src to dst (in the worker); returns its notes."""
+    step, src, dst, ctx = args
+    return tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
+
+
+def is_large(path: Path) -> bool:
+    """The model with its external data is too big for one protobuf message."""
+    total = path.stat().st_size
+    for sibling in path.parent.iterdir():
+        if sibling != path and sibling.is_file() and sibling.suffix in (".data", ".bin", ".weights", ""):
+            total += sibling.stat().st_size
+    return total > LARGE_BYTES
+
+
+def save(proto, dst: Path, large: bool) -> None:
+    """Save a transform's result; weights go beside it as `model.onnx.data` when the model is large."""
+    import onnx
+
+    if large or proto.ByteSize() > LARGE_BYTES:
+        onnx.save_model(proto, dst, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(proto, dst)

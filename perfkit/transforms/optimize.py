@@ -1,0 +1,108 @@
+"""onnxruntime's offline graph optimization, and its transformer fusions (onnxruntime.transformers)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perfkit.errors import Unsupported
+from perfkit.transforms import BuildContext, model_kind, op_histogram
+from perfkit.transforms.cache import is_large
+
+if TYPE_CHECKING:
+    import onnx
+
+LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def graph_optimize(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
+    """Let onnxruntime optimize the graph at `level` and save what it made (CPU provider)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[options["level"]])
+    so.optimized_model_filepath = str(dst)
+    if is_large(src):
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", dst.name + ".data")
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    if options["level"] == "all":
+        return ["layouts (NCHWc) and kernels chosen for this CPU; rebuild the file on the machine that runs it"]
+    return []
+
+
+def fuse(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
+    """Fuse attention, LayerNorm, GELU, … into onnxruntime's contrib ops; model type detected or given."""
+    import onnx
+    from onnxruntime.transformers import optimizer
+
+    proto = onnx.load(str(src))
+    model_type = options["model_type"]
+    notes = []
+    if model_type == "auto":
+        model_type = detect_model_type(proto)
+        notes.append(f"model type {model_type} (detected from the graph; give fusion:model_type=… to override)")
+    heads, hidden = int(options["num_heads"]), int(options["hidden_size"])
+    if not heads or not hidden:
+        found_heads, found_hidden = infer_heads_and_hidden(proto)
+        heads, hidden = heads or found_heads, hidden or found_hidden
+    before = op_histogram(proto)
+    fused = optimizer.optimize_model(proto, model_type=model_type, num_heads=heads, hidden_size=hidden,
+                                     use_gpu=False)
+    fused.save_model_to_file(str(dst), use_external_data_format=is_large(src))
+    stats = {k: v for k, v in (fused.get_fused_operator_statistics() or {}).items() if v}
+    after = op_histogram(onnx.load(str(dst), load_external_data=False))
+    if sum(after.values()) >= sum(before.values()) and not stats:
+        notes.append("nothing was fused: the graph does not match onnxruntime's patterns for " + model_type)
+    elif stats:
+        notes.append("fused " + ", ".join(f"{n}×{k}" for k, n in sorted(stats.items(), key=lambda kv: -kv[1])))
+    if heads and hidden:
+        notes.append(f"{heads} heads, hidden size {hidden}")
+    return notes
+
+
+def detect_model_type(proto: onnx.ModelProto) -> str:
+    """bert, gpt2 or vit from input names and ops; Unsupported when the graph has no attention at all."""
+    ops = op_histogram(proto)
+    if model_kind(ops) != "transformer":
+        raise Unsupported("fusion: no attention (Softmax between MatMuls) in this graph — "
+                          "give fusion:model_type=… if it is a transformer")
+    names = {i.name.lower() for i in proto.graph.input}
+    plain = Counter({k.split(":")[-1]: v for k, v in ops.items()})
+    if any("past" in n for n in names) or plain["Trilu"]:
+        return "gpt2"
+    if any("pixel" in n for n in names) or (plain["Conv"] and not any("ids" in n for n in names)):
+        return "vit"
+    return "bert"
+
+
+def infer_heads_and_hidden(proto: onnx.ModelProto) -> tuple[int, int]:
+    """hidden size from the LayerNormalization scales; heads from the (0, 0, heads, head size) reshapes."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    consts = {o: a.t for n in proto.graph.node if n.op_type == "Constant" for a in n.attribute
+              for o in n.output if a.name == "value"}
+    widths = Counter()
+    for node in proto.graph.node:
+        if node.op_type in ("LayerNormalization", "SkipLayerNormalization") and len(node.input) > 1:
+            scale = inits.get(node.input[1 if node.op_type == "LayerNormalization" else 2])
+            if scale is not None and len(scale.dims) == 1:
+                widths[scale.dims[0]] += 1
+    hidden = widths.most_common(1)[0][0] if widths else 0
+    heads = Counter()
+    for node in proto.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        tensor = inits.get(node.input[1]) or consts.get(node.input[1])
+        if tensor is None:
+            continue
+        shape = numpy_helper.to_array(tensor).tolist()
+        if len(shape) == 4 and shape[2] > 0 and shape[3] > 0 and (not hidden or shape[2] * shape[3] == hidden):
+            heads[(shape[2], shape[2] * shape[3])] += 1
+    if heads:
+        (n_heads, width), _ = heads.most_common(1)[0]
+        return n_heads, hidden or width
+    return 0, hidden

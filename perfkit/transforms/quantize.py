@@ -1,0 +1,103 @@
+"""int8 quantization with onnxruntime's tools: pre-processing first, then dynamic or static (calibrated)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from perfkit.errors import Unsupported
+from perfkit.transforms import BuildContext
+from perfkit.transforms.cache import is_large
+
+CALIBRATE = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def preprocess(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
+    """onnxruntime's quantization pre-processing: symbolic shape inference and graph optimization, so the
+    quantizer sees shapes and fused patterns. A model it cannot infer is quantized as it is, with a note."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = work / "pre.onnx"
+    try:
+        quant_pre_process(str(src), str(out), save_as_external_data=large, all_tensors_to_one_file=True)
+        return out, []
+    except Exception as exc:  # its shape inference raises anything from sympy to KeyError on odd graphs
+        first = " ".join(str(exc).split())[:120] or type(exc).__name__
+        try:
+            quant_pre_process(str(src), str(out), skip_symbolic_shape=True, save_as_external_data=large,
+                              all_tensors_to_one_file=True)
+            return out, [f"symbolic shape inference failed ({first}); pre-processed without it"]
+        except Exception as exc2:
+            second = " ".join(str(exc2).split())[:120] or type(exc2).__name__
+            return src, [f"quantization pre-processing failed ({second}); quantized the model as it is"]
+
+
+def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
+    """Weights to int8 ahead of time, activations quantized per call from their own range."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    large = is_large(src)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as work:
+        pre, notes = preprocess(src, Path(work), large)
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8 if options["weights"] == "qint8"
+                         else QuantType.QUInt8, per_channel=options["per_channel"],
+                         reduce_range=options["reduce_range"], use_external_data_format=large)
+    return notes + _nothing_quantized(dst)
+
+
+def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
+    """Weights and activations to int8 with ranges calibrated on the calibration feeds."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not ctx.calibration:
+        raise Unsupported("int8-static needs calibration data and the model's inputs cannot be synthesised")
+    activation = QuantType.QUInt8 if options["types"] == "u8s8" else QuantType.QInt8
+    large = is_large(src)
+    extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if options["calibrate"] == "percentile":
+        extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations
+    with tempfile.TemporaryDirectory(dir=dst.parent) as work:
+        pre, notes = preprocess(src, Path(work), large)
+        quantize_static(str(pre), str(dst), FeedsReader(ctx.calibration),
+                        quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
+                        per_channel=options["per_channel"], reduce_range=options["reduce_range"],
+                        activation_type=activation, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, CALIBRATE[options["calibrate"]]),
+                        use_external_data_format=large, extra_options=extra)
+    notes.append(f"calibrated on {ctx.calibration_source}")
+    return notes + _nothing_quantized(dst)
+
+
+class FeedsReader:
+    """onnxruntime's CalibrationDataReader over feeds prepared in the parent."""
+
+    def __init__(self, feeds: tuple[dict[str, Any], ...]) -> None:
+        self._feeds = list(feeds)
+        self._next = 0
+
+    def get_next(self) -> dict[str, Any] | None:
+        if self._next >= len(self._feeds):
+            return None
+        self._next += 1
+        return self._feeds[self._next - 1]
+
+    def rewind(self) -> None:
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._feeds = self._feeds[start_index:end_index]
+
+
+def _nothing_quantized(dst: Path) -> list[str]:
+    import onnx
+
+    from perfkit.transforms import op_histogram
+
+    ops = op_histogram(onnx.load(str(dst), load_external_data=False))
+    quantized = sum(n for op, n in ops.items() if "Quant" in op or "Integer" in op or op.startswith(("QLinear",
+                    "com.microsoft:QLinear", "com.microsoft:Dynamic", "com.microsoft:MatMulInteger")))
+    return [] if quantized else ["nothing was quantized: no op here has an int8 kernel in onnxruntime"]
