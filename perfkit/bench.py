@@ -1,4 +1,4 @@
-"""Orchestration: spec -> model -> workloads -> targets -> cases -> Report, saved after every row."""
+"""Orchestration: spec -> model -> variants -> cases -> measure + compare -> Report, saved after every row."""
 
 from __future__ import annotations
 
@@ -8,25 +8,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from perfkit.accuracy import compare, parse_budget
 from perfkit.backends import get_backend
-from perfkit.case import Case, Outcome, run_case
+from perfkit.case import Case, Outcome, run_case, run_checks
 from perfkit.env import conflicting_runtimes, fingerprint
-from perfkit.errors import CaseFailed, PerfkitError
+from perfkit.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.isolate import call_isolated, one_line
-from perfkit.model import Model, Signature, open_onnx, read_signature
+from perfkit.model import Model, Signature, disk_size, open_onnx, read_signature
 from perfkit.report import Measurement, Report, Result
 from perfkit.spec import BenchSpec, Plan, Target, Workload
 from perfkit.stats import stability_warnings, summarize, throughput
 from perfkit.store import Store
-from perfkit.workload import Shapes, load_inputs, resolve_shapes, synthesize
+from perfkit.transforms import BuildContext, Step, auto_chains, model_kind, op_histogram, parse_chain
+from perfkit.transforms.cache import Variant, build_chain
+from perfkit.workload import Shapes, calibration_feeds, load_inputs, resolve_shapes, synthesize
 
 BUSY_LOAD = 0.5  # warn when the 1-minute load per core is above this before we start: timings will be noisy
+SYNTHETIC_CALIBRATION = ("int8-static calibrated on synthetic inputs: its ranges come from random data, so "
+                         "its accuracy here misstates accuracy on real inputs — give --calibration data.npz")
 
 
 @dataclass(frozen=True)
 class Fed:
     shapes: Shapes
-    feeds: tuple[dict[str, Any], ...]
+    feeds: tuple[dict[str, Any], ...]  # timed
+    checks: tuple[dict[str, Any], ...]  # compared with the reference
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A variant that could not be built: skipped (Unsupported) or failed, with the reason."""
+
+    lineage: tuple[str, ...]
+    status: str
+    reason: str
 
 
 def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
@@ -34,20 +49,34 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     """Everything user-facing is checked before anything is measured or written; then one row per case."""
     model, proto = open_onnx(spec.model)
     signature = read_signature(proto)
-    fed = [feed(signature, wl, spec.model) for wl in spec.workloads]
+    fed = [feed(signature, wl, spec) for wl in spec.workloads]
+    chains = resolve_chains(spec, proto)
+    calibration = calibrate(spec, signature, fed[0], chains)
     check_targets(model, spec)
     env = fingerprint()
+    warnings = run_warnings(env, fed) + ((SYNTHETIC_CALIBRATION,) if calibration[0] and not spec.calibration
+                                          else ())
     report = Report(run_id=time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
-                    warnings=run_warnings(env, fed), command=command)
+                    warnings=warnings, command=command)
     store = Store(spec.results_dir) if spec.results_dir else None
     if store:
         store.begin(report)
-    cases = [(t, f) for t in spec.targets for f in fed]
     try:
-        for i, (target, f) in enumerate(cases, 1):
-            on_progress(f"[{i}/{len(cases)}] {model.label} on {target.label}, batch {f.shapes.batch}")
-            result = measure_case(model, target, f, spec.plan)
+        on_progress(f"reference outputs of {model.path} on {len(fed[0].checks)} feeds")
+        references = [reference(model.path, f, spec.plan) for f in fed]
+        ctx = BuildContext(calibration[0], calibration[1], fed[0].checks,
+                           references[0][1] if references[0] else (), parse_budget(spec.accuracy_budget))
+        variants: list[Variant | Broken] = [Variant(model)]
+        for i, chain in enumerate(chains, 1):
+            on_progress(f"[build {i}/{len(chains)}] {'+'.join(s.label for s in chain)}")
+            variants.append(build(model, chain, ctx, spec, env.cpu_flags))
+        cases = [(f, ref, t, v) for f, ref in zip(fed, references, strict=True) for t in spec.targets
+                 for v in variants]
+        for i, (f, ref, target, variant) in enumerate(cases, 1):
+            label = "+".join(variant.lineage) if isinstance(variant, Broken) else variant.model.label
+            on_progress(f"[{i}/{len(cases)}] {label} on {target.label}, batch {f.shapes.batch}")
+            result = measure_case(variant, target, f, ref, spec)
             report = replace(report, results=(*report.results, result))
             if store:
                 store.add(report, result)
@@ -58,12 +87,34 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     return report
 
 
-def feed(signature: Signature, wl: Workload, subject: str) -> Fed:
+def feed(signature: Signature, wl: Workload, spec: BenchSpec) -> Fed:
     if wl.inputs:
         arrays, shapes = load_inputs(wl.inputs, signature)
-        return Fed(shapes, (arrays,))
-    shapes = resolve_shapes(signature, wl, subject)
-    return Fed(shapes, tuple(synthesize(signature, shapes, wl.seed, wl.distinct_feeds, subject)))
+        return Fed(shapes, (arrays,), (arrays,))
+    shapes = resolve_shapes(signature, wl, spec.model)
+    count = max(wl.distinct_feeds, spec.check_feeds)
+    feeds = tuple(synthesize(signature, shapes, wl.seed, count, spec.model))
+    return Fed(shapes, feeds[:wl.distinct_feeds], feeds[:spec.check_feeds])
+
+
+def calibrate(spec: BenchSpec, signature: Signature, first: Fed, chains: list[tuple[Step, ...]]
+              ) -> tuple[tuple[dict[str, Any], ...], str]:
+    """Calibration feeds and their source, when a chain quantizes statically; else nothing."""
+    if not any(s.name == "int8-static" for chain in chains for s in chain):
+        return (), ""
+    return calibration_feeds(signature, first.shapes, spec.calibration, spec.workloads[0].seed, len(first.checks))
+
+
+def resolve_chains(spec: BenchSpec, proto) -> list[tuple[Step, ...]]:
+    """The spec's chains, `auto` expanded for this model and these targets, each once, in order."""
+    texts: list[str] = []
+    for text in spec.variants:
+        if text == "auto":
+            gpu = any(t.device != "cpu" for t in spec.targets)
+            texts += auto_chains(model_kind(op_histogram(proto)), gpu)
+        else:
+            texts.append(text)
+    return [parse_chain(t) for t in dict.fromkeys(texts)]
 
 
 def check_targets(model: Model, spec: BenchSpec) -> None:
@@ -96,9 +147,50 @@ def open_each(arg: tuple[str, tuple[Target, ...]]) -> list[tuple[str, tuple[str,
     return out
 
 
-def measure_case(model: Model, target: Target, f: Fed, plan: Plan) -> Result:
-    row = Result(model, target, f.shapes.batch, f.shapes.shapes, status="failed")
-    case = Case(model.path, target, f.feeds, plan)
+Reference = tuple[tuple[str, ...], tuple[list[Any], ...]]  # output names, outputs per check feed
+
+
+def reference(path: str, f: Fed, plan: Plan) -> Reference | None:
+    """The base model's outputs on the check feeds, on the CPU provider with graph optimization off (the
+    model as written); None when it cannot run, and then nothing is compared."""
+    try:
+        args = (path, f.checks)
+        return call_isolated(run_checks, args, plan.timeout_s) if plan.isolate else run_checks(args)
+    except Exception:  # the base row fails on its own and says why; variants are left uncompared
+        return None
+
+
+def build(model: Model, chain: tuple[Step, ...], ctx: BuildContext, spec: BenchSpec,
+          cpu_flags: tuple[str, ...]) -> Variant | Broken:
+    lineage = tuple(s.label for s in chain)
+    try:
+        return build_chain(model, chain, ctx, spec.cache_dir, spec.plan.timeout_s, spec.plan.isolate, cpu_flags)
+    except Unsupported as exc:
+        return Broken(lineage, "skipped", str(exc))
+    except CaseFailed as exc:
+        return Broken(lineage, "failed", str(exc))
+
+
+def session_target(variant: Variant, target: Target) -> Target:
+    """A file that ends in `ort-opt:LEVEL` already holds that optimization: its session runs with graph
+    optimization off (as onnxruntime advises for offline-optimized models), so the row shows what LEVEL
+    does, not what the session's own level would redo."""
+    if variant.model.lineage and variant.model.lineage[-1].startswith("ort-opt"):
+        return replace(target, opt_level="disable")
+    return target
+
+
+def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Reference | None,
+                 spec: BenchSpec) -> Result:
+    if isinstance(variant, Broken):
+        return Result(Model("", "onnx", "", variant.lineage), target, f.shapes.batch, f.shapes.shapes,
+                      status=variant.status, reason=variant.reason)
+    model, plan = variant.model, spec.plan
+    target = session_target(variant, target)
+    size, ops = disk_size(model.path)
+    row = Result(model, target, f.shapes.batch, f.shapes.shapes, status="failed", size_bytes=size, ops=ops,
+                 notes=variant.notes)
+    case = Case(model.path, target, f.feeds, plan, f.checks if ref else (), spec.profile)
     try:
         outcome: Outcome = call_isolated(run_case, case, plan.timeout_s) if plan.isolate else run_case(case)
     except (CaseFailed, PerfkitError) as exc:
@@ -114,11 +206,27 @@ def measure_case(model: Model, target: Target, f: Fed, plan: Plan) -> Result:
         warnings.insert(0, f"fallback: asked for {requested}, onnxruntime ran {outcome.providers[0]}")
     status, reason = ("invalid", "non-finite outputs: " + "; ".join(outcome.nonfinite)) if outcome.nonfinite \
         else ("ok", "")
+    accuracy = against(ref, outcome) if ref else ()
     measurement = Measurement(t.samples_ns, t.warmup_calls, t.warmup_ns, outcome.load_ns, outcome.first_call_ns,
                               t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes)
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
                    settings=outcome.settings, measurement=measurement, summary=summary,
-                   throughput=throughput(f.shapes.batch, summary.median), warnings=tuple(warnings))
+                   throughput=throughput(f.shapes.batch, summary.median), warnings=tuple(warnings),
+                   accuracy=accuracy, profile=outcome.profile)
+
+
+def against(ref: Reference, outcome: Outcome) -> tuple:
+    """The row's outputs matched to the reference's by name (a variant may reorder them)."""
+    names, expected = ref
+    position = {n: k for k, n in enumerate(outcome.output_names)}
+    missing = [n for n in names if n not in position]
+    if missing:
+        from perfkit.accuracy import OutputAccuracy
+
+        return tuple(OutputAccuracy(n, comparable=False, reason="the variant has no output of this name")
+                     for n in missing)
+    got = [[out[position[n]] for n in names] for out in outcome.check_outputs]
+    return compare(list(expected), got, names)
 
 
 def run_warnings(env, fed: list[Fed]) -> tuple[str, ...]:

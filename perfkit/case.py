@@ -14,6 +14,7 @@ from typing import Any
 from perfkit.accuracy import nonfinite
 from perfkit.backends import get_backend
 from perfkit.measure import Clock, Timing, measure
+from perfkit.profile import OpTime, profile_ort
 from perfkit.spec import Plan, Target
 
 
@@ -23,6 +24,8 @@ class Case:
     target: Target
     feeds: tuple[dict[str, Any], ...]
     plan: Plan
+    checks: tuple[dict[str, Any], ...] = ()  # accuracy feeds: their outputs come back for comparison
+    profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Outcome:
     base_rss_bytes: int | None  # process memory before the session was created
     peak_rss_bytes: int | None  # peak process memory while loading and running
     nonfinite: tuple[str, ...]
+    check_outputs: tuple[list[Any], ...] = ()
+    output_names: tuple[str, ...] = ()
+    profile: tuple[OpTime, ...] = ()
 
 
 def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
@@ -58,9 +64,35 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
                 return next(bound)()
 
         timing = measure(call, case.plan, clock)
-        return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak_rss(), bad)
+        peak = peak_rss()
+        # After the timing, so neither the extra outputs nor the profiler touch the figures.
+        checked = tuple([_plain(v) for v in session.run(session.prepare(f))] for f in case.checks)
+        bad = bad or tuple(b for out in checked for b in nonfinite(out, session.output_names))[:4]
     finally:
         session.close()
+    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if case.profile else ()
+    return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak, bad, checked,
+                   session.output_names, profiled)
+
+
+def run_checks(args: tuple[str, tuple[dict[str, Any], ...]]) -> tuple[tuple[str, ...], tuple[list[Any], ...]]:
+    """(output names, outputs per feed) of a model as written: CPU provider, graph optimization off."""
+    path, feeds = args
+    session = get_backend("ort").open(path, Target(opt_level="disable"))
+    try:
+        return session.output_names, tuple([_plain(v) for v in session.run(session.prepare(f))] for f in feeds)
+    finally:
+        session.close()
+
+
+def _plain(value: Any) -> Any:
+    """Outputs as they can cross to the parent: an OrtValue (bfloat16, float8) as numpy where it can be."""
+    if hasattr(value, "numpy") and not hasattr(value, "dtype"):
+        try:
+            return value.numpy()
+        except Exception:  # an element type numpy lacks: not comparable, said so by accuracy.compare
+            return repr(value)
+    return value
 
 
 def reset_peak_rss() -> int | None:

@@ -45,6 +45,15 @@ results_option = click.option("--results-dir", default=lambda: os.environ.get("P
                               show_default="results (or $PERFKIT_RESULTS)", help="Where runs are kept.")
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
+variants_option = click.option(
+    "--variants", "variants", multiple=True, metavar="CHAIN[,CHAIN…]",
+    help="Optimized variants to build: ort-opt:basic|extended|all, fusion, fp16, int8-dynamic, int8-static, "
+         "chained with '+' (ort-opt:all+int8-static:qdq,u8s8), or 'auto' for the sensible set for this model.")
+calibration_option = click.option("--calibration", type=click.Path(),
+                                  help="Calibration inputs for int8-static: .npz, one array per input, "
+                                       "samples on the first axis (default: synthetic, with a warning).")
+cache_option = click.option("--cache-dir", default=None,
+                            help="Where built variants are cached [.perfkit-cache, or $PERFKIT_CACHE].")
 
 
 @click.group(cls=PerfkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,13 +82,21 @@ def main() -> None:
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds before a case counts as hung [300].")
 @click.option("--no-isolate", is_flag=True, help="Run cases in this process (faster start, no crash safety).")
 @click.option("--no-save", is_flag=True, help="Keep nothing in the results folder.")
+@variants_option
+@click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
+              help="e.g. \"cos>=0.999\", \"max_abs<=1e-2\", \"agree>=0.99\"; the fastest variant inside it is "
+                   "marked [cos>=0.99].")
+@calibration_option
+@cache_option
+@click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
 @format_option
 @output_option
 @results_option
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
-          min_time, max_time, timeout, no_isolate, no_save, fmt, output, results_dir) -> None:
-    """Measure MODEL (an .onnx file) on onnxruntime and print the figures."""
+          min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
+          profile, fmt, output, results_dir) -> None:
+    """Measure MODEL (an .onnx file) and its optimized variants on onnxruntime and print the figures."""
     from dataclasses import replace
 
     from perfkit.spec import QUICK_PLAN, Plan, make_spec, parse_batches
@@ -91,8 +108,45 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
         plan = replace(plan, min_time_s=plan.max_time_s)
     spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
                      shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
-                     allow_fallback=allow_fallback, results_dir=None if no_save else results_dir)
+                     allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
+                     accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile)
     _run_and_print(spec, fmt, output)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the variant files and manifest.json.")
+@variants_option
+@calibration_option
+@cache_option
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
+@click.option("--accuracy-budget", metavar="METRIC>=N[,…]", help="Budget fp16's repair keeps to [cos>=0.99].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one build step may take.")
+@debug_option
+def optimize(model, output_dir, variants, calibration, cache_dir, dims, shapes, accuracy_budget, timeout) -> None:
+    """Build optimized variants of MODEL into a folder, with a manifest; nothing is timed."""
+    from perfkit.optimize import build_all
+    from perfkit.spec import Plan, make_spec
+
+    spec = make_spec(model, dims=dims, shapes=shapes, variants=variants or ("auto",), calibration=calibration,
+                     cache_dir=cache_dir, accuracy_budget=accuracy_budget, plan=Plan(timeout_s=timeout),
+                     results_dir=None)
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    manifest = build_all(spec, output_dir, on_progress=progress)
+    for entry in manifest["variants"]:
+        where = entry.get("file") or f"{entry['status']}: {entry['reason']}"
+        click.echo(f"{entry['variant']:<48} {where}")
+    for warning in manifest["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {os.path.join(output_dir, 'manifest.json')}", err=True)
+    if any(e["status"] == "failed" for e in manifest["variants"]):
+        sys.exit(EXIT_ROW_FAILED)
 
 
 @main.command()

@@ -177,6 +177,18 @@ def _external_data_files(proto: onnx.ModelProto, path: Path) -> list[Path]:
     return sorted(files)
 
 
+def disk_size(path_text: str) -> tuple[int, dict[str, int]]:
+    """(bytes on disk with external data, op histogram) of an ONNX file, read without its weights."""
+    import onnx
+
+    from perfkit.transforms import op_histogram
+
+    path = Path(path_text)
+    proto = onnx.load(str(path), load_external_data=False)
+    files = _external_data_files(proto, path)
+    return path.stat().st_size + sum(f.stat().st_size for f in files), dict(op_histogram(proto))
+
+
 def read_signature(proto: onnx.ModelProto) -> Signature:
     """Inputs (initializers excluded) and outputs with their declared types and shapes."""
     initializers = {t.name for t in proto.graph.initializer}

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 
+from perfkit.accuracy import summary_cells
 from perfkit.report import Report, Result, to_json
-from perfkit.stats import required_n
+from perfkit.stats import fmt_ratio, required_n
+from perfkit.verdict import Verdict, judge, node_change
 
 FORMATS = ("table", "json", "csv", "markdown")
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "invalid": "red"}
 COLUMNS = ("variant", "target", "ran on", "batch", "median ± CI", "p90", "p99", "CV", "items/s", "load",
            "first call", "peak RSS", "status")
+VARIANT_COLUMNS = ("speed-up", "size", "Δ nodes", "cos", "max abs", "agree")  # when the run has variants
+BEST = "★ "  # marks the fastest row inside the accuracy budget
 
 
 def fmt_ns(ns: float | None) -> str:
@@ -46,6 +50,38 @@ def _ran_on(r: Result) -> str:
     return f"{name} (fallback)" if r.fallback else name
 
 
+HIDDEN_WITH_VARIANTS = ("p99", "load", "first call")  # room for the variant columns; csv and json keep them
+
+
+def columns(report: Report) -> tuple[str, ...]:
+    if not report.spec.variants:
+        return COLUMNS
+    return tuple(c for c in COLUMNS[:-1] if c not in HIDDEN_WITH_VARIANTS) + VARIANT_COLUMNS + COLUMNS[-1:]
+
+
+def all_cells(report: Report) -> list[list[str]]:
+    """Every row as text, with the variant columns and the best mark when the run has variants."""
+    rows = [cells(r) for r in report.results]
+    if not report.spec.variants:
+        return rows
+    verdict = judge(report)
+    keep = [k for k, c in enumerate(COLUMNS) if c not in HIDDEN_WITH_VARIANTS]
+    rows = [[row[k] for k in keep] for row in rows]
+    for i, (r, row) in enumerate(zip(report.results, rows, strict=True)):
+        b = verdict.baseline[i]
+        size = fmt_bytes(r.size_bytes)
+        change = "" if b is None or b == i else node_change(report.results[b].ops, r.ops)
+        budget = verdict.budget[i]
+        accuracy = list(summary_cells(r.accuracy))
+        if budget is not None and not budget[0]:
+            accuracy[0] += " ✗"
+        speed = "baseline" if b == i else fmt_ratio(verdict.speedups[i])
+        row[-1:-1] = [speed, size, change or "-", *accuracy]
+        if i in verdict.best:
+            row[0] = BEST + row[0]
+    return rows
+
+
 def cells(r: Result) -> list[str]:
     """The table row for one result, as text."""
     s, m = r.summary, r.measurement
@@ -63,14 +99,46 @@ def cells(r: Result) -> list[str]:
 
 
 def notes(report: Report) -> list[str]:
-    """Warnings and reasons under the table, each naming the row it belongs to."""
+    """Warnings and reasons under the table, each naming the row it belongs to; with variants, the pick
+    and a diagnosis of every row slower than its baseline."""
     out = [f"warning: {w}" for w in report.warnings]
     for i, r in enumerate(report.results, 1):
         if r.reason:
             out.append(f"row {i} {r.status}: {r.reason}")
         out.extend(f"row {i}: {w}" for w in r.warnings)
+    if report.spec.variants:
+        out += variant_notes(report, judge(report))
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")
+    return out
+
+
+def variant_notes(report: Report, verdict: Verdict) -> list[str]:
+    rows = report.results
+    out = []
+    seen_notes: set[tuple[str, ...]] = set()
+    for i, r in enumerate(rows, 1):
+        if r.notes and r.notes not in seen_notes:
+            seen_notes.add(r.notes)
+            out.extend(f"row {i} built: {n}" for n in r.notes)
+    for i, r in enumerate(rows):
+        ok = verdict.budget[i]
+        if ok is not None and not ok[0]:
+            out.append(f"row {i + 1} outside the accuracy budget: {ok[1]}")
+        for text in verdict.diagnoses[i]:
+            b = verdict.baseline[i]
+            out.append(f"row {i + 1} is slower than row {b + 1} ({fmt_ratio(verdict.speedups[i])}): {text}")
+        if r.profile:
+            total = sum(o.ns_per_call for o in r.profile) or 1
+            top = ", ".join(f"{o.op}{'@' + o.provider if o.provider not in ('', 'CPU') else ''} "
+                            f"{fmt_ns(o.ns_per_call)} ({o.ns_per_call / total:.0%})" for o in r.profile[:5])
+            out.append(f"row {i + 1} profile per call: {top}")
+    for b in verdict.best:
+        r = rows[b]
+        why = "baseline: no variant is faster inside the budget" if not r.model.lineage else \
+            f"{fmt_ratio(verdict.speedups[b])} vs row {verdict.baseline[b] + 1}"
+        out.append(f"{BEST}fastest inside {report.spec.accuracy_budget} on {r.target.label}, batch {r.batch}: "
+                   f"row {b + 1} {r.model.label} ({why})")
     return out
 
 
@@ -79,11 +147,10 @@ def render_table(report: Report, width: int = 160, color: bool = False) -> str:
     from rich.table import Table
 
     table = Table(title=f"perfkit run {report.run_id} — {report.spec.model}", title_justify="left")
-    for name in COLUMNS:
+    for name in columns(report):
         table.add_column(name, justify="right" if name not in ("variant", "target", "ran on", "status") else "left",
-                         no_wrap=name in ("median ± CI", "status"))
-    for r in report.results:
-        row = cells(r)
+                         no_wrap=name in ("variant", "median ± CI", "status", "speed-up", "cos"))
+    for r, row in zip(report.results, all_cells(report), strict=True):
         row[-1] = f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
         table.add_row(*row)
     buffer = io.StringIO()
@@ -99,18 +166,22 @@ def render_table(report: Report, width: int = 160, color: bool = False) -> str:
 
 
 def render_markdown(report: Report) -> str:
+    names = columns(report)
     lines = [f"**perfkit run {report.run_id}** — `{report.spec.model}`", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in report.results]
+             "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in all_cells(report)]
     lines += [""] + [f"- {n}" for n in notes(report)]
     return "\n".join(lines) + "\n"
 
 
 def flat_rows(report: Report) -> list[dict[str, object]]:
     """One flat dict per result, times in ns: for csv and DataFrames."""
+    verdict = judge(report)
     rows = []
-    for r in report.results:
+    for i, r in enumerate(report.results):
         s, m = r.summary, r.measurement
+        ratio, budget = verdict.speedups[i], verdict.budget[i]
+        comparable = [a for a in r.accuracy if a.comparable]
         rows.append({
             "run_id": report.run_id, "variant": r.model.label, "model": r.model.path, "digest": r.model.digest,
             "target": r.target.label, "providers": ";".join(r.providers), "fallback": r.fallback,
@@ -119,7 +190,14 @@ def flat_rows(report: Report) -> list[dict[str, object]]:
             "mean_ns": s and s.mean, "stdev_ns": s and s.stdev, "cv": s and s.cv, "p90_ns": s and s.p90,
             "p99_ns": s and s.p99, "min_ns": s and s.min, "max_ns": s and s.max, "items_per_s": r.throughput,
             "load_ns": m and m.load_ns, "first_call_ns": m and m.first_call_ns,
-            "peak_rss_bytes": m and m.peak_rss_bytes, "warnings": " | ".join(r.warnings),
+            "peak_rss_bytes": m and m.peak_rss_bytes, "size_bytes": r.size_bytes,
+            "speedup": ratio and ratio.value, "speedup_low": ratio and ratio.low, "speedup_high": ratio and ratio.high,
+            "speedup_significant": ratio and ratio.significant,
+            "cosine": min((a.cosine for a in comparable if a.cosine is not None), default=None),
+            "max_abs": max((a.max_abs for a in comparable if a.max_abs is not None), default=None),
+            "agree": min((a.agree for a in comparable if a.agree is not None), default=None),
+            "within_budget": budget and budget[0], "best": i in verdict.best,
+            "warnings": " | ".join(r.warnings),
         })
     return rows
 

@@ -9,13 +9,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfkit.accuracy import OutputAccuracy
 from perfkit.env import Environment
 from perfkit.errors import PerfkitError
 from perfkit.model import Model
+from perfkit.profile import OpTime
 from perfkit.spec import BenchSpec, Target
 from perfkit.stats import Summary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "skipped", "failed", "invalid")  # invalid: it ran, but its outputs cannot be trusted
 
 
@@ -51,6 +53,11 @@ class Result:
     summary: Summary | None = None
     throughput: float | None = None  # items per second at the median
     warnings: tuple[str, ...] = ()
+    accuracy: tuple[OutputAccuracy, ...] = ()  # against the reference on the check feeds
+    size_bytes: int | None = None  # the model file and its external data on disk
+    ops: dict[str, int] = field(default_factory=dict)  # op type -> node count in the file
+    notes: tuple[str, ...] = ()  # what the transforms that made this variant said
+    profile: tuple[OpTime, ...] = ()  # --profile: time per call by op type
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,9 @@ def from_json(text: str, source: str) -> Report:
 
 
 # schema N -> N+1, applied in order on load, so old runs stay readable after the format moves on.
-UPGRADES: dict[int, typing.Callable[[dict], dict]] = {}
+UPGRADES: dict[int, typing.Callable[[dict], dict]] = {
+    1: lambda data: {**data, "schema_version": 2},  # 2 added accuracy, size, ops, notes and profile to results; all have defaults
+}
 
 
 def _build(tp: Any, data: Any) -> Any:

@@ -68,6 +68,12 @@ class BenchSpec:
     plan: Plan = field(default_factory=Plan)
     allow_fallback: bool = False
     results_dir: str | None = "results"  # None: keep nothing
+    variants: tuple[str, ...] = ()  # chains such as "ort-opt:all+int8-static:qdq", or "auto"
+    accuracy_budget: str = "cos>=0.99"  # accuracy.DEFAULT_BUDGET; the fastest variant inside it is marked
+    calibration: str | None = None  # .npz for static quantization; None: synthetic, with a warning
+    cache_dir: str = ".perfkit-cache"  # built variants, keyed by content hash and parameters
+    check_feeds: int = 8  # feeds every variant is compared on: several, so one lucky input cannot pass
+    profile: bool = False  # onnxruntime's per-op profile of every row, after its timing
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
@@ -122,8 +128,21 @@ def parse_batches(text: str) -> tuple[int, ...]:
 def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tuple[int, ...] = (),
               dims: tuple[str, ...] = (), shapes: tuple[str, ...] = (), inputs: str | None = None,
               seed: int = 0, threads: int | None = None, opt_level: str = "all", plan: Plan | None = None,
-              allow_fallback: bool = False, results_dir: str | None = "results") -> BenchSpec:
+              allow_fallback: bool = False, results_dir: str | None = "results", variants: tuple[str, ...] = (),
+              accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
+              profile: bool = False) -> BenchSpec:
     """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
+    from perfkit.accuracy import DEFAULT_BUDGET, parse_budget
+    from perfkit.transforms import parse_chain, split_chains
+    from perfkit.transforms.cache import default_cache_dir
+
+    chains = tuple(c for text in variants for c in split_chains(text))
+    for chain in chains:
+        if chain != "auto":
+            parse_chain(chain)
+    budget = parse_budget(accuracy_budget or DEFAULT_BUDGET).text
+    if calibration and not Path(calibration).is_file():
+        raise PerfkitError(calibration, "no such file", "give the .npz of calibration inputs (one array per input)")
     if batch and inputs:
         raise PerfkitError(f"--inputs {inputs}", "--batch cannot resize data you supplied",
                            "drop --batch, or give one data file per batch size")
@@ -132,4 +151,5 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
     base = Workload(dims=parsed_dims, shapes=parsed_shapes, inputs=inputs, seed=seed)
     workloads = tuple(replace(base, batch=b) for b in batch) or (base,)
     parsed_targets = tuple(parse_target(t, threads=threads, opt_level=opt_level) for t in targets)
-    return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir)
+    return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir, chains,
+                     budget, calibration, cache_dir or default_cache_dir(), profile=profile)

@@ -145,4 +145,7 @@ def fmt_ratio(r: Ratio | None) -> str:
         return "-"
     if not r.significant:
         return f"≈{r.value:.2f}×"
-    return f"{r.value:.2f}× ±{(r.high - r.value) / r.value:.0%}" if r.value else "0×"
+    if not r.value:
+        return "0×"
+    spread = (r.high - r.value) / r.value
+    return f"{r.value:.2f}× ±{spread:.1%}" if spread < 0.01 else f"{r.value:.2f}× ±{spread:.0%}"

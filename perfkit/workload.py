@@ -223,3 +223,42 @@ def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
                                    f"{_show(info.shape)}", "save data of the model's shape (named dims must agree)")
     shapes = tuple((i.name, tuple(arrays[i.name].shape)) for i in sig.inputs)
     return Shapes(shapes, _items_per_call(None, [s for _, s in shapes]), ())
+
+
+CALIBRATION_SAMPLES = 32  # synthetic calibration items: enough for MinMax ranges to settle on random data
+CALIBRATION_CHUNK = 8  # items per calibration call when the batch dim is free: fewer calls, same ranges
+
+
+def calibration_feeds(sig: Signature, shapes: Shapes, path_text: str | None, seed: int, skip: int
+                      ) -> tuple[tuple[dict[str, np.ndarray], ...], str]:
+    """(feeds, where they came from) for static quantization. From the user's .npz — one array per input,
+    first axis the samples — split into calls of the model's batch; or synthetic, seeded apart from the
+    `skip` check feeds so calibration never sees the inputs accuracy is judged on."""
+    if path_text is None:
+        per_call = max(shapes.batch, 1)
+        count = max(1, -(-CALIBRATION_SAMPLES // per_call))
+        feeds = synthesize(sig, shapes, seed, skip + count)[skip:]
+        return tuple(feeds), f"{count * per_call} synthetic samples (seed {seed})"
+    arrays, _ = load_inputs(path_text, _samples_signature(sig))
+    samples = {len(a) for a in arrays.values()}
+    if len(samples) != 1 or 0 in samples:
+        raise PerfkitError(path_text, "calibration arrays differ in their number of samples (first axis)",
+                           "give every input the same number of samples")
+    n = samples.pop()
+    fixed = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], int)}
+    chunk = fixed.pop() if len(fixed) == 1 else CALIBRATION_CHUNK
+    feeds = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, n - chunk + 1, chunk))
+    if not feeds:
+        raise PerfkitError(path_text, f"{n} samples, fewer than the model's fixed batch of {chunk}",
+                           f"give at least {chunk} samples")
+    from perfkit.model import file_digest
+
+    return feeds, f"{path_text} ({n} samples, sha256 {file_digest([Path(path_text)])[:12]})"
+
+
+def _samples_signature(sig: Signature) -> Signature:
+    """The signature with a free first dim, so any number of samples passes the shape check."""
+    from dataclasses import replace
+
+    inputs = tuple(replace(i, shape=("samples", *i.shape[1:])) if i.shape else i for i in sig.inputs)
+    return Signature(inputs, sig.outputs)

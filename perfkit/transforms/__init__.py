@@ -94,6 +94,21 @@ class BuildContext:
     budget: Budget | None = None
 
 
+def split_chains(text: str) -> list[str]:
+    """`ort-opt:all,int8-static:qdq,u8s8,fp16` -> three chains: after a comma, a transform's name (or
+    `auto`) starts a new chain, anything else is one more option of the step before. `;` and spaces
+    always separate chains."""
+    chains: list[str] = []
+    for group in text.replace(";", " ").split():
+        for piece in group.split(","):
+            head = piece.split("+")[0].split(":")[0]
+            if head in TRANSFORMS or head == "auto" or not chains:
+                chains.append(piece)
+            else:
+                chains[-1] += "," + piece
+    return [c for c in chains if c]
+
+
 def parse_chain(text: str) -> tuple[Step, ...]:
     """`ort-opt:all+int8-static:qdq,per-channel` -> steps; every mistake is named with the fix."""
     steps = []
