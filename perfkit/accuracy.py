@@ -150,31 +150,37 @@ def compare_arrays(name: str, ref: list, got: list) -> OutputAccuracy:
         return OutputAccuracy(name, comparable=False, reason="empty output")
     if bad:
         return OutputAccuracy(name, max_abs=math.inf, mean_abs=math.inf, max_rel=math.inf, cosine=math.nan,
-                              agree=_agreement(ref, got)[0], nonfinite=bad)
+                              agree=_agreement(name, ref, got)[0], nonfinite=bad)
     r, g = r[finite_ref], g[finite_ref]
     err = np.abs(r - g)
     floor = max(REL_FLOOR * float(np.max(np.abs(r), initial=0.0)), 1e-12)
     norms = float(np.linalg.norm(r)) * float(np.linalg.norm(g))
     cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if not err.any() else 0.0)
-    agree, top_k = _agreement(ref, got)
+    agree, top_k = _agreement(name, ref, got)
     return OutputAccuracy(name, max_abs=float(err.max(initial=0.0)), mean_abs=float(err.mean()) if err.size else 0.0,
                           max_rel=float(np.max(err / np.maximum(np.abs(r), floor), initial=0.0)),
                           cosine=min(cosine, 1.0), agree=agree, top_k=top_k)
 
 
-def looks_like_scores(array) -> bool:
-    """Class scores: floats whose last dim holds 2 or more classes, one row per item."""
-    return (array.dtype.kind == "f" and array.ndim >= 2 and 2 <= array.shape[-1] <= MAX_CLASSES)
+SCORE_NAMES = ("logit", "prob", "score", "class")  # outputs so named hold class scores whatever their rank
 
 
-def _agreement(ref: list, got: list) -> tuple[float | None, float | None]:
+def looks_like_scores(array, name: str = "") -> bool:
+    """Class scores: floats of one row per item (batch, classes), or of any rank when the output's name says
+    so (token classification's (batch, tokens, classes)); hidden states and feature maps are not."""
+    if array.dtype.kind != "f" or array.ndim < 2 or not 2 <= array.shape[-1] <= MAX_CLASSES:
+        return False
+    return array.ndim == 2 or any(word in name.lower() for word in SCORE_NAMES)
+
+
+def _agreement(name: str, ref: list, got: list) -> tuple[float | None, float | None]:
     """Top-1 label agreement and top-k agreement over every item, or None when these are not scores;
     integer outputs of one value per item (predicted labels) agree when equal."""
     import numpy as np
 
     if ref[0].dtype.kind in "iu" and ref[0].ndim == 1:
         return float(np.mean(np.concatenate([r == g for r, g in zip(ref, got, strict=True)]))), None
-    if not looks_like_scores(ref[0]):
+    if not looks_like_scores(ref[0], name):
         return None, None
     classes = ref[0].shape[-1]
     r = np.concatenate([a.reshape(-1, classes) for a in ref])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ class TensorInfo:
     dtype: str  # numpy-style name: float32, int64, bool, string, bfloat16, …
     shape: tuple[int | str | None, ...] | None  # None: rank unknown
     kind: str = "tensor"  # tensor, sequence, map, optional: only tensors can be synthesised
+    index_limit: int | None = None  # an integer input that indexes a table (Gather): the largest valid index
 
 
 @dataclass(frozen=True)
@@ -192,9 +193,32 @@ def disk_size(path_text: str) -> tuple[int, dict[str, int]]:
 def read_signature(proto: onnx.ModelProto) -> Signature:
     """Inputs (initializers excluded) and outputs with their declared types and shapes."""
     initializers = {t.name for t in proto.graph.initializer}
-    inputs = tuple(_tensor_info(v) for v in proto.graph.input if v.name not in initializers)
+    limits = index_limits(proto)
+    inputs = tuple(replace(_tensor_info(v), index_limit=limits.get(v.name)) for v in proto.graph.input
+                   if v.name not in initializers)
     outputs = tuple(_tensor_info(v) for v in proto.graph.output)
     return Signature(inputs, outputs)
+
+
+def index_limits(proto: onnx.ModelProto) -> dict[str, int]:
+    """Inputs used (directly or through a Cast) as Gather indices into a weight table: the largest index
+    every such table accepts, so synthetic token or segment ids stay in range (a BERT segment table
+    has two rows)."""
+    tables = {t.name: list(t.dims) for t in proto.graph.initializer}
+    source = {i.name: i.name for i in proto.graph.input}
+    for node in proto.graph.node:
+        if node.op_type == "Cast" and node.input and node.input[0] in source:
+            source[node.output[0]] = source[node.input[0]]
+    limits: dict[str, int] = {}
+    for node in proto.graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[1] not in source:
+            continue
+        dims = tables.get(node.input[0])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if dims and -len(dims) <= axis < len(dims):
+            name = source[node.input[1]]
+            limits[name] = min(limits.get(name, dims[axis] - 1), dims[axis] - 1)
+    return limits
 
 
 def _tensor_info(value) -> TensorInfo:

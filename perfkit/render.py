@@ -135,7 +135,7 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
             out.append(f"row {i + 1} profile per call: {top}")
     for b in verdict.best:
         r = rows[b]
-        why = "baseline: no variant is faster inside the budget" if not r.model.lineage else \
+        why = "no variant is faster beyond the noise inside the budget" if not r.model.lineage else \
             f"{fmt_ratio(verdict.speedups[b])} vs row {verdict.baseline[b] + 1}"
         out.append(f"{BEST}fastest inside {report.spec.accuracy_budget} on {r.target.label}, batch {r.batch}: "
                    f"row {b + 1} {r.model.label} ({why})")

@@ -109,7 +109,8 @@ def from_json(text: str, source: str) -> Report:
 
 # schema N -> N+1, applied in order on load, so old runs stay readable after the format moves on.
 UPGRADES: dict[int, typing.Callable[[dict], dict]] = {
-    1: lambda data: {**data, "schema_version": 2},  # 2 added accuracy, size, ops, notes and profile to results; all have defaults
+    # 2 added accuracy, size, ops, notes and profile to results; each has a default.
+    1: lambda data: {**data, "schema_version": 2},
 }
 
 

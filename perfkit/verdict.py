@@ -47,8 +47,14 @@ def judge(report: Report) -> Verdict:
     for group in dict.fromkeys(_group(r) for r in rows):
         inside = [i for i, r in enumerate(rows) if _group(r) == group and r.status == "ok" and r.summary and
                   (checks[i] is None and not r.model.lineage or checks[i] is not None and checks[i][0])]
-        if inside:
-            best.append(min(inside, key=lambda i: rows[i].summary.median))
+        if not inside:
+            continue
+        fastest = min(inside, key=lambda i: rows[i].summary.median)
+        base = baseline[fastest]
+        # A variant is worth shipping only when it is faster beyond the noise; else the model as it is.
+        if base in inside and (speedups[fastest] is None or not speedups[fastest].significant):
+            fastest = base
+        best.append(fastest)
     diagnoses = tuple(diagnose(r, rows[b], report.environment, s) if b is not None and s is not None and
                       s.significant and s.value < 1 else () for r, b, s in zip(rows, baseline, speedups, strict=True))
     return Verdict(baseline, speedups, checks, tuple(best), diagnoses)

@@ -2,8 +2,9 @@
 
 Synthetic values (documented in the README):
 - floating point (float16/32/64, bfloat16, float8): uniform in [0, 1) — non-negative, safe for log and sqrt;
-- integers (int8…int64, uint8…uint64): uniform in [1, 8] — never 0 (divisions, attention masks), small
-  enough to index any embedding or lookup table;
+- integers (int8…int64, uint8…uint64): uniform in [1, 8] — never 0 (divisions) — and never past the
+  last row of a table the input indexes (a segment-id table of two rows gets ids of 1);
+- inputs named like a mask (`attention_mask`, `mask`): all ones, i.e. nothing masked, of any type;
 - bool: True or False with equal odds;
 - strings and anything else: not synthesised; the user gives data with --inputs.
 """
@@ -146,10 +147,14 @@ def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1,
         feed = {}
         for name, shape in shapes.shapes:
             dtype = infos[name].dtype
-            if dtype in FLOAT_TYPES:
+            if "mask" in name.lower() and (dtype in FLOAT_TYPES or dtype in INT_TYPES or dtype == "bool"):
+                feed[name] = np.ones(shape, dtype=numpy_dtype(dtype))
+            elif dtype in FLOAT_TYPES:
                 feed[name] = rng.random(shape, dtype=np.float32).astype(numpy_dtype(dtype))
             elif dtype in INT_TYPES:
-                feed[name] = rng.integers(INT_LOW, INT_HIGH, shape, endpoint=True).astype(dtype)
+                limit = infos[name].index_limit
+                high = INT_HIGH if limit is None else max(0, min(INT_HIGH, limit))
+                feed[name] = rng.integers(min(INT_LOW, high), high, shape, endpoint=True).astype(dtype)
             elif dtype == "bool":
                 feed[name] = rng.random(shape) < 0.5
             else:

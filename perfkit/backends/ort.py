@@ -20,7 +20,7 @@ PROVIDERS = {
 }
 OPT_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                    "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-QUIET = 3  # onnxruntime's log level "error": its warnings would interleave with the table
+QUIET = 4  # onnxruntime's log level "fatal": its errors come back in the row's reason, its warnings are noise
 NON_NUMPY = ("bfloat16", "float8")  # element types onnxruntime's numpy bridge cannot hand over directly
 
 

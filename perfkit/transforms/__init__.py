@@ -111,6 +111,7 @@ def split_chains(text: str) -> list[str]:
 
 def parse_chain(text: str) -> tuple[Step, ...]:
     """`ort-opt:all+int8-static:qdq,per-channel` -> steps; every mistake is named with the fix."""
+    register_plugins()
     steps = []
     for part in (p.strip() for p in text.split("+")):
         name, _, opts = part.partition(":")
@@ -166,7 +167,25 @@ def _describe(spec: Spec) -> str:
     return ", ".join(parts)
 
 
+def register_plugins(text: str | None = None) -> None:
+    """Your own transforms, from `PERFKIT_TRANSFORMS="name=package.module:function;…"`: each takes
+    (src, dst, options, ctx) like the built-in ones, and no options. Spawned workers inherit the variable,
+    so a plugin runs isolated like any step."""
+    import os
+
+    text = os.environ.get("PERFKIT_TRANSFORMS", "") if text is None else text
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        name, eq, function = entry.partition("=")
+        if not eq or ":" not in function or not name.strip():
+            raise PerfkitError(f"PERFKIT_TRANSFORMS={text}", f"cannot read '{entry}'",
+                               "write NAME=package.module:function, separated by ';'")
+        TRANSFORMS.setdefault(name.strip(), Spec(function.strip(), ()))
+
+
 def get_transform(name: str) -> Callable[..., tuple[str, ...]]:
+    register_plugins()
+    if name not in TRANSFORMS:
+        raise PerfkitError(name, "unknown transform", f"use one of {', '.join(TRANSFORMS)}")
     module, _, function = TRANSFORMS[name].function.partition(":")
     return getattr(importlib.import_module(module), function)
 

@@ -1,10 +1,14 @@
 """fp16 conversion that checks its own result and repairs it by keeping the guilty nodes in fp32.
 
 After converting (onnxconverter-common, or onnxruntime's transformer path for graphs with its fused ops),
-the model is loaded and run on the check feeds on the CPU provider. When it breaks — a type error at load,
-NaN/Inf outputs, accuracy over the budget — the fp32 and fp16 graphs are run with every intermediate
-tensor exposed, the nodes that *introduce* the error (finite inputs, non-finite output; or an error that
-jumps past what their inputs carried) are blocked, and the conversion is redone, a few rounds at most.
+the model is loaded and run on the check feeds. The CPU provider alone would hide most fp16 trouble: it
+has few fp16 kernels, computes the rest in fp32 and drops the fp16 round trips between them. So the
+fp16 graph is also run *node by node* on the first feeds, each node's output materialised in fp16 before
+the next node reads it, as on a device that computes in fp16. When the model breaks — a type error at
+load, NaN/Inf outputs, an fp16 tensor that overflows, accuracy over the budget — the node-by-node values
+are compared with the fp32 model's, the nodes that *introduce* the error (finite inputs, non-finite
+output; an error that jumps past what their inputs carried; a weight damaged by the conversion) are kept
+in fp32, and the conversion is redone, a few rounds at most.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from perfkit.transforms.cache import is_large, save
 if TYPE_CHECKING:
     import onnx
 
-MAX_ROUNDS = 6  # each round blocks the nodes that introduce the worst error; most models settle in 1-2
+MAX_ROUNDS = 8  # each round keeps the nodes that introduce the worst error in fp32; most models settle in 1-3
 INTRODUCED = 1e-2  # a node whose output error (relative to the output's scale) passes this is suspect...
 AMPLIFIES = 10.0  # ...when it is this many times the error its inputs carried
-LAYERWISE_FEEDS = 2  # feeds used for the layer-wise comparison (every tensor of the model is kept)
+LAYERWISE_FEEDS = 2  # feeds run node by node (every tensor of the model is kept for them)
+Values = dict[str, list[Any]]  # tensor name -> its value on each layer-wise feed
 
 
 def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
@@ -36,13 +41,17 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     if engine == "auto":
         engine = "ort" if any(n.domain == "com.microsoft" for n in fp32.graph.node) else "occ"
     notes = [f"converted with {'onnxruntime.transformers' if engine == 'ort' else 'onnxconverter-common'}"]
-    reference = Tensors(fp32, ctx.check_feeds[:LAYERWISE_FEEDS], large)
+    reference = Reference(fp32, ctx.check_feeds[:LAYERWISE_FEEDS], large)
     blocked: set[str] = set()
     problem = ""
     for _ in range(MAX_ROUNDS):
         fp16 = to_fp16(fp32, engine, options["keep_io"], options["block"], sorted(blocked))
         problem, guilty = check(fp16, ctx, large, reference)
-        if not problem or not options["repair"] or not guilty - blocked:
+        if not problem or not options["repair"]:
+            break
+        if guilty <= blocked:  # already in fp32 and still wrong: its fp16 inputs carry the damage
+            guilty = producers(fp32, guilty) - blocked
+        if not guilty:
             break
         blocked |= guilty
     if blocked:
@@ -54,17 +63,17 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     return notes
 
 
-class Tensors:
-    """Every tensor of the fp32 model on the first feeds, computed once, when first needed."""
+class Reference:
+    """The fp32 model and every one of its tensors on the layer-wise feeds, computed when first needed."""
 
     def __init__(self, proto: onnx.ModelProto, feeds, large: bool) -> None:
         self.proto, self.feeds, self.large = proto, feeds, large
-        self._values: dict[str, list[Any]] | None = None
+        self._values: Values | None = None
 
     @property
-    def values(self) -> dict[str, list[Any]]:
+    def values(self) -> Values:
         if self._values is None:
-            names, runs = run_all(self.proto, self.feeds, self.large, full=len(self.feeds))
+            names, runs = run_all(self.proto, self.feeds, self.large, expose=True)
             self._values = {n: [r[k] for r in runs] for k, n in enumerate(names)}
         return self._values
 
@@ -79,6 +88,12 @@ def name_nodes(proto: onnx.ModelProto) -> None:
                 name += "_"
             node.name = name
             taken.add(name)
+
+
+def producers(proto: onnx.ModelProto, names: set[str]) -> set[str]:
+    """The nodes whose outputs feed the named nodes."""
+    made_by = {o: n.name for n in proto.graph.node for o in n.output}
+    return {made_by[i] for n in proto.graph.node if n.name in names for i in n.input if i in made_by}
 
 
 def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tuple[str, ...],
@@ -110,78 +125,118 @@ def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tupl
 _TYPE_ERROR = re.compile(r"in node \(([^)]+)\)")
 
 
-def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Tensors) -> tuple[str, set[str]]:
-    """('', ∅) when the model loads, its outputs are finite and within the budget, and no fp16 tensor
-    overflows; else (what is wrong, the nodes to keep in fp32).
-
-    Every tensor is exposed while checking: the CPU provider has few fp16 kernels and computes the rest
-    in fp32, dropping the fp16 round trips between them, which hides an overflow that a GPU would meet.
-    An exposed tensor is materialised in fp16, as on a device that computes in fp16."""
+def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Reference) -> tuple[str, set[str]]:
+    """('', ∅) when the fp16 model is sound; else (what is wrong, the fp32 model's nodes to keep in fp32)."""
     from perfkit.accuracy import compare, nonfinite, within
 
     try:
-        names, runs = run_all(fp16, ctx.check_feeds, large, full=LAYERWISE_FEEDS)
+        names, runs = run_all(fp16, ctx.check_feeds, large, expose=False)
     except Exception as exc:  # onnxruntime's own exception classes: a type error names its node
         text = " ".join(str(exc).split())
         return f"onnxruntime cannot load it ({text[:160]})", set(_TYPE_ERROR.findall(text))
-    keep = len(fp16.graph.output)
-    outputs = [r[:keep] for r in runs]
-    values = {n: [r[k] for r in runs[:LAYERWISE_FEEDS]] for k, n in enumerate(names)}
+    feeds = ctx.check_feeds[:LAYERWISE_FEEDS]
+    values = run_node_by_node(fp16, feeds) if feeds else {}
+    outputs = tuple(o.name for o in fp16.graph.output)
+    emulated = [[values[n][k] for n in outputs] for k in range(len(feeds))] if values else []
     problem = ""
-    for feed_outputs in outputs:
-        if bad := nonfinite(feed_outputs, tuple(names[:keep])):
-            problem = f"non-finite outputs ({'; '.join(bad)})"
+    for label, sample in (("", runs), (" computed in fp16", emulated)):
+        bad = next((b for out in sample if (b := nonfinite(out, outputs))), ())
+        if bad:
+            problem = f"non-finite outputs{label} ({'; '.join(bad)})"
             break
-    if not problem:
-        overflowed = [n for n in names[keep:] if nonfinite(values[n], (n,) * len(values[n]))]
-        if overflowed and (real := [n for n in overflowed if _finite_in(reference.values, n, fp16)]):
-            problem = f"{len(real)} tensor(s) overflow fp16 (first: {real[0]})"
+    if not problem and values:
+        overflowed = [n for n, v in values.items() if n not in outputs and nonfinite(v, (n,) * len(v))
+                      and _finite_in(reference.values, n, fp16)]
+        if overflowed:
+            problem = f"{len(overflowed)} tensor(s) overflow fp16 (first: {overflowed[0]})"
     if not problem and ctx.budget and ctx.reference:
-        ok, why = within(compare(list(ctx.reference), outputs, tuple(names[:keep])), ctx.budget)
-        if not ok:
-            problem = f"over the accuracy budget {ctx.budget.text} ({why})"
+        for label, sample, ref in (("", runs, ctx.reference), (" computed in fp16", emulated, ctx.reference)):
+            ok, why = within(compare(list(ref[:len(sample)]), list(sample), names), ctx.budget) if sample else \
+                (True, "")
+            if not ok:
+                problem = f"over the accuracy budget {ctx.budget.text}{label} ({why})"
+                break
     if not problem:
         return "", set()
-    return problem, blame(reference, fp16, values)
+    return problem, blame(reference, fp16, values) if values else set()
 
 
-def _finite_in(reference: dict[str, list[Any]], name: str, fp16: onnx.ModelProto) -> bool:
+def _finite_in(reference: Values, name: str, fp16: onnx.ModelProto) -> bool:
     """The fp32 twin of an fp16 tensor is finite (an inserted Cast's twin is its input)."""
     import numpy as np
 
     twin = name if name in reference else next((n.input[0] for n in fp16.graph.node
                                                 if n.op_type == "Cast" and name in n.output), None)
-    return twin in reference and all(np.isfinite(v).all() for v in reference[twin] if isinstance(v, np.ndarray))
+    return twin in reference and all(np.isfinite(v).all() for v in reference[twin]
+                                     if isinstance(v, np.ndarray) and v.dtype.kind == "f")
 
 
-def run_all(proto: onnx.ModelProto, feeds, large: bool, full: int) -> tuple[list[str], list[list[Any]]]:
-    """A CPU session on `proto` with every node output made a graph output, run on each feed; the first
-    `full` runs keep every tensor, the rest only the model's own outputs. Returns (names, runs)."""
-    import onnx
+def _session(proto: onnx.ModelProto, large: bool):
     import onnxruntime as ort
 
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    present = {o.name for o in model.graph.output}
-    keep = len(present)
-    for node in model.graph.node:
-        for out in node.output:
-            if out and out not in present:
-                model.graph.output.append(onnx.ValueInfoProto(name=out))
-                present.add(out)
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    if not large:
+        return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.onnx"
-        save(model, path, large)
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        save(proto, path, large)
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_all(proto: onnx.ModelProto, feeds, large: bool, expose: bool) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The whole model on the CPU provider on each feed, every node output made a graph output when
+    `expose`. Returns (output names, outputs per feed)."""
+    import onnx
+
+    model = proto
+    if expose:
+        model = onnx.ModelProto()
+        model.CopyFrom(proto)
+        present = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            for out in node.output:
+                if out and out not in present:
+                    model.graph.output.append(onnx.ValueInfoProto(name=out))
+                    present.add(out)
+    session = _session(model, large)
     wanted = {i.name: i.type for i in session.get_inputs()}
-    runs = []
-    for i, feed in enumerate(feeds):
-        run = session.run(None, {k: _cast(v, wanted[k]) for k, v in feed.items() if k in wanted})
-        runs.append(run if i < full else run[:keep])
-    return [o.name for o in session.get_outputs()], runs
+    runs = [session.run(None, {k: _cast(v, wanted[k]) for k, v in feed.items() if k in wanted}) for feed in feeds]
+    return tuple(o.name for o in session.get_outputs()), runs
+
+
+def run_node_by_node(proto: onnx.ModelProto, feeds) -> Values:
+    """Every node in a session of its own, fed the values its producers materialised: an fp16 tensor is
+    rounded to fp16 between any two nodes, whatever the CPU provider computes inside a node. A graph with
+    subgraphs (If, Loop, Scan) is run whole with its tensors exposed instead."""
+    import onnx
+    from onnx import helper
+
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in proto.graph.node for a in n.attribute):
+        names, runs = run_all(proto, feeds, False, expose=True)
+        return {n: [r[k] for r in runs] for k, n in enumerate(names)}
+    inits = {t.name: t for t in proto.graph.initializer}
+    types = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
+    values: Values = {name: [_cast(f[name], "tensor(float16)" if types[name] == onnx.TensorProto.FLOAT16 else "")
+                             for f in feeds] for name in feeds[0] if name in types}
+    for node in proto.graph.node:
+        fed = list(dict.fromkeys(i for i in node.input if i and i not in inits))
+        inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(values[i][0].dtype),
+                                                values[i][0].shape) for i in fed]
+        graph = helper.make_graph([node], node.name or "node", inputs,
+                                  [onnx.ValueInfoProto(name=o) for o in node.output if o],
+                                  [inits[i] for i in dict.fromkeys(node.input) if i in inits])
+        model = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+        session = _session(model, False)
+        outs = [o for o in node.output if o]
+        for o in outs:
+            values[o] = []
+        for k in range(len(feeds)):
+            for o, value in zip(outs, session.run(None, {i: values[i][k] for i in fed}), strict=True):
+                values[o].append(value)
+    return values
 
 
 def _cast(array, onnx_type: str):
@@ -190,7 +245,7 @@ def _cast(array, onnx_type: str):
     return array.astype(np.float16) if onnx_type == "tensor(float16)" and array.dtype == np.float32 else array
 
 
-def blame(reference: Tensors, fp16: onnx.ModelProto, got_values: dict[str, list[Any]]) -> set[str]:
+def blame(reference: Reference, fp16: onnx.ModelProto, got_values: Values) -> set[str]:
     """Names of the fp32 model's nodes that introduce the largest error in the fp16 model."""
     from onnx import numpy_helper
 

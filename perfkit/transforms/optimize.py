@@ -35,9 +35,12 @@ def graph_optimize(src: Path, dst: Path, options: dict, ctx: BuildContext) -> li
 
 def fuse(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     """Fuse attention, LayerNorm, GELU, … into onnxruntime's contrib ops; model type detected or given."""
+    import logging
+
     import onnx
     from onnxruntime.transformers import optimizer
 
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # "producer not matched" and such
     proto = onnx.load(str(src))
     model_type = options["model_type"]
     notes = []
@@ -49,9 +52,15 @@ def fuse(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
         found_heads, found_hidden = infer_heads_and_hidden(proto)
         heads, hidden = heads or found_heads, hidden or found_hidden
     before = op_histogram(proto)
-    fused = optimizer.optimize_model(proto, model_type=model_type, num_heads=heads, hidden_size=hidden,
-                                     use_gpu=False)
+    # optimize_model's own basic-level pre-pass imports torch (onnxruntime 1.2x-1.3x); the same pass is
+    # onnxruntime's basic graph optimization, run here first, and its fusions then run with opt_level=0.
+    basic = dst.with_name("basic.onnx")
+    graph_optimize(src, basic, {"level": "basic"}, ctx)
+    fused = optimizer.optimize_model(str(basic), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                                     opt_level=0, use_gpu=False)
     fused.save_model_to_file(str(dst), use_external_data_format=is_large(src))
+    for leftover in dst.parent.glob("basic.onnx*"):
+        leftover.unlink()
     stats = {k: v for k, v in (fused.get_fused_operator_statistics() or {}).items() if v}
     after = op_histogram(onnx.load(str(dst), load_external_data=False))
     if sum(after.values()) >= sum(before.values()) and not stats:
