@@ -10,11 +10,11 @@ def double(x):
     return 2 * x
 
 
-def abort(_):
+def abort(*_):
     os.abort()
 
 
-def hang(_):
+def hang(*_):
     time.sleep(60)
 
 
@@ -24,3 +24,10 @@ def raise_value_error(_):
 
 def raise_user_error(_):
     raise PerfkitError("m.onnx", "broken", "fix it")
+
+
+def copy_model(src, dst, options, ctx):
+    import shutil
+
+    shutil.copyfile(src, dst)
+    return ["copied"]

@@ -221,7 +221,7 @@ def run_node_by_node(proto: onnx.ModelProto, feeds) -> Values:
     types = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
     values: Values = {name: [_cast(f[name], "tensor(float16)" if types[name] == onnx.TensorProto.FLOAT16 else "")
                              for f in feeds] for name in feeds[0] if name in types}
-    for node in proto.graph.node:
+    for node in topological(proto.graph.node, set(values) | set(inits)):
         fed = list(dict.fromkeys(i for i in node.input if i and i not in inits))
         inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(values[i][0].dtype),
                                                 values[i][0].shape) for i in fed]
@@ -237,6 +237,23 @@ def run_node_by_node(proto: onnx.ModelProto, feeds) -> Values:
             for o, value in zip(outs, session.run(None, {i: values[i][k] for i in fed}), strict=True):
                 values[o].append(value)
     return values
+
+
+def topological(nodes, available: set[str]) -> list:
+    """Nodes in an order where each comes after its producers (onnxruntime's converter appends its
+    input Casts at the end of the graph)."""
+    pending, ordered, have = list(nodes), [], set(available)
+    while pending:
+        ready = [n for n in pending if all(not i or i in have for i in n.input)]
+        if not ready:
+            missing = sorted({i for n in pending for i in n.input if i and i not in have})[:3]
+            raise ValueError(f"graph inputs missing for {len(pending)} node(s): {', '.join(missing)}")
+        for n in ready:
+            have.update(n.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    return ordered
 
 
 def _cast(array, onnx_type: str):

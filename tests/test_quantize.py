@@ -1,0 +1,100 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from perfkit.errors import Unsupported
+from perfkit.model import open_onnx, read_signature
+from perfkit.spec import Workload
+from perfkit.transforms import BuildContext, op_histogram, parse_chain
+from perfkit.transforms.cache import build_chain
+from perfkit.workload import calibration_feeds, resolve_shapes
+from tests import models
+
+
+def build(path, chain, tmp_path, ctx=None):
+    base = open_onnx(path)[0]
+    return build_chain(base, parse_chain(chain), ctx or BuildContext(), str(tmp_path / "cache"), 120, isolate=False)
+
+
+def run(path, feed):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def calibration(path, seed=0):
+    _, proto = open_onnx(path)
+    sig = read_signature(proto)
+    feeds, source = calibration_feeds(sig, resolve_shapes(sig, Workload(batch=4), path), None, seed, skip=8)
+    return BuildContext(calibration=feeds, calibration_source=source)
+
+
+@pytest.fixture
+def mlp(save):
+    return save(models.mlp(), "mlp.onnx")
+
+
+@pytest.fixture
+def conv(save):
+    return save(models.conv(), "conv.onnx")
+
+
+def test_dynamic_quantizes_matmuls_and_stays_close(mlp, tmp_path, rng):
+    for chain, weight_ops in (("int8-dynamic", {"MatMulInteger", "DynamicQuantizeLinear"}),
+                              ("int8-dynamic:quint8,per-channel,reduce-range", {"MatMulInteger"})):
+        variant = build(mlp, chain, tmp_path)
+        ops = op_histogram(__import__("onnx").load(variant.model.path))
+        assert weight_ops <= set(ops), chain
+        x = rng.random((3, 16), dtype=np.float32)
+        (want,), (got,) = run(mlp, {"x": x}), run(variant.model.path, {"x": x})
+        assert np.abs(want - got).max() < 0.05 * np.abs(want).max()
+
+
+def test_static_qdq_and_qoperator_formats(conv, tmp_path, rng):
+    ctx = calibration(conv)
+    qdq = build(conv, "int8-static:qdq,u8s8,per-channel", tmp_path, ctx)
+    qop = build(conv, "int8-static:qoperator,s8s8,calibrate=percentile", tmp_path, ctx)
+    import onnx
+
+    qdq_ops, qop_ops = op_histogram(onnx.load(qdq.model.path)), op_histogram(onnx.load(qop.model.path))
+    assert qdq_ops["QuantizeLinear"] >= 2 and qdq_ops["DequantizeLinear"] >= 2 and "QLinearConv" not in qdq_ops
+    assert qop_ops["QLinearConv"] == 2
+    assert any("calibrated on 32 synthetic samples (seed 0)" in n for n in qdq.notes)
+    x = rng.random((2, 3, 8, 8), dtype=np.float32)
+    (want,) = run(conv, {"image": x})
+    for v in (qdq, qop):
+        (got,) = run(v.model.path, {"image": x})
+        cos = float(np.dot(want.ravel(), got.ravel()) / np.linalg.norm(want) / np.linalg.norm(got))
+        assert cos > 0.99, v.model.label
+
+
+def test_calibration_data_from_a_file(conv, tmp_path, rng):
+    _, proto = open_onnx(conv)
+    sig = read_signature(proto)
+    path = tmp_path / "cal.npz"
+    np.savez(path, image=rng.random((20, 3, 8, 8), dtype=np.float32))
+    shapes = resolve_shapes(sig, Workload(batch=1), conv)
+    feeds, source = calibration_feeds(sig, shapes, str(path), 0, skip=8)
+    assert len(feeds) == 2 and feeds[0]["image"].shape == (8, 3, 8, 8)  # chunks of 8; the last 4 samples left out
+    assert source.startswith(f"{path} (20 samples, sha256 ")
+    variant = build(conv, "int8-static", tmp_path, BuildContext(calibration=feeds, calibration_source=source))
+    assert any(str(path) in n for n in variant.notes)
+
+
+def test_synthetic_calibration_never_reuses_the_check_feeds(conv):
+    _, proto = open_onnx(conv)
+    sig = read_signature(proto)
+    shapes = resolve_shapes(sig, Workload(batch=1), conv)
+    feeds, _ = calibration_feeds(sig, shapes, None, 0, skip=8)
+    from perfkit.workload import synthesize
+
+    checks = synthesize(sig, shapes, 0, 8)
+    assert len(feeds) == 32 and not any(np.array_equal(f["image"], c["image"]) for f in feeds for c in checks)
+
+
+def test_static_without_calibration_is_unsupported(conv, tmp_path):
+    with pytest.raises(Unsupported, match="needs calibration data"):
+        build(conv, "int8-static", tmp_path)
+
+
+def test_a_model_with_nothing_to_quantize_says_so(relu_model, tmp_path):
+    variant = build(relu_model, "int8-dynamic", tmp_path)
+    assert any("nothing was quantized" in n for n in variant.notes)
