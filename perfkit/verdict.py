@@ -115,7 +115,8 @@ def diagnose(row: Result, base: Result, env: Environment, ratio: Ratio) -> tuple
         out.append("dynamic quantization of a conv net: each Conv becomes ConvInteger with its input quantized on "
                    "every call (DynamicQuantizeLinear), which misses onnxruntime's fused int8 conv kernels — use "
                    "int8-static")
-    if any(s.startswith("int8") for s in steps) and "VNNI" not in isa and isa != "AMX":
+    int8_dot = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"} & set(env.cpu_flags)
+    if any(s.startswith("int8") for s in steps) and not int8_dot:
         out.append(f"this CPU has {isa}: int8 dot products take several instructions each and U8S8 can saturate, "
                    "so int8 gains little here; a CPU with VNNI or AMX does far better")
     if "int8-static" in steps and "qoperator" not in options and level in ("disable", "basic"):

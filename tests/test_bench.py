@@ -102,3 +102,103 @@ def test_distinct_feeds_are_cycled_while_timing(relu_model):
     s = replace(s, workloads=tuple(replace(w, distinct_feeds=3) for w in s.workloads))
     (row,) = bench.run(s).results
     assert row.status == "ok" and row.summary.n >= FAST.min_rounds
+
+
+def variant_spec(model, tmp_path, variants, **kw):
+    return spec(model, variants=variants, cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_variants_are_measured_side_by_side_with_their_accuracy(save, tmp_path):
+    from tests import models
+
+    path = save(models.conv(), "conv.onnx")
+    report = bench.run(variant_spec(path, tmp_path, ("ort-opt:basic", "int8-static:qdq,u8s8", "fusion")))
+    base, opt, static, fusion = report.results
+    assert [r.model.label for r in report.results] == ["base", "ort-opt:basic", "int8-static:qdq,u8s8", "fusion"]
+    assert base.status == opt.status == static.status == "ok"
+    assert fusion.status == "skipped" and "no attention" in fusion.reason and not report.failed
+    assert opt.settings["opt_level"] == "disable" and base.settings["opt_level"] == "all"
+    assert base.accuracy[0].max_abs < 1e-5 and opt.accuracy[0].cosine > 0.99999
+    assert 0.99 < static.accuracy[0].cosine < 1 and static.accuracy[0].max_abs > 0
+    assert static.size_bytes > 0 and static.ops["QuantizeLinear"] > 0 and "QuantizeLinear" not in base.ops
+    assert any("calibrated on" in n for n in static.notes)
+    assert any("synthetic inputs" in w for w in report.warnings)
+
+
+def test_a_crashing_variant_is_a_failed_row_and_the_run_goes_on(save, tmp_path, monkeypatch):
+    from tests import models
+
+    monkeypatch.setenv("PERFKIT_TRANSFORMS", "crash=tests.workers:abort")
+    path = save(models.mlp(), "mlp.onnx")
+    results = tmp_path / "r"
+    report = bench.run(variant_spec(path, tmp_path, ("crash", "int8-dynamic"), results_dir=str(results),
+                                    plan=replace(FAST, isolate=True)))
+    base, crash, dynamic = report.results
+    assert crash.status == "failed" and crash.reason == "building crash: crashed (SIGABRT)"
+    assert base.status == dynamic.status == "ok" and report.failed and report.complete
+    assert Store(results).load(report.run_id) == report
+    from perfkit.transforms import TRANSFORMS
+
+    TRANSFORMS.pop("crash", None)
+
+
+def test_every_row_is_saved_as_it_is_measured(relu_model, tmp_path, monkeypatch):
+    saved = []
+    real_add = Store.add
+
+    def add(self, report, result):
+        real_add(self, report, result)
+        saved.append(len(self.load(report.run_id).results))
+
+    monkeypatch.setattr(Store, "add", add)
+    bench.run(variant_spec(relu_model, tmp_path, ("ort-opt:basic", "ort-opt:all"), results_dir=str(tmp_path / "r")))
+    assert saved == [1, 2, 3]
+
+
+def test_auto_expands_for_the_model(save, tmp_path):
+    from tests import models
+
+    path = save(models.mlp(), "mlp.onnx")
+    report = bench.run(variant_spec(path, tmp_path, ("auto", "int8-dynamic")))
+    labels = [r.model.label for r in report.results]
+    assert labels == ["base", "ort-opt:all", "int8-dynamic", "int8-static:qdq,per-channel"]
+
+
+def test_profile_is_kept_per_row(relu_model, tmp_path):
+    report = bench.run(variant_spec(relu_model, tmp_path, ("ort-opt:basic",), profile=True))
+    assert all(r.profile and r.profile[0].op == "Relu" for r in report.results)
+
+
+def test_calibration_data_is_checked_before_anything_runs(save, tmp_path, rng):
+    import numpy as np
+
+    from tests import models
+
+    path = save(models.conv(), "conv.onnx")
+    np.savez(tmp_path / "cal.npz", pixels=rng.random((4, 3, 8, 8), dtype=np.float32))
+    with pytest.raises(PerfkitError, match="names do not match the model's inputs"):
+        bench.run(variant_spec(path, tmp_path, ("int8-static",), calibration=str(tmp_path / "cal.npz"),
+                               results_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+
+
+def test_large_models_use_external_data_through_every_step(tmp_path, monkeypatch):
+    import onnx
+
+    from perfkit.transforms import cache
+    from tests import models
+
+    monkeypatch.setattr(cache, "LARGE_BYTES", 1000)  # in-process builds see it; a 2 GB model would be too slow
+    path = tmp_path / "big" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save_model(models.mlp(features=64, hidden=128), path, save_as_external_data=True, location="w.data",
+                    size_threshold=0)
+    chains = ("ort-opt:basic+int8-dynamic", "fp16", "ort-opt:all")
+    report = bench.run(variant_spec(str(path), tmp_path, chains))
+    assert [r.status for r in report.results] == ["ok"] * 4, [r.reason for r in report.results]
+    for r in report.results[1:]:
+        from pathlib import Path
+
+        assert Path(r.model.path + ".data").is_file(), r.model.label
+        assert Path(r.model.path).stat().st_size < 10_000 and r.size_bytes > 10_000
+        assert r.accuracy[0].cosine > 0.99

@@ -79,3 +79,52 @@ def test_real_process_end_to_end(relu_model, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "perfkit", "bench", str(tmp_path / "nope.onnx")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_bench_with_variants_marks_the_pick_and_explains_slow_rows(cli, tmp_path):
+    import onnx
+
+    from tests import models
+
+    onnx.save_model(models.conv(), tmp_path / "conv.onnx")
+    result = cli("bench", tmp_path / "conv.onnx", "--variants", "ort-opt:basic,int8-dynamic", "--accuracy-budget",
+                 "cos>=0.9", "--cache-dir", tmp_path / "c", "--no-save", *QUICK)
+    assert result.exit_code == 0, result.output
+    for column in ("speed-up", "size", "Δ nodes", "cos", "max abs", "agree"):
+        assert column in result.stdout
+    assert "★ fastest inside cos>=0.9 on ort:cpu, batch 1: row" in result.stdout
+    assert "dynamic quantization of a conv net" in result.stdout  # ConvInteger is slower than fp32 Conv here
+
+
+def test_optimize_writes_variants_and_a_manifest(cli, tmp_path, monkeypatch):
+    import onnx
+
+    from tests import models
+
+    monkeypatch.setenv("PERFKIT_TRANSFORMS", "crash=tests.workers:abort")
+    onnx.save_model(models.mlp(), tmp_path / "mlp.onnx")
+    result = cli("optimize", tmp_path / "mlp.onnx", "-o", tmp_path / "out", "--variants",
+                 "ort-opt:all,int8-dynamic:per-channel,crash", "--cache-dir", tmp_path / "c")
+    from perfkit.transforms import TRANSFORMS
+
+    TRANSFORMS.pop("crash", None)
+    assert result.exit_code == 3, result.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    ok = [v for v in manifest["variants"] if v["status"] == "ok"]
+    assert [v["variant"] for v in ok] == ["ort-opt:all", "int8-dynamic:per-channel"]
+    for v in ok:
+        onnx.checker.check_model(v["file"])
+        assert v["digest"] and v["size_bytes"] > 0 and v["lineage"] == [v["variant"]]
+    assert manifest["variants"][2]["reason"] == "building crash: crashed (SIGABRT)"
+    assert (tmp_path / "out" / "int8-dynamic_per-channel.onnx").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--variants", "int9"], "perfkit: error: --variants int9: unknown transform 'int9'"),
+    (["--variants", "int8-static", "--calibration", "nope.npz"], "perfkit: error: nope.npz: no such file"),
+    (["--accuracy-budget", "cos>>1"], "perfkit: error: --accuracy-budget cos>>1: cannot read 'cos>>1'"),
+])
+def test_variant_option_errors_are_one_line(cli, relu_model, tmp_path, args, message):
+    result = cli("bench", relu_model, *args, *QUICK)
+    assert result.exit_code == 2 and result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "results").exists()

@@ -68,3 +68,16 @@ def test_warnings_for_noise_and_harness_cost():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_speedup_carries_its_uncertainty_and_noise_reads_as_approximately():
+    from perfkit.stats import fmt_ratio, speedup
+
+    slow = summarize([2000 + k % 10 for k in range(100)])
+    fast = summarize([1000 + k % 10 for k in range(100)])
+    ratio = speedup(slow, fast)
+    assert ratio.significant and 1.98 < ratio.value < 2.02 and ratio.low < ratio.value < ratio.high
+    assert fmt_ratio(ratio).startswith("2.00× ±")
+    same = speedup(slow, summarize([2001 + k % 10 for k in range(100)]))
+    assert not same.significant and fmt_ratio(same) == "≈1.00×"
+    assert speedup(slow, summarize([1000, 1001])) is None and fmt_ratio(None) == "-"

@@ -160,3 +160,20 @@ def test_npy_needs_a_single_input_model_and_garbage_is_refused(tmp_path):
         load_inputs(str(pickled), BERT)
     with pytest.raises(PerfkitError, match="no such file"):
         load_inputs(str(tmp_path / "absent.npz"), BERT)
+
+
+def test_ids_stay_inside_the_tables_they_index_and_masks_are_ones():
+    from perfkit.model import read_signature
+    from perfkit.spec import Workload
+    from perfkit.workload import resolve_shapes, synthesize
+    from tests import models
+
+    proto = models.attention()  # a 16-row embedding table indexed by input_ids
+    table = proto.graph.initializer[0]
+    del table.dims[0]
+    table.dims.insert(0, 2)  # pretend the table has 2 rows, like BERT's segment embeddings
+    sig = read_signature(proto)
+    ids, mask = sig.inputs
+    assert ids.index_limit == 1 and mask.index_limit is None
+    (feed,) = synthesize(sig, resolve_shapes(sig, Workload(batch=2, dims=(("sequence", 16),)), "m"), seed=0)
+    assert feed["input_ids"].max() <= 1 and (feed["attention_mask"] == 1).all()

@@ -98,6 +98,7 @@ def split_chains(text: str) -> list[str]:
     """`ort-opt:all,int8-static:qdq,u8s8,fp16` -> three chains: after a comma, a transform's name (or
     `auto`) starts a new chain, anything else is one more option of the step before. `;` and spaces
     always separate chains."""
+    register_plugins()
     chains: list[str] = []
     for group in text.replace(";", " ").split():
         for piece in group.split(","):

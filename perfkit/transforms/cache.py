@@ -132,7 +132,8 @@ def is_large(path: Path) -> bool:
 
 
 def save(proto, dst: Path, large: bool) -> None:
-    """Save a transform's result; weights go beside it as `model.onnx.data` when the model is large."""
+    """Save a transform's result; weights go beside it as `model.onnx.data` when the model is large (which
+    rewrites `proto`'s tensors to point at that file: save a copy if the proto is used again)."""
     import onnx
 
     if large or proto.ByteSize() > LARGE_BYTES:

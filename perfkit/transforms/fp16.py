@@ -179,9 +179,13 @@ def _session(proto: onnx.ModelProto, large: bool):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
     if not large:
         return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)  # saving with external data rewrites the tensors it saves to point at the file
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.onnx"
-        save(proto, path, large)
+        save(copy, path, large)
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

@@ -1,0 +1,83 @@
+from dataclasses import replace
+
+from perfkit import bench
+from perfkit.env import fingerprint
+from perfkit.model import Model
+from perfkit.report import Result
+from perfkit.spec import Target, make_spec
+from perfkit.stats import summarize
+from perfkit.verdict import cpu_isa, diagnose, judge, node_change
+from tests import models
+from tests.conftest import FAST
+
+
+def row(label="", median=1000.0, ops=None, status="ok", opt_level="all", profile=()):
+    lineage = tuple(label.split("+")) if label else ()
+    samples = [median * (1 + 0.001 * (k % 7 - 3)) for k in range(200)]
+    return Result(Model("m.onnx", "onnx", "d", lineage), Target(), 1, (), status,
+                  providers=("CPUExecutionProvider",), settings={"opt_level": opt_level},
+                  summary=summarize(samples), ops=ops or {"Conv": 2, "Relu": 2}, profile=profile)
+
+
+def env(*flags):
+    return replace(fingerprint(), cpu_flags=flags)
+
+
+def test_node_changes_name_the_groups_that_moved():
+    base = {"Conv": 20, "Relu": 20, "Add": 8}
+    qdq = {"Conv": 20, "Relu": 20, "Add": 8, "QuantizeLinear": 200, "DequantizeLinear": 202}
+    assert node_change(base, qdq) == "+402 Q/DQ"
+    casts = {"Conv": 20, "Relu": 20, "Add": 8, "Cast": 96, "com.microsoft:FusedConv": 1}
+    assert node_change(base, casts) == "+96 Cast, +1 FusedConv"
+    assert node_change(base, {"Conv": 18, "Relu": 18, "Add": 8, "X": 1}) == "-2 Conv, -2 Relu, -3 in all"
+    assert node_change(base, base) == "same"
+
+
+def test_cpu_instruction_sets():
+    assert cpu_isa(("avx2", "avx512f", "avx512_vnni", "amx_int8")) == "AMX"
+    assert cpu_isa(("avx2", "avx512_vnni")) == "AVX-512 VNNI"
+    assert cpu_isa(("avx2", "avx_vnni")) == "AVX-VNNI"
+    assert cpu_isa(("avx2",)) == "AVX2 (no VNNI)"
+
+
+def test_diagnoses_from_what_can_be_detected():
+    base = row(ops={"Conv": 2, "Relu": 2})
+    fp16 = diagnose(row("fp16", ops={"Conv": 2, "Relu": 2, "Cast": 4}), base, env("avx2"), None)
+    assert "fp16 on the CPU provider is emulated" in fp16[0] and "+4 Cast" in fp16[0]
+    dynamic = diagnose(row("int8-dynamic"), base, env("avx512_vnni"), None)
+    assert any("dynamic quantization of a conv net" in d for d in dynamic)
+    no_vnni = diagnose(row("int8-static:qdq", ops={"Conv": 2, "QuantizeLinear": 4}), base, env("avx2"), None)
+    assert any("this CPU has AVX2 (no VNNI)" in d for d in no_vnni)
+    assert any("+4 Q/DQ nodes on a model that runs in 1 µs" in d for d in no_vnni)
+    unfused = diagnose(row("int8-static", opt_level="basic"), base, env("avx512_vnni"), None)
+    assert any("ran at level basic" in d for d in unfused)
+    qop = diagnose(row("int8-static:qoperator"), base, env("avx512_vnni"), None)
+    assert any("QOperator format" in d for d in qop)
+    basic = diagnose(row("ort-opt:basic", opt_level="disable"), base, env("avx2"), None)
+    assert basic == ("graph optimization level basic leaves out fusions and layouts that the baseline's session "
+                     "applies at level all",)
+    assert diagnose(row("int8-dynamic", ops={"MatMul": 2}), row(ops={"MatMul": 2}), env("avx512_vnni"), None) \
+        == ("no cause detected from the graph and this CPU's features; --profile shows where the time goes per op",)
+
+
+def test_profile_differences_say_where_the_time_went():
+    from perfkit.profile import OpTime
+
+    base = row(profile=(OpTime("Conv", 900.0, 2, "CPU"), OpTime("Relu", 100.0, 2, "CPU")))
+    slow = row("int8-static", profile=(OpTime("QLinearConv", 1500.0, 2, "CPU"), OpTime("Relu", 100.0, 2, "CPU")))
+    (text,) = [d for d in diagnose(slow, base, env("avx512_vnni"), None) if "where the time went" in d]
+    assert "QLinearConv +2 µs" in text and "Conv -1 µs" in text
+
+
+def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
+    path = save(models.conv(), "conv.onnx")
+    report = bench.run(make_spec(path, plan=FAST, results_dir=None, variants=("ort-opt:all", "int8-dynamic"),
+                                 accuracy_budget="cos>=0.9", cache_dir=str(tmp_path / "c")))
+    verdict = judge(report)
+    assert verdict.baseline == (0, 0, 0) and verdict.speedups[0] is None
+    assert all(s is not None for s in verdict.speedups[1:])
+    (best,) = verdict.best
+    fastest = min(range(3), key=lambda i: report.results[i].summary.median)
+    assert best in (fastest, 0)  # the fastest, or the baseline when the fastest is inside the noise
+    strict = replace(report, spec=replace(report.spec, accuracy_budget="max_abs<=1e-12"))
+    assert judge(strict).best == (0,) or report.results[0].accuracy[0].max_abs > 1e-12
