@@ -137,6 +137,11 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
         r = rows[b]
         why = "no variant is faster beyond the noise inside the budget" if not r.model.lineage else \
             f"{fmt_ratio(verdict.speedups[b])} vs row {verdict.baseline[b] + 1}"
+        contest = next((c for c in report.contests if b in c.rows), None)
+        if contest:
+            times = ", ".join(f"row {i + 1} {fmt_ns(m)}" for i, m in zip(contest.rows, contest.medians_ns,
+                                                                          strict=True))
+            why += f"; re-timed in {contest.rounds} interleaved rounds against the rows inside its noise: {times}"
         out.append(f"{BEST}fastest inside {report.spec.accuracy_budget} on {r.target.label}, batch {r.batch}: "
                    f"row {b + 1} {r.model.label} ({why})")
     return out

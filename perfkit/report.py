@@ -61,6 +61,15 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Contest:
+    """Rows whose medians were inside each other's noise, re-timed in interleaved rounds to pick one."""
+
+    rows: tuple[int, ...]  # indexes into Report.results
+    medians_ns: tuple[float, ...]  # per row: the median of its per-round medians
+    rounds: int
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     created: str
@@ -70,6 +79,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     complete: bool = False  # False while running, and for ever if the run was interrupted
     command: tuple[str, ...] = ()
+    contests: tuple[Contest, ...] = ()  # the pick's tie-breaks (see verdict.py)
     schema_version: int = SCHEMA_VERSION
 
     @property

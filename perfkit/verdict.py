@@ -16,6 +16,7 @@ from perfkit.profile import profile_diff
 from perfkit.report import Report, Result
 from perfkit.stats import Ratio, speedup
 
+CONTEST_MARGIN = 0.05  # rows timed one after another drift this much apart on a shared machine (seen here)
 SMALL_CALL_NS = 200_000  # below 0.2 ms a call, per-op overheads (Q/DQ, Casts) weigh as much as arithmetic
 GROUPS = {"QuantizeLinear": "Q/DQ", "DequantizeLinear": "Q/DQ", "DynamicQuantizeLinear": "Q/DQ",
           "com.microsoft:QuantizeLinear": "Q/DQ", "com.microsoft:DequantizeLinear": "Q/DQ"}
@@ -33,6 +34,9 @@ class Verdict:
 
 
 def judge(report: Report) -> Verdict:
+    """Baselines, speed-ups, budget checks and the pick. Within a group the pick is the fastest row inside
+    the budget; the baseline instead when that row is not faster beyond the noise; and when other rows
+    are inside the pick's noise, the winner of their interleaved re-timing (`Report.contests`)."""
     rows = report.results
     budget = parse_budget(report.spec.accuracy_budget)
     base_of: dict[tuple, int] = {}
@@ -54,10 +58,36 @@ def judge(report: Report) -> Verdict:
         # A variant is worth shipping only when it is faster beyond the noise; else the model as it is.
         if base in inside and (speedups[fastest] is None or not speedups[fastest].significant):
             fastest = base
+        contest = next((c for c in report.contests if fastest in c.rows), None)
+        if contest and base not in contest.rows:
+            fastest = contest.rows[contest.medians_ns.index(min(contest.medians_ns))]
         best.append(fastest)
     diagnoses = tuple(diagnose(r, rows[b], report.environment, s) if b is not None and s is not None and
                       s.significant and s.value < 1 else () for r, b, s in zip(rows, baseline, speedups, strict=True))
     return Verdict(baseline, speedups, checks, tuple(best), diagnoses)
+
+
+def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
+    """For each pick that is a variant: it and the rows inside the budget whose medians are within
+    CONTEST_MARGIN of its, or not apart from it beyond their intervals — when there are any."""
+    rows = report.results
+    out = []
+    for b in verdict.best:
+        pick = rows[b]
+        if not pick.model.lineage:
+            continue
+        close = []
+        for i, r in enumerate(rows):
+            if i == b or _group(r) != _group(pick) or r.status != "ok" or not r.summary or not r.model.lineage:
+                continue
+            if verdict.budget[i] is None or not verdict.budget[i][0]:
+                continue
+            ratio = speedup(r.summary, pick.summary)
+            if r.summary.median <= pick.summary.median * (1 + CONTEST_MARGIN) or (ratio and not ratio.significant):
+                close.append(i)
+        if close:
+            out.append(sorted([b, *close]))
+    return out
 
 
 def _group(r: Result) -> tuple:

@@ -81,3 +81,35 @@ def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
     assert best in (fastest, 0)  # the fastest, or the baseline when the fastest is inside the noise
     strict = replace(report, spec=replace(report.spec, accuracy_budget="max_abs<=1e-12"))
     assert judge(strict).best == (0,) or report.results[0].accuracy[0].max_abs > 1e-12
+
+
+def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_model):
+    from perfkit.report import Contest
+
+    report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None))
+    base = report.results[0]
+    a = replace(row("int8-dynamic", median=500.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
+    b = replace(row("int8-static", median=510.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
+    far = replace(row("fp16", median=900.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
+    base = replace(base, summary=summarize([1000.0 + k % 3 for k in range(200)]))
+    spec = replace(report.spec, variants=("int8-dynamic", "int8-static", "fp16"))
+    report = replace(report, spec=spec, results=(base, a, b, far))
+    verdict = judge(report)
+    assert verdict.best == (1,)
+    from perfkit.verdict import contenders
+
+    assert contenders(report, verdict) == [[1, 2]]  # 510 is within 5 % of 500; 900 is not
+    decided = replace(report, contests=(Contest((1, 2), (520.0, 505.0), 3),))
+    assert judge(decided).best == (2,)
+    from perfkit.render import render
+
+    assert "re-timed in 3 interleaved rounds against the rows inside its noise: row 2 520 ns, row 3 505 ns" in \
+        render(decided, "table", width=400)
+
+
+def test_a_run_with_close_rows_records_its_contest(relu_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "contenders", lambda report, verdict: [[1, 2]])
+    report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None, variants=("ort-opt:basic", "ort-opt:all"),
+                                 cache_dir=str(tmp_path / "c")))
+    (contest,) = report.contests
+    assert contest.rows == (1, 2) and contest.rounds == 3 and all(m > 0 for m in contest.medians_ns)
