@@ -154,7 +154,7 @@ def render_table(report: Report, width: int = 160, color: bool = False) -> str:
     table = Table(title=f"perfkit run {report.run_id} — {report.spec.model}", title_justify="left")
     for name in columns(report):
         table.add_column(name, justify="right" if name not in ("variant", "target", "ran on", "status") else "left",
-                         no_wrap=name in ("variant", "median ± CI", "status", "speed-up", "cos"))
+                         no_wrap=name in ("variant", "median ± CI", "status", "speed-up", "cos", "Δ nodes"))
     for r, row in zip(report.results, all_cells(report), strict=True):
         row[-1] = f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
         table.add_row(*row)
