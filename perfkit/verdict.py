@@ -171,6 +171,11 @@ def diagnose(row: Result, base: Result, env: Environment, ratio: Ratio) -> tuple
                        f"applies at level {base_level}")
     if "fusion" in steps and any("nothing was fused" in n for n in row.notes):
         out.append("fusion found no pattern it knows: the extra contrib-op rewrites only add load time")
+    inserted = sum(o.nodes for o in row.profile if o.op == "Cast") - row.ops.get("Cast", 0)
+    if row.profile and inserted > 0:
+        provider = row.providers[0].removesuffix("ExecutionProvider") if row.providers else "this provider"
+        out.append(f"onnxruntime inserted {inserted} Cast node(s) at load: some ops here have no {provider} kernel "
+                   "for their types and run in fp32 between casts")
     if row.profile and base.profile:
         moves = ", ".join(f"{op} {ns / 1e3:+.0f} µs" for op, ns in profile_diff(base.profile, row.profile) if ns)
         if moves:

@@ -72,6 +72,14 @@ def test_profile_differences_say_where_the_time_went():
     assert "QLinearConv +2 µs" in text and "Conv -1 µs" in text
 
 
+def test_casts_onnxruntime_inserts_at_load_are_named_from_the_profile():
+    from perfkit.profile import OpTime
+
+    fp16 = row("fp16", ops={"Conv": 2, "Cast": 2}, profile=(OpTime("Cast", 50.0, 6, "CPU"),))
+    text = diagnose(fp16, row(), env("avx2"), None)
+    assert any("onnxruntime inserted 4 Cast node(s) at load: some ops here have no CPU kernel" in d for d in text)
+
+
 def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
     path = save(models.conv(), "conv.onnx")
     report = bench.run(make_spec(path, plan=FAST, results_dir=None, variants=("ort-opt:all", "int8-dynamic"),
