@@ -65,10 +65,11 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     if store:
         store.begin(report)
     try:
-        on_progress(f"reference outputs of {model.path} on {len(fed[0].checks)} feeds")
-        references = [reference(model.path, f, spec.plan) for f in fed]
-        ctx = BuildContext(calibration[0], calibration[1], fed[0].checks,
-                           references[0][1] if references[0] else (), parse_budget(spec.accuracy_budget))
+        if spec.variants:
+            on_progress(f"reference outputs of {model.path} on {len(fed[0].checks)} feeds")
+        # Without variants there is nothing to compare: no reference worker, no check feeds run per row.
+        references = [reference(model.path, f, spec.plan) if spec.variants else None for f in fed]
+        ctx = build_context(spec, fed[0], calibration, references[0])
         variants: list[Variant | Broken] = [Variant(model)]
         for i, chain in enumerate(chains, 1):
             on_progress(f"[build {i}/{len(chains)}] {'+'.join(s.label for s in chain)}")
@@ -109,6 +110,14 @@ def calibrate(spec: BenchSpec, signature: Signature, first: Fed, chains: list[tu
     if not any(s.name == "int8-static" for chain in chains for s in chain):
         return (), ""
     return calibration_feeds(signature, first.shapes, spec.calibration, spec.workloads[0].seed, len(first.checks))
+
+
+def build_context(spec: BenchSpec, first: Fed, calibration: tuple[tuple[dict[str, Any], ...], str],
+                  ref: Reference | None) -> BuildContext:
+    """What the transforms get: calibration feeds, and for fp16's repair the first workload's check feeds,
+    the reference outputs on them and the budget."""
+    return BuildContext(calibration[0], calibration[1], first.checks, ref[1] if ref else (),
+                        parse_budget(spec.accuracy_budget))
 
 
 def resolve_chains(spec: BenchSpec, proto) -> list[tuple[Step, ...]]:

@@ -7,13 +7,20 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from perfkit.accuracy import parse_budget
-from perfkit.bench import SYNTHETIC_CALIBRATION, Broken, build, calibrate, feed, reference, resolve_chains
+from perfkit.bench import (
+    SYNTHETIC_CALIBRATION,
+    Broken,
+    build,
+    build_context,
+    calibrate,
+    feed,
+    reference,
+    resolve_chains,
+)
 from perfkit.env import fingerprint
 from perfkit.model import disk_size, open_onnx, read_signature
 from perfkit.spec import BenchSpec
 from perfkit.store import write_atomic
-from perfkit.transforms import BuildContext
 
 
 def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], None] = lambda _: None) -> dict:
@@ -30,9 +37,7 @@ def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], Non
 
         raise PerfkitError(output_dir, "exists and is not a folder", "give a folder for the variants")
     on_progress(f"reference outputs of {model.path} on {len(first.checks)} feeds")
-    ref = reference(model.path, first, spec.plan)
-    ctx = BuildContext(calibration[0], calibration[1], first.checks, ref[1] if ref else (),
-                       parse_budget(spec.accuracy_budget))
+    ctx = build_context(spec, first, calibration, reference(model.path, first, spec.plan))
     cpu_flags = fingerprint().cpu_flags
     entries = []
     out.mkdir(parents=True, exist_ok=True)

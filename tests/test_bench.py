@@ -202,3 +202,8 @@ def test_large_models_use_external_data_through_every_step(tmp_path, monkeypatch
         assert Path(r.model.path + ".data").is_file(), r.model.label
         assert Path(r.model.path).stat().st_size < 10_000 and r.size_bytes > 10_000
         assert r.accuracy[0].cosine > 0.99
+
+
+def test_without_variants_nothing_is_compared(relu_model):
+    (row,) = bench.run(spec(relu_model)).results
+    assert row.accuracy == () and row.status == "ok"

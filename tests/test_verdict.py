@@ -94,10 +94,11 @@ def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
     assert judge(strict).best == (0,) or report.results[0].accuracy[0].max_abs > 1e-12
 
 
-def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_model):
+def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_model, tmp_path):
     from perfkit.report import Contest
 
-    report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None))
+    report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None, variants=("ort-opt:basic",),
+                                 cache_dir=str(tmp_path / "c")))
     base = report.results[0]
     a = replace(row("int8-dynamic", median=500.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
     b = replace(row("int8-static", median=510.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
