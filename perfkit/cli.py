@@ -25,6 +25,13 @@ class PerfkitGroup(click.Group):
                 raise
             click.echo(f"perfkit: error: {exc}", err=True)
             sys.exit(EXIT_USER_ERROR)
+        except click.UsageError as exc:  # click's own checks of options and arguments: one line too
+            if _debug(ctx):
+                raise
+            command = exc.ctx.command_path if exc.ctx else "perfkit"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"perfkit: error: {message} — see {command} --help", err=True)
+            sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             click.echo("perfkit: interrupted; rows measured so far are kept in the results folder", err=True)
             sys.exit(130)

@@ -128,3 +128,21 @@ def test_variant_option_errors_are_one_line(cli, relu_model, tmp_path, args, mes
     result = cli("bench", relu_model, *args, *QUICK)
     assert result.exit_code == 2 and result.stderr.startswith(message)
     assert result.stderr.count("\n") == 1 and not (tmp_path / "results").exists()
+
+
+def test_optimize_user_errors_write_nothing(cli, relu_model, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    for args, message in ((["missing.onnx", "-o", "out"], "perfkit: error: missing.onnx: no such file"),
+                          ([relu_model, "-o", "taken"],
+                           "perfkit: error: Invalid value for '-o' / '--output-dir': Directory 'taken' is a file")):
+        result = cli("optimize", *args, "--variants", "ort-opt:basic")
+        assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_option_errors_click_finds_are_one_line_too(cli, relu_model):
+    result = cli("bench", relu_model, "--opt-level", "bogus")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("perfkit: error: Invalid value for '--opt-level': 'bogus' is not one of")
+    assert result.stderr.rstrip().endswith("— see main bench --help")

@@ -42,3 +42,15 @@ def test_damaged_files_are_refused(report):
 def test_dataframe_has_a_row_per_result(report):
     frame = report.to_frame()
     assert list(frame["batch"]) == [1, 2] and (frame["median_ns"] > 0).all()
+
+
+def test_schema_1_runs_still_load(report):
+    data = json.loads(to_json(report))
+    data["schema_version"] = 1
+    del data["contests"]
+    for row in data["results"]:
+        for key in ("accuracy", "size_bytes", "ops", "notes", "profile"):
+            del row[key]
+    old = from_json(json.dumps(data), "old.json")
+    assert old.schema_version == SCHEMA_VERSION and old.results[0].accuracy == () and old.contests == ()
+    assert old.results[0].summary == report.results[0].summary

@@ -123,12 +123,10 @@ def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
 
 
 def is_large(path: Path) -> bool:
-    """The model with its external data is too big for one protobuf message."""
-    total = path.stat().st_size
-    for sibling in path.parent.iterdir():
-        if sibling != path and sibling.is_file() and sibling.suffix in (".data", ".bin", ".weights", ""):
-            total += sibling.stat().st_size
-    return total > LARGE_BYTES
+    """The model with the external data it names is too big for one protobuf message."""
+    from perfkit.model import disk_size
+
+    return disk_size(str(path))[0] > LARGE_BYTES
 
 
 def save(proto, dst: Path, large: bool) -> None:
