@@ -8,7 +8,7 @@ import io
 from perfkit.accuracy import summary_cells
 from perfkit.report import Report, Result, to_json
 from perfkit.stats import fmt_ratio, required_n
-from perfkit.verdict import Verdict, judge, node_change
+from perfkit.verdict import Verdict, judge, node_change, profile_change
 
 FORMATS = ("table", "json", "csv", "markdown")
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "invalid": "red"}
@@ -132,7 +132,9 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
             total = sum(o.ns_per_call for o in r.profile) or 1
             top = ", ".join(f"{o.op}{'@' + o.provider if o.provider not in ('', 'CPU') else ''} "
                             f"{fmt_ns(o.ns_per_call)} ({o.ns_per_call / total:.0%})" for o in r.profile[:5])
-            out.append(f"row {i + 1} profile per call: {top}")
+            b = verdict.baseline[i]
+            change = profile_change(rows[b], r) if b is not None and b != i else ""
+            out.append(f"row {i + 1} profile per call: {top}" + (f"; against row {b + 1}: {change}" if change else ""))
     for b in verdict.best:
         r = rows[b]
         why = "no variant is faster beyond the noise inside the budget" if not r.model.lineage else \

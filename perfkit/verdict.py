@@ -110,6 +110,13 @@ def node_change(base: dict[str, int], ops: dict[str, int]) -> str:
     return f"{d:+d} {group}" if len(changed) == 1 else f"{total:+d}: {d:+d} {group}"
 
 
+def profile_change(base: Result, row: Result) -> str:
+    """Where the time went between two profiled rows, per call: "QLinearConv +340 µs, Conv -310 µs"."""
+    if not base.profile or not row.profile:
+        return ""
+    return ", ".join(f"{op} {ns / 1e3:+.0f} µs" for op, ns in profile_diff(base.profile, row.profile) if ns)
+
+
 def cpu_isa(flags: tuple[str, ...]) -> str:
     """The widest int8 dot-product path this CPU offers, as onnxruntime's MLAS kernels see it."""
     if "amx_int8" in flags:
@@ -176,10 +183,6 @@ def diagnose(row: Result, base: Result, env: Environment, ratio: Ratio) -> tuple
         provider = row.providers[0].removesuffix("ExecutionProvider") if row.providers else "this provider"
         out.append(f"onnxruntime inserted {inserted} Cast node(s) at load: some ops here have no {provider} kernel "
                    "for their types and run in fp32 between casts")
-    if row.profile and base.profile:
-        moves = ", ".join(f"{op} {ns / 1e3:+.0f} µs" for op, ns in profile_diff(base.profile, row.profile) if ns)
-        if moves:
-            out.append(f"where the time went, per call: {moves}")
     if not out:
         out.append("no cause detected from the graph and this CPU's features"
                    + ("" if row.profile else "; --profile shows where the time goes per op"))
