@@ -68,7 +68,13 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         if spec.variants:
             on_progress(f"reference outputs of {model.path} on {len(fed[0].checks)} feeds")
         # Without variants there is nothing to compare: no reference worker, no check feeds run per row.
-        references = [reference(model.path, f, spec.plan) if spec.variants else None for f in fed]
+        references = []
+        for f in fed:
+            ref, why = reference(model.path, f, spec.plan) if spec.variants else (None, "")
+            references.append(ref)
+            if why:
+                report = replace(report, warnings=(*report.warnings, f"no accuracy for batch {f.shapes.batch}: "
+                                                   f"the reference run failed ({why})"))
         ctx = build_context(spec, fed[0], calibration, references[0])
         variants: list[Variant | Broken] = [Variant(model)]
         for i, chain in enumerate(chains, 1):
@@ -165,14 +171,16 @@ def open_each(arg: tuple[str, tuple[Target, ...]]) -> list[tuple[str, tuple[str,
 Reference = tuple[tuple[str, ...], tuple[list[Any], ...]]  # output names, outputs per check feed
 
 
-def reference(path: str, f: Fed, plan: Plan) -> Reference | None:
-    """The base model's outputs on the check feeds, on the CPU provider with graph optimization off (the
-    model as written); None when it cannot run, and then nothing is compared."""
+def reference(path: str, f: Fed, plan: Plan) -> tuple[Reference | None, str]:
+    """(the base model's outputs on the check feeds, on the CPU provider with graph optimization off — the
+    model as written; or None and why it could not run, and then nothing is compared)."""
     try:
         args = (path, f.checks)
-        return call_isolated(run_checks, args, plan.timeout_s) if plan.isolate else run_checks(args)
-    except Exception:  # the base row fails on its own and says why; variants are left uncompared
-        return None
+        return (call_isolated(run_checks, args, plan.timeout_s) if plan.isolate else run_checks(args)), ""
+    except (CaseFailed, PerfkitError) as exc:
+        return None, str(exc)
+    except Exception as exc:  # in-process: the base row fails on its own too, and says why
+        return None, one_line(exc)
 
 
 def build(model: Model, chain: tuple[Step, ...], ctx: BuildContext, spec: BenchSpec,

@@ -37,7 +37,8 @@ def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], Non
 
         raise PerfkitError(output_dir, "exists and is not a folder", "give a folder for the variants")
     on_progress(f"reference outputs of {model.path} on {len(first.checks)} feeds")
-    ctx = build_context(spec, first, calibration, reference(model.path, first, spec.plan))
+    ref, why = reference(model.path, first, spec.plan)
+    ctx = build_context(spec, first, calibration, ref)
     cpu_flags = fingerprint().cpu_flags
     entries = []
     out.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,8 @@ def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], Non
                         "digest": variant.model.digest, "size_bytes": size, "nodes": sum(ops.values()),
                         "notes": list(variant.notes)})
     warnings = [SYNTHETIC_CALIBRATION] if calibration[0] and not spec.calibration else []
+    if why:
+        warnings.append(f"the model's own outputs could not be computed ({why}): fp16 was not checked against them")
     manifest = {"model": model.path, "digest": model.digest, "accuracy_budget": spec.accuracy_budget,
                 "calibration": calibration[1], "variants": entries, "warnings": warnings}
     write_atomic(out / "manifest.json", json.dumps(manifest, indent=1))

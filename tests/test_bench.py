@@ -207,3 +207,21 @@ def test_large_models_use_external_data_through_every_step(tmp_path, monkeypatch
 def test_without_variants_nothing_is_compared(relu_model):
     (row,) = bench.run(spec(relu_model)).results
     assert row.accuracy == () and row.status == "ok"
+
+
+def test_a_reference_that_cannot_run_is_said_and_nothing_is_compared(save, tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.conftest import graph_model, tensor
+
+    table = numpy_helper.from_array(np.ones((2, 3), np.float32), "table")
+    model = graph_model([helper.make_node("Gather", ["table", "ids"], ["y"])],
+                        [tensor("ids", TensorProto.INT64, ("batch",))], [tensor("y", shape=("batch", 3))], [table])
+    path = save(model, "gather.onnx")
+    np.savez(tmp_path / "ids.npz", ids=np.array([5, 7]))  # past the table's two rows
+    report = bench.run(variant_spec(path, tmp_path, ("ort-opt:basic",), inputs=str(tmp_path / "ids.npz")))
+    assert any(w.startswith("no accuracy for batch 1: the reference run failed (") and "out of" in w
+               for w in report.warnings), report.warnings
+    assert [r.status for r in report.results] == ["failed", "failed"] and report.failed
+    assert all(r.accuracy == () for r in report.results)

@@ -45,7 +45,8 @@ def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_d
     for step in steps:
         folder = Path(cache_dir) / "variants" / step_key(model, step, ctx, cpu_flags)
         meta_path = folder / "meta.json"
-        if not meta_path.is_file():
+        if not meta_path.is_file() or not (folder / MODEL_FILE).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an entry someone pruned by hand is built again
             all_cached = False
             _build_step(model, step, ctx, folder, timeout_s, isolate)
         meta = json.loads(meta_path.read_text())
