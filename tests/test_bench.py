@@ -225,3 +225,16 @@ def test_a_reference_that_cannot_run_is_said_and_nothing_is_compared(save, tmp_p
                for w in report.warnings), report.warnings
     assert [r.status for r in report.results] == ["failed", "failed"] and report.failed
     assert all(r.accuracy == () for r in report.results)
+
+
+def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFKIT_TRANSFORMS", "endless=tests.workers:endless_loop")
+    plan = replace(FAST, isolate=True, timeout_s=4)
+    report = bench.run(variant_spec(relu_model, tmp_path, ("endless", "ort-opt:basic"), plan=plan,
+                                    results_dir=str(tmp_path / "r")))
+    base, endless, opt = report.results
+    assert endless.status == "failed" and endless.reason.startswith("timed out after 4 s (hung?)")
+    assert base.status == opt.status == "ok" and report.complete and report.failed
+    from perfkit.transforms import TRANSFORMS
+
+    TRANSFORMS.pop("endless", None)

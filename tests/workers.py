@@ -31,3 +31,25 @@ def copy_model(src, dst, options, ctx):
 
     shutil.copyfile(src, dst)
     return ["copied"]
+
+
+def endless_loop(src, dst, options, ctx):
+    """A transform whose model never finishes a call: y = x after 2**62 turns of an empty Loop."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(src)
+    x, y = model.graph.input[0], model.graph.output[0]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"]), helper.make_node("Identity", ["v"], ["v_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond", TensorProto.BOOL, []), helper.make_empty_tensor_value_info("v")],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_empty_tensor_value_info("v_out")])
+    trips = helper.make_tensor("trips", TensorProto.INT64, [], [2**62])
+    keep = helper.make_tensor("keep", TensorProto.BOOL, [], [True])
+    loop = helper.make_node("Loop", ["trips", "keep", x.name], [y.name], body=body)
+    graph = helper.make_graph([loop], "endless", [x], [y], [trips, keep])
+    out = helper.make_model(graph, opset_imports=model.opset_import)
+    out.ir_version = model.ir_version
+    onnx.save_model(out, dst)
+    return ["loops for ever"]
