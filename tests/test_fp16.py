@@ -82,3 +82,20 @@ def test_both_engines_convert(save, rng, tmp_path, engine):
     ctx = BuildContext(check_feeds=({"x": rng.random((2, 16), dtype=np.float32)},))
     variant = fp16(path, f"fp16:engine={engine}", ctx, tmp_path)
     assert ("onnxruntime.transformers" if engine == "ort" else "onnxconverter-common") in variant.notes[0]
+
+
+def test_a_type_error_at_load_names_the_node_to_keep_in_fp32(save, rng, tmp_path):
+    """onnxconverter-common retypes a Cast(to=float)'s output as fp16 but keeps its `to`: onnxruntime refuses
+    the model, naming the node; keeping that node in fp32 repairs it."""
+    path = save(models.attention(), "attn.onnx")
+    feeds = tuple({"input_ids": rng.integers(0, 16, (2, 5)), "attention_mask": np.ones((2, 5), np.int64)}
+                  for _ in range(2))
+    session = ort.InferenceSession(path)
+    ctx = BuildContext(check_feeds=feeds, reference=tuple(session.run(None, f) for f in feeds),
+                       budget=parse_budget("cos>=0.99"))
+    broken = fp16(path, "fp16:repair=false", ctx, tmp_path)
+    assert any("broken: onnxruntime cannot load it" in n and "Type Error" in n for n in broken.notes)
+    repaired = fp16(path, "fp16", ctx, tmp_path)
+    assert any("kept 1 node(s) in fp32 to repair it: Cast_3" in n for n in repaired.notes), repaired.notes
+    (out,) = ort.InferenceSession(repaired.model.path).run(None, feeds[0])
+    assert np.isfinite(out).all()

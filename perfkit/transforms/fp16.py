@@ -122,7 +122,7 @@ def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tupl
                                                 node_block_list=node_blocks)
 
 
-_TYPE_ERROR = re.compile(r"in node \(([^)]+)\)")
+_TYPE_ERROR = re.compile(r"(?:in|of) node \(([^)]+)\)")
 
 
 def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Reference) -> tuple[str, set[str]]:
