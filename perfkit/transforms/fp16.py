@@ -45,7 +45,7 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     blocked: set[str] = set()
     problem = ""
     for _ in range(MAX_ROUNDS):
-        fp16 = to_fp16(fp32, engine, options["keep_io"], options["block"], sorted(blocked))
+        fp16 = to_fp16(fp32, engine, options["keep_io"], options["block"], sorted(blocked), large)
         problem, guilty = check(fp16, ctx, large, reference)
         if not problem or not options["repair"]:
             break
@@ -97,7 +97,7 @@ def producers(proto: onnx.ModelProto, names: set[str]) -> set[str]:
 
 
 def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tuple[str, ...],
-            node_blocks: list[str]) -> onnx.ModelProto:
+            node_blocks: list[str], large: bool = False) -> onnx.ModelProto:
     import warnings
 
     import onnx
@@ -117,7 +117,8 @@ def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tupl
             return model.model
         from onnxconverter_common import float16
 
-        return float16.convert_float_to_float16(copy, keep_io_types=keep_io, disable_shape_infer=False,
+        # onnx's in-memory shape inference cannot take a model over 2 GB; the types in the graph must do.
+        return float16.convert_float_to_float16(copy, keep_io_types=keep_io, disable_shape_infer=large,
                                                 op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *user_blocks],
                                                 node_block_list=node_blocks)
 
