@@ -65,3 +65,20 @@ def no_kernel_model(save) -> str:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """plugins("name=module:function;…"): transforms from tests/workers.py, registered through
+    PERFKIT_TRANSFORMS (spawned workers inherit it) and removed from the registry afterwards."""
+    from perfkit.transforms import TRANSFORMS, register_plugins
+
+    before = set(TRANSFORMS)
+
+    def _register(text: str) -> None:
+        monkeypatch.setenv("PERFKIT_TRANSFORMS", text)
+        register_plugins()
+
+    yield _register
+    for name in set(TRANSFORMS) - before:
+        del TRANSFORMS[name]

@@ -125,10 +125,10 @@ def test_variants_are_measured_side_by_side_with_their_accuracy(save, tmp_path):
     assert any("synthetic inputs" in w for w in report.warnings)
 
 
-def test_a_crashing_variant_is_a_failed_row_and_the_run_goes_on(save, tmp_path, monkeypatch):
+def test_a_crashing_variant_is_a_failed_row_and_the_run_goes_on(save, tmp_path, plugins):
     from tests import models
 
-    monkeypatch.setenv("PERFKIT_TRANSFORMS", "crash=tests.workers:abort")
+    plugins("crash=tests.workers:abort")
     path = save(models.mlp(), "mlp.onnx")
     results = tmp_path / "r"
     report = bench.run(variant_spec(path, tmp_path, ("crash", "int8-dynamic"), results_dir=str(results),
@@ -137,9 +137,6 @@ def test_a_crashing_variant_is_a_failed_row_and_the_run_goes_on(save, tmp_path, 
     assert crash.status == "failed" and crash.reason == "building crash: crashed (SIGABRT)"
     assert base.status == dynamic.status == "ok" and report.failed and report.complete
     assert Store(results).load(report.run_id) == report
-    from perfkit.transforms import TRANSFORMS
-
-    TRANSFORMS.pop("crash", None)
 
 
 def test_every_row_is_saved_as_it_is_measured(relu_model, tmp_path, monkeypatch):
@@ -227,14 +224,11 @@ def test_a_reference_that_cannot_run_is_said_and_nothing_is_compared(save, tmp_p
     assert all(r.accuracy == () for r in report.results)
 
 
-def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_model, tmp_path, monkeypatch):
-    monkeypatch.setenv("PERFKIT_TRANSFORMS", "endless=tests.workers:endless_loop")
+def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_model, tmp_path, plugins):
+    plugins("endless=tests.workers:endless_loop")
     plan = replace(FAST, isolate=True, timeout_s=4)
     report = bench.run(variant_spec(relu_model, tmp_path, ("endless", "ort-opt:basic"), plan=plan,
                                     results_dir=str(tmp_path / "r")))
     base, endless, opt = report.results
     assert endless.status == "failed" and endless.reason.startswith("timed out after 4 s (hung?)")
     assert base.status == opt.status == "ok" and report.complete and report.failed
-    from perfkit.transforms import TRANSFORMS
-
-    TRANSFORMS.pop("endless", None)

@@ -96,18 +96,15 @@ def test_bench_with_variants_marks_the_pick_and_explains_slow_rows(cli, tmp_path
     assert "dynamic quantization of a conv net" in result.stdout  # ConvInteger is slower than fp32 Conv here
 
 
-def test_optimize_writes_variants_and_a_manifest(cli, tmp_path, monkeypatch):
+def test_optimize_writes_variants_and_a_manifest(cli, tmp_path, plugins):
     import onnx
 
     from tests import models
 
-    monkeypatch.setenv("PERFKIT_TRANSFORMS", "crash=tests.workers:abort")
+    plugins("crash=tests.workers:abort")
     onnx.save_model(models.mlp(), tmp_path / "mlp.onnx")
     result = cli("optimize", tmp_path / "mlp.onnx", "-o", tmp_path / "out", "--variants",
                  "ort-opt:all,int8-dynamic:per-channel,crash", "--cache-dir", tmp_path / "c")
-    from perfkit.transforms import TRANSFORMS
-
-    TRANSFORMS.pop("crash", None)
     assert result.exit_code == 3, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     ok = [v for v in manifest["variants"] if v["status"] == "ok"]

@@ -7,7 +7,6 @@ import pytest
 from perfkit.errors import CaseFailed, PerfkitError
 from perfkit.model import open_onnx
 from perfkit.transforms import (
-    TRANSFORMS,
     BuildContext,
     auto_chains,
     model_kind,
@@ -93,28 +92,19 @@ def test_cache_keys_change_with_what_decides_the_output(base):
     assert step_key(base, dynamic, ctx, ("avx2",)) == step_key(base, dynamic, ctx, ("avx512_vnni",))
 
 
-def test_plugin_transforms_run_isolated_and_a_crash_fails_only_that_build(base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PERFKIT_TRANSFORMS", "crash=tests.workers:abort;copy=tests.workers:copy_model")
-    register_plugins()
-    try:
-        with pytest.raises(CaseFailed, match=r"building crash: crashed \(SIGABRT\)"):
-            build_chain(base, parse_chain("crash"), BuildContext(), str(tmp_path / "c"), 60)
-        assert not [p for p in (tmp_path / "c" / "variants").iterdir()]  # nothing half-written is left
-        copied = build_chain(base, parse_chain("copy"), BuildContext(), str(tmp_path / "c"), 60)
-        assert copied.model.digest == base.digest and copied.model.lineage == ("copy",)
-    finally:
-        TRANSFORMS.pop("crash", None)
-        TRANSFORMS.pop("copy", None)
+def test_plugin_transforms_run_isolated_and_a_crash_fails_only_that_build(base, tmp_path, plugins):
+    plugins("crash=tests.workers:abort;copy=tests.workers:copy_model")
+    with pytest.raises(CaseFailed, match=r"building crash: crashed \(SIGABRT\)"):
+        build_chain(base, parse_chain("crash"), BuildContext(), str(tmp_path / "c"), 60)
+    assert not [p for p in (tmp_path / "c" / "variants").iterdir()]  # nothing half-written is left
+    copied = build_chain(base, parse_chain("copy"), BuildContext(), str(tmp_path / "c"), 60)
+    assert copied.model.digest == base.digest and copied.model.lineage == ("copy",)
 
 
-def test_a_hanging_build_is_stopped(base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PERFKIT_TRANSFORMS", "hang=tests.workers:hang")
-    register_plugins()
-    try:
-        with pytest.raises(CaseFailed, match="building hang: timed out after 2 s"):
-            build_chain(base, parse_chain("hang"), BuildContext(), str(tmp_path / "c"), 2)
-    finally:
-        TRANSFORMS.pop("hang", None)
+def test_a_hanging_build_is_stopped(base, tmp_path, plugins):
+    plugins("hang=tests.workers:hang")
+    with pytest.raises(CaseFailed, match="building hang: timed out after 2 s"):
+        build_chain(base, parse_chain("hang"), BuildContext(), str(tmp_path / "c"), 2)
 
 
 def test_bad_plugin_setting_is_a_user_error():
