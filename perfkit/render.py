@@ -153,11 +153,12 @@ def render_table(report: Report, width: int = 160, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    names, rows, hidden = fit(list(columns(report)), all_cells(report), width)
     table = Table(title=f"perfkit run {report.run_id} — {report.spec.model}", title_justify="left")
-    for name in columns(report):
+    for name in names:
         table.add_column(name, justify="right" if name not in ("variant", "target", "ran on", "status") else "left",
                          no_wrap=name in ("variant", "median ± CI", "status", "speed-up", "cos", "Δ nodes"))
-    for r, row in zip(report.results, all_cells(report), strict=True):
+    for r, row in zip(report.results, rows, strict=True):
         row[-1] = f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
         table.add_row(*row)
     buffer = io.StringIO()
@@ -167,9 +168,33 @@ def render_table(report: Report, width: int = 160, color: bool = False) -> str:
     if n_samples:
         console.print(f"n = {min(n_samples)}–{max(n_samples)} timed calls per row after warm-up; "
                       "CI: 95 % interval of the median", style="dim", markup=False)
+    if hidden:
+        console.print(f"hidden to fit {width} columns: {', '.join(hidden)} — a wider terminal, --format csv or "
+                      "--format json shows them", style="dim", markup=False)
     for line in notes(report):
         console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)
     return buffer.getvalue()
+
+
+# Dropped in this order when the table is wider than the terminal; the rest say what ran and how fast.
+DROP_FIRST = ("p90", "peak RSS", "items/s", "load", "first call", "p99", "size", "max abs", "CV", "Δ nodes", "batch",
+              "target", "agree", "ran on")
+
+
+def fit(names: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """The columns that fit in `width` (each as wide as its widest cell, plus borders), and those left out."""
+    def needed(keep: list[int]) -> int:
+        return sum(max(len(names[k]), *(len(r[k]) for r in rows)) + 3 for k in keep) + 1
+
+    keep = list(range(len(names)))
+    hidden = []
+    for name in DROP_FIRST:
+        if needed(keep) <= width:
+            break
+        if name in names and names.index(name) in keep:
+            keep.remove(names.index(name))
+            hidden.append(name)
+    return [names[k] for k in keep], [[r[k] for k in keep] for r in rows], hidden
 
 
 def render_markdown(report: Report) -> str:

@@ -45,3 +45,11 @@ def test_json_is_the_report(report):
     import json
 
     assert json.loads(render(report, "json"))["run_id"] == report.run_id
+
+
+def test_a_narrow_terminal_drops_the_least_needed_columns_and_says_so(report):
+    wide = render(report, "table", width=250)
+    narrow = render(report, "table", width=90)
+    assert "hidden to fit" not in wide and "peak RSS" in wide
+    assert "hidden to fit 90 columns: p90, peak RSS" in narrow and "median ± CI" in narrow and "…" not in narrow
+    assert max(len(line) for line in narrow.splitlines() if line.startswith(("┃", "│"))) <= 90
