@@ -67,7 +67,7 @@ def hand_made(name: str, path: Path, folder: Path, calibration) -> dict[str, Pat
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         so.optimized_model_filepath = str(basic)
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        optimizer.optimize_model(str(basic), model_type="bert", num_heads=12, hidden_size=384,
+        optimizer.optimize_model(str(basic), model_type="bert", num_heads=12, hidden_size=768,
                                  opt_level=0).save_model_to_file(str(fused))
         fused_pre = folder / "fused_pre.onnx"
         quant_pre_process(str(fused), str(fused_pre))

@@ -96,9 +96,10 @@ def resnet(width: int = 32, classes: int = 1000, side: int = 224, seed: int = 0)
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], inits, "resnet")
 
 
-def encoder(layers: int = 4, hidden: int = 384, heads: int = 12, vocab: int = 8192, max_len: int = 512,
+def encoder(layers: int = 4, hidden: int = 768, heads: int = 12, vocab: int = 8192, max_len: int = 512,
             classes: int = 2, seed: int = 0):
-    """A BERT-style text encoder as Hugging Face exports it: token, position and segment embeddings,
+    """A BERT-style text encoder as Hugging Face exports it (BERT-base width, 4 of its 12 layers by default):
+    token, position and segment embeddings,
     LayerNorm, and `layers` blocks of multi-head self-attention (with the additive padding mask) and a GELU
     feed-forward, each with residual and LayerNorm; outputs the hidden states and a classifier's logits.
     Inputs input_ids, attention_mask, token_type_ids of shape (batch, sequence)."""

@@ -16,7 +16,8 @@ from perfkit.profile import profile_diff
 from perfkit.report import Report, Result
 from perfkit.stats import Ratio, speedup
 
-CONTEST_MARGIN = 0.10  # rows timed one after another drift up to this much apart on a shared machine (seen here)
+CONTEST_MARGIN = 0.25  # rows timed one after another drifted up to 15 % apart on this shared machine; with room
+CONTEST_MAX = 4  # the pick and its three closest rivals: 3 rounds each stay under a minute at default times
 SMALL_CALL_NS = 200_000  # below 0.2 ms a call, per-op overheads (Q/DQ, Casts) weigh as much as arithmetic
 GROUPS = {"QuantizeLinear": "Q/DQ", "DequantizeLinear": "Q/DQ", "DynamicQuantizeLinear": "Q/DQ",
           "com.microsoft:QuantizeLinear": "Q/DQ", "com.microsoft:DequantizeLinear": "Q/DQ"}
@@ -68,8 +69,9 @@ def judge(report: Report) -> Verdict:
 
 
 def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
-    """For each pick that is a variant: it and the rows inside the budget whose medians are within
-    CONTEST_MARGIN of its, or not apart from it beyond their intervals — when there are any."""
+    """For each pick that is a variant: it and the (at most CONTEST_MAX - 1) rows inside the budget whose
+    medians are within CONTEST_MARGIN of its, or not apart from it beyond their intervals — when there are
+    any."""
     rows = report.results
     out = []
     for b in verdict.best:
@@ -86,6 +88,7 @@ def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
             if r.summary.median <= pick.summary.median * (1 + CONTEST_MARGIN) or (ratio and not ratio.significant):
                 close.append(i)
         if close:
+            close = sorted(close, key=lambda i: rows[i].summary.median)[:CONTEST_MAX - 1]
             out.append(sorted([b, *close]))
     return out
 

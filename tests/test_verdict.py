@@ -102,7 +102,7 @@ def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_
     base = report.results[0]
     a = replace(row("int8-dynamic", median=500.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
     b = replace(row("int8-static", median=510.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
-    far = replace(row("fp16", median=900.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
+    far = replace(row("fp16", median=700.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
     base = replace(base, summary=summarize([1000.0 + k % 3 for k in range(200)]))
     spec = replace(report.spec, variants=("int8-dynamic", "int8-static", "fp16"))
     report = replace(report, spec=spec, results=(base, a, b, far))
@@ -110,7 +110,11 @@ def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_
     assert verdict.best == (1,)
     from perfkit.verdict import contenders
 
-    assert contenders(report, verdict) == [[1, 2]]  # 510 is within 10 % of 500; 900 is not
+    assert contenders(report, verdict) == [[1, 2]]  # 510 is within 25 % of 500; 700 is not
+    crowd = tuple(replace(a, model=replace(a.model, lineage=(f"v{k}",)), summary=summarize([500.0 + k] * 50))
+                  for k in range(6))
+    crowded = replace(report, results=(base, *crowd))
+    assert contenders(crowded, judge(crowded)) == [[1, 2, 3, 4]]  # the pick and its three closest rivals
     decided = replace(report, contests=(Contest((1, 2), (520.0, 505.0), 3),))
     assert judge(decided).best == (2,)
     from perfkit.render import render
