@@ -8,7 +8,8 @@ encoder dynamic int8 ≈ 2.5×.
 
 Every candidate — perfkit's pick, each hand-made file, fp32 with optimizations off and on — is timed in a
 spawned worker with perfkit's own timing loop, in ROUNDS interleaved passes, so drift on a shared machine
-lands on all of them alike; a candidate's figure is the median of its per-pass medians.
+lands on all of them alike (each pass starts one candidate later); a candidate's figure is the median of its
+per-pass medians.
 Run: pytest benchmarks/test_variants.py --benchmark-only -s
 """
 
@@ -77,9 +78,12 @@ def hand_made(name: str, path: Path, folder: Path, calibration) -> dict[str, Pat
 
 
 def time_interleaved(candidates: dict[str, tuple[str, Target]], feed) -> dict[str, float]:
+    """Each pass starts one candidate later, so none always runs right after the same neighbour."""
     medians: dict[str, list[float]] = {k: [] for k in candidates}
-    for _ in range(ROUNDS):
-        for label, (path, target) in candidates.items():
+    order = list(candidates)
+    for turn in range(ROUNDS):
+        for label in order[turn:] + order[:turn]:
+            path, target = candidates[label]
             outcome = call_isolated(run_case, Case(path, target, (feed,), PLAN), PLAN.timeout_s)
             medians[label].append(statistics.median(outcome.timing.samples_ns))
     return {k: statistics.median(v) for k, v in medians.items()}
