@@ -252,16 +252,21 @@ def against(ref: Reference, outcome: Outcome) -> tuple:
     return compare(list(expected), got, names)
 
 
-CONTEST_ROUNDS = 3  # interleaved passes over the contenders; the median of 3 round medians resists one bad pass
+CONTEST_ROUNDS = 4  # interleaved passes over the contenders; the median of the round medians resists a bad pass
 
 
 def contest(report: Report, rows: list[int], feeds: list[tuple[dict[str, Any], ...]], plan: Plan) -> Contest:
-    """Re-time rows that the sweep could not tell apart, in interleaved rounds (A B C, A B C, …), so drift
-    on the machine lands on all of them alike; each round is a fresh isolated case with a shorter plan."""
+    """Re-time rows that the sweep could not tell apart, in interleaved rounds (A B C, C A B, …: each round
+    in its own seeded order), so drift on the machine lands on all of them alike; each turn is a fresh
+    isolated case with a shorter plan."""
+    import random
+
     short = replace(plan, min_time_s=plan.min_time_s / 2, max_time_s=max(plan.max_time_s / 4, plan.min_time_s / 2))
     medians: dict[int, list[float]] = {i: [] for i in rows}
-    for _ in range(CONTEST_ROUNDS):
-        for i in rows:
+    for turn in range(CONTEST_ROUNDS):
+        order = list(rows)
+        random.Random(turn).shuffle(order)  # a row that always follows the same neighbour was seen to read slower
+        for i in order:
             r = report.results[i]
             case = Case(r.model.path, r.target, feeds[i], short)
             try:
