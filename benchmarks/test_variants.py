@@ -77,7 +77,7 @@ def hand_made(name: str, path: Path, folder: Path, calibration) -> dict[str, Pat
     return out
 
 
-def time_interleaved(candidates: dict[str, tuple[str, Target]], feed) -> dict[str, float]:
+def time_interleaved(candidates: dict[str, tuple[str, Target]], feed) -> dict[str, list[float]]:
     """Each pass in its own seeded order: a candidate that always ran right after the same neighbour was seen
     here to read 10 % slower than a byte-identical file elsewhere in the order."""
     import random
@@ -90,7 +90,7 @@ def time_interleaved(candidates: dict[str, tuple[str, Target]], feed) -> dict[st
             path, target = candidates[label]
             outcome = call_isolated(run_case, Case(path, target, (feed,), PLAN), PLAN.timeout_s)
             medians[label].append(statistics.median(outcome.timing.samples_ns))
-    return {k: statistics.median(v) for k, v in medians.items()}
+    return medians
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -113,7 +113,8 @@ def test_auto_pick_is_at_least_as_fast_as_the_best_by_hand(benchmark, example_pa
                   "fp32, onnxruntime default": (path, Target()),
                   f"perfkit pick: {pick.model.label}": (pick.model.path, pick.target),
                   **{f"by hand: {k}": (str(v), Target()) for k, v in by_hand.items()}}
-    medians = time_interleaved(candidates, feed)
+    rounds = time_interleaved(candidates, feed)
+    medians = {k: statistics.median(v) for k, v in rounds.items()}
     from perfkit.model import file_digest
 
     twins = [k for k, v in by_hand.items() if file_digest([v]) == file_digest([Path(pick.model.path)])]
@@ -126,8 +127,14 @@ def test_auto_pick_is_at_least_as_fast_as_the_best_by_hand(benchmark, example_pa
         print(f"  perfkit's pick is byte-identical to the file made by hand as: {', '.join(twins)}")
     benchmark.extra_info.update({label: median for label, median in medians.items()})
     benchmark.pedantic(lambda: None, rounds=1)  # the figures above are the result
-    ours = medians[f"perfkit pick: {pick.model.label}"]
-    best_hand = min(v for k, v in medians.items() if k.startswith("by hand"))
+    # A hand-made file with the pick's bytes is the same candidate timed twice: its rounds join the pick's,
+    # and the pick is held against the other recipes.
+    ours = statistics.median(rounds[f"perfkit pick: {pick.model.label}"] +
+                             [m for k in twins for m in rounds[f"by hand: {k}"]])
+    others = [v for k, v in medians.items() if k.startswith("by hand") and k.removeprefix("by hand: ") not in twins]
+    best_hand = min(others, default=ours)
+    print(f"  pick (its rounds pooled with its byte-identical twins) {ours / 1e6:8.3f} ms; best other recipe by hand "
+          f"{best_hand / 1e6:.3f} ms")
     assert ours <= best_hand * NOISE, f"perfkit's pick {ours / 1e6:.3f} ms vs best by hand {best_hand / 1e6:.3f} ms"
     assert all(a.cosine >= 0.998 for a in pick.accuracy if a.comparable)
     assert np.isfinite(ours)
