@@ -14,7 +14,7 @@ from perfkit.backends import get_backend
 from perfkit.case import Case, Outcome, run_case, run_checks
 from perfkit.env import conflicting_runtimes, fingerprint
 from perfkit.errors import CaseFailed, PerfkitError, Unsupported
-from perfkit.isolate import call_isolated, one_line
+from perfkit.isolate import call_in, one_line
 from perfkit.model import Model, Signature, disk_size, open_onnx, read_signature
 from perfkit.report import Contest, Measurement, Report, Result
 from perfkit.spec import BenchSpec, Plan, Target, Workload
@@ -145,9 +145,8 @@ def check_targets(model: Model, spec: BenchSpec) -> None:
         if reason and (not spec.allow_fallback or "not installed" in reason):
             raise PerfkitError(f"--target {target.label}", reason,
                                "pick one of those, or pass --allow-fallback to run on what is there")
-    probe = call_isolated if spec.plan.isolate else (lambda fn, arg, _: fn(arg))
     try:
-        ran = probe(open_each, (model.path, spec.targets), spec.plan.timeout_s)
+        ran = call_in(open_each, (model.path, spec.targets), spec.plan.timeout_s, spec.plan.isolate)
     except CaseFailed as exc:
         raise PerfkitError(model.path, f"onnxruntime failed while loading it: {exc}",
                            "check the model with onnx.checker.check_model, or report it to onnxruntime") from None
@@ -175,8 +174,7 @@ def reference(path: str, f: Fed, plan: Plan) -> tuple[Reference | None, str]:
     """(the base model's outputs on the check feeds, on the CPU provider with graph optimization off — the
     model as written; or None and why it could not run, and then nothing is compared)."""
     try:
-        args = (path, f.checks)
-        return (call_isolated(run_checks, args, plan.timeout_s) if plan.isolate else run_checks(args)), ""
+        return call_in(run_checks, (path, f.checks), plan.timeout_s, plan.isolate), ""
     except (CaseFailed, PerfkitError) as exc:
         return None, str(exc)
     except Exception as exc:  # in-process: the base row fails on its own too, and says why
@@ -215,7 +213,7 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
                  notes=variant.notes)
     case = Case(model.path, target, f.feeds, plan, f.checks if ref else (), spec.profile)
     try:
-        outcome: Outcome = call_isolated(run_case, case, plan.timeout_s) if plan.isolate else run_case(case)
+        outcome: Outcome = call_in(run_case, case, plan.timeout_s, plan.isolate)
     except (CaseFailed, PerfkitError) as exc:
         return replace(row, reason=str(exc))
     except Exception as exc:  # in-process (--no-isolate): any error in one case fails that row only
@@ -270,7 +268,7 @@ def contest(report: Report, rows: list[int], feeds: list[tuple[dict[str, Any], .
             r = report.results[i]
             case = Case(r.model.path, r.target, feeds[i], short)
             try:
-                outcome = call_isolated(run_case, case, plan.timeout_s) if plan.isolate else run_case(case)
+                outcome = call_in(run_case, case, plan.timeout_s, plan.isolate)
             except Exception:  # the row measured once already; a failure here only drops it from the contest
                 medians[i].append(float("inf"))
                 continue

@@ -42,6 +42,11 @@ def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
     return payload
 
 
+def call_in(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bool) -> T:
+    """fn(arg) in a spawned worker when `isolate` (see call_isolated), else right here (--no-isolate)."""
+    return call_isolated(fn, arg, timeout_s) if isolate else fn(arg)
+
+
 def _child(sender, fn, arg) -> None:
     try:
         message = ("ok", fn(arg))

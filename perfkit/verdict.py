@@ -63,7 +63,7 @@ def judge(report: Report) -> Verdict:
         if contest and base not in contest.rows:
             fastest = contest.rows[contest.medians_ns.index(min(contest.medians_ns))]
         best.append(fastest)
-    diagnoses = tuple(diagnose(r, rows[b], report.environment, s) if b is not None and s is not None and
+    diagnoses = tuple(diagnose(r, rows[b], report.environment) if b is not None and s is not None and
                       s.significant and s.value < 1 else () for r, b, s in zip(rows, baseline, speedups, strict=True))
     return Verdict(baseline, speedups, checks, tuple(best), diagnoses)
 
@@ -135,7 +135,7 @@ def cpu_isa(flags: tuple[str, ...]) -> str:
     return "no AVX2"
 
 
-def diagnose(row: Result, base: Result, env: Environment, ratio: Ratio) -> tuple[str, ...]:
+def diagnose(row: Result, base: Result, env: Environment) -> tuple[str, ...]:
     """Why `row` is slower than `base`, from what the files, the CPU and the profile show."""
     steps = [label.split(":")[0] for label in row.model.lineage]
     options = ",".join(row.model.lineage)

@@ -42,24 +42,24 @@ def test_cpu_instruction_sets():
 
 def test_diagnoses_from_what_can_be_detected():
     base = row(ops={"Conv": 2, "Relu": 2})
-    fp16 = diagnose(row("fp16", ops={"Conv": 2, "Relu": 2, "Cast": 4}), base, env("avx2"), None)
+    fp16 = diagnose(row("fp16", ops={"Conv": 2, "Relu": 2, "Cast": 4}), base, env("avx2"))
     assert "fp16 on the CPU provider is emulated" in fp16[0] and "+4 Cast" in fp16[0]
-    dynamic = diagnose(row("int8-dynamic"), base, env("avx512_vnni"), None)
+    dynamic = diagnose(row("int8-dynamic"), base, env("avx512_vnni"))
     assert any("dynamic quantization of a conv net" in d for d in dynamic)
-    no_vnni = diagnose(row("int8-static:qdq", ops={"Conv": 2, "QuantizeLinear": 4}), base, env("avx2"), None)
+    no_vnni = diagnose(row("int8-static:qdq", ops={"Conv": 2, "QuantizeLinear": 4}), base, env("avx2"))
     assert any("this CPU has AVX2 (no VNNI)" in d for d in no_vnni)
     assert any("+4 Q/DQ nodes on a model that runs in 1 µs" in d for d in no_vnni)
-    unfused = diagnose(row("int8-static", opt_level="basic"), base, env("avx512_vnni"), None)
+    unfused = diagnose(row("int8-static", opt_level="basic"), base, env("avx512_vnni"))
     assert any("ran at level basic" in d for d in unfused)
-    qop = diagnose(row("int8-static:qoperator"), base, env("avx512_vnni"), None)
+    qop = diagnose(row("int8-static:qoperator"), base, env("avx512_vnni"))
     assert any("QOperator format" in d for d in qop)
-    s8s8 = diagnose(row("int8-static:qdq,s8s8"), base, env("avx2", "avx512_vnni"), None)
+    s8s8 = diagnose(row("int8-static:qdq,s8s8"), base, env("avx2", "avx512_vnni"))
     assert any("S8S8 on x86" in d for d in s8s8)
-    assert not any("S8S8" in d for d in diagnose(row("int8-static:u8s8"), base, env("avx2", "avx512_vnni"), None))
-    basic = diagnose(row("ort-opt:basic", opt_level="disable"), base, env("avx2"), None)
+    assert not any("S8S8" in d for d in diagnose(row("int8-static:u8s8"), base, env("avx2", "avx512_vnni")))
+    basic = diagnose(row("ort-opt:basic", opt_level="disable"), base, env("avx2"))
     assert basic == ("graph optimization level basic leaves out fusions and layouts that the baseline's session "
                      "applies at level all",)
-    assert diagnose(row("int8-dynamic", ops={"MatMul": 2}), row(ops={"MatMul": 2}), env("avx512_vnni"), None) \
+    assert diagnose(row("int8-dynamic", ops={"MatMul": 2}), row(ops={"MatMul": 2}), env("avx512_vnni")) \
         == ("no cause detected from the graph and this CPU's features; --profile shows where the time goes per op",)
 
 
@@ -76,7 +76,7 @@ def test_casts_onnxruntime_inserts_at_load_are_named_from_the_profile():
     from perfkit.profile import OpTime
 
     fp16 = row("fp16", ops={"Conv": 2, "Cast": 2}, profile=(OpTime("Cast", 50.0, 6, "CPU"),))
-    text = diagnose(fp16, row(), env("avx2"), None)
+    text = diagnose(fp16, row(), env("avx2"))
     assert any("onnxruntime inserted 4 Cast node(s) at load: some ops here have no CPU kernel" in d for d in text)
 
 

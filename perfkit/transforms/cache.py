@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfkit.errors import CaseFailed, PerfkitError, Unsupported
-from perfkit.isolate import call_isolated, one_line
+from perfkit.isolate import call_in, one_line
 from perfkit.model import Model, file_digest
 from perfkit.transforms import TRANSFORMS, BuildContext, Step, get_transform
 
@@ -97,7 +97,7 @@ def _build_step(parent: Model, step: Step, ctx: BuildContext, folder: Path, time
     try:
         args = (step, parent.path, str(work / MODEL_FILE), ctx)
         try:
-            notes = call_isolated(apply_step, args, timeout_s) if isolate else apply_step(args)
+            notes = call_in(apply_step, args, timeout_s, isolate)
         except Unsupported:
             raise
         except (CaseFailed, PerfkitError) as exc:
