@@ -80,12 +80,15 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         for i, chain in enumerate(chains, 1):
             on_progress(f"[build {i}/{len(chains)}] {'+'.join(s.label for s in chain)}")
             variants.append(build(model, chain, ctx, spec, env.cpu_flags))
+        # Size and op counts once per file, not once per target and batch.
+        footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
         cases = [(f, ref, t, v) for f, ref in zip(fed, references, strict=True) for t in spec.targets
                  for v in variants]
         for i, (f, ref, target, variant) in enumerate(cases, 1):
             label = "+".join(variant.lineage) if isinstance(variant, Broken) else variant.model.label
             on_progress(f"[{i}/{len(cases)}] {label} on {target.label}, batch {f.shapes.batch}")
-            result = measure_case(variant, target, f, ref, spec)
+            footprint = footprints.get(variant.model.path) if isinstance(variant, Variant) else None
+            result = measure_case(variant, target, f, ref, spec, footprint)
             report = replace(report, results=(*report.results, result))
             if store:
                 store.add(report, result)
@@ -202,13 +205,13 @@ def session_target(variant: Variant, target: Target) -> Target:
 
 
 def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Reference | None,
-                 spec: BenchSpec) -> Result:
+                 spec: BenchSpec, footprint: tuple[int, dict[str, int]] | None) -> Result:
     if isinstance(variant, Broken):
         return Result(Model("", "onnx", "", variant.lineage), target, f.shapes.batch, f.shapes.shapes,
                       status=variant.status, reason=variant.reason)
     model, plan = variant.model, spec.plan
     target = session_target(variant, target)
-    size, ops = disk_size(model.path)
+    size, ops = footprint or (None, {})
     row = Result(model, target, f.shapes.batch, f.shapes.shapes, status="failed", size_bytes=size, ops=ops,
                  notes=variant.notes)
     case = Case(model.path, target, f.feeds, plan, f.checks if ref else (), spec.profile)
