@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from perfkit.accuracy import compare, parse_budget
+from perfkit.accuracy import OutputAccuracy, compare, parse_budget
 from perfkit.backends import get_backend
 from perfkit.case import Case, Outcome, run_case, run_checks
 from perfkit.env import conflicting_runtimes, fingerprint
@@ -239,18 +239,18 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
                    accuracy=accuracy, profile=outcome.profile)
 
 
-def against(ref: Reference, outcome: Outcome) -> tuple:
-    """The row's outputs matched to the reference's by name (a variant may reorder them)."""
+def against(ref: Reference, outcome: Outcome) -> tuple[OutputAccuracy, ...]:
+    """The row's outputs matched to the reference's by name (a variant may reorder them); a reference
+    output the row lacks is not comparable, the others are still compared."""
     names, expected = ref
     position = {n: k for k, n in enumerate(outcome.output_names)}
-    missing = [n for n in names if n not in position]
-    if missing:
-        from perfkit.accuracy import OutputAccuracy
-
-        return tuple(OutputAccuracy(n, comparable=False, reason="the variant has no output of this name")
-                     for n in missing)
-    got = [[out[position[n]] for n in names] for out in outcome.check_outputs]
-    return compare(list(expected), got, names)
+    shared = [k for k, n in enumerate(names) if n in position]
+    got = [[out[position[names[k]]] for k in shared] for out in outcome.check_outputs]
+    compared = dict(zip((names[k] for k in shared),
+                        compare([[feed[k] for k in shared] for feed in expected], got,
+                                tuple(names[k] for k in shared)), strict=True))
+    return tuple(compared.get(n) or OutputAccuracy(n, comparable=False, reason="the variant has no output of this "
+                                                   "name") for n in names)
 
 
 CONTEST_ROUNDS = 4  # interleaved passes over the contenders; the median of the round medians resists a bad pass

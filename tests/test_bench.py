@@ -232,3 +232,19 @@ def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_m
     base, endless, opt = report.results
     assert endless.status == "failed" and endless.reason.startswith("timed out after 4 s (hung?)")
     assert base.status == opt.status == "ok" and report.complete and report.failed
+
+
+def test_outputs_are_matched_by_name_and_a_missing_one_does_not_hide_the_rest():
+    import numpy as np
+
+    from perfkit.bench import against
+    from perfkit.case import Outcome
+
+    ref = (("a", "b"), ([np.ones(3), np.zeros(2)],))
+    outcome = Outcome((), {}, None, 0, 0, None, None, (), check_outputs=([np.ones(3) * 2],), output_names=("a",))
+    a, b = against(ref, outcome)
+    assert a.name == "a" and a.comparable and a.max_abs == 1.0
+    assert b.name == "b" and not b.comparable and "no output of this name" in b.reason
+    swapped = Outcome((), {}, None, 0, 0, None, None, (), check_outputs=([np.zeros(2), np.ones(3)],),
+                      output_names=("b", "a"))
+    assert [x.max_abs for x in against(ref, swapped)] == [0.0, 0.0]
