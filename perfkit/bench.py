@@ -108,9 +108,9 @@ def feed(signature: Signature, wl: Workload, spec: BenchSpec) -> Fed:
         arrays, shapes = load_inputs(wl.inputs, signature)
         return Fed(shapes, (arrays,), (arrays,))
     shapes = resolve_shapes(signature, wl, spec.model)
-    count = max(wl.distinct_feeds, spec.check_feeds)
-    feeds = tuple(synthesize(signature, shapes, wl.seed, count, spec.model))
-    return Fed(shapes, feeds[:wl.distinct_feeds], feeds[:spec.check_feeds])
+    checks = spec.check_feeds if spec.variants else 0  # without variants nothing is compared
+    feeds = tuple(synthesize(signature, shapes, wl.seed, max(wl.distinct_feeds, checks), spec.model))
+    return Fed(shapes, feeds[:wl.distinct_feeds], feeds[:checks])
 
 
 def calibrate(spec: BenchSpec, signature: Signature, first: Fed, chains: list[tuple[Step, ...]]
