@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from perfkit.accuracy import DEFAULT_BUDGET
 from perfkit.errors import PerfkitError
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -69,7 +70,7 @@ class BenchSpec:
     allow_fallback: bool = False
     results_dir: str | None = "results"  # None: keep nothing
     variants: tuple[str, ...] = ()  # chains such as "ort-opt:all+int8-static:qdq", or "auto"
-    accuracy_budget: str = "cos>=0.99"  # accuracy.DEFAULT_BUDGET; the fastest variant inside it is marked
+    accuracy_budget: str = DEFAULT_BUDGET  # the fastest variant inside it is marked
     calibration: str | None = None  # .npz for static quantization; None: synthetic, with a warning
     cache_dir: str = ".perfkit-cache"  # built variants, keyed by content hash and parameters
     check_feeds: int = 8  # feeds every variant is compared on: several, so one lucky input cannot pass
@@ -132,7 +133,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
               profile: bool = False) -> BenchSpec:
     """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
-    from perfkit.accuracy import DEFAULT_BUDGET, parse_budget
+    from perfkit.accuracy import parse_budget
     from perfkit.transforms import parse_chain, split_chains
     from perfkit.transforms.cache import default_cache_dir
 
