@@ -201,11 +201,11 @@ def summary_cells(accuracy: tuple[OutputAccuracy, ...]) -> tuple[str, str, str]:
     cosines = [a.cosine for a in comparable if a.cosine is not None]
     max_abs = [a.max_abs for a in comparable if a.max_abs is not None]
     agree = [a.agree for a in comparable if a.agree is not None]
-    cos_text = "-" if not cosines else "NaN" if any(math.isnan(c) for c in cosines) else _cos(min(cosines))
+    cos_text = "-" if not cosines else "NaN" if any(math.isnan(c) for c in cosines) else fmt_cos(min(cosines))
     return (cos_text, f"{max(max_abs):.2g}" if max_abs else "-", f"{min(agree):.1%}" if agree else "-")
 
 
-def _cos(value: float) -> str:
+def fmt_cos(value: float) -> str:
     """Cosine shown by its distance from 1, so 0.99999 and 0.999 read differently."""
     if value >= 1 - 5e-7:
         return "1.000000"

@@ -7,15 +7,21 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx
 
 from perfkit.accuracy import OutputAccuracy, compare, parse_budget
 from perfkit.backends import get_backend
 from perfkit.case import Case, Outcome, run_case, run_checks
+from perfkit.convert import convert, native_checks, prepare_native
 from perfkit.env import conflicting_runtimes, fingerprint
 from perfkit.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.isolate import call_in, one_line
-from perfkit.model import Model, Signature, disk_size, open_onnx, read_signature
+from perfkit.model import EXPORTED, Model, Signature, disk_size, open_onnx, read_signature
+from perfkit.native import NativeModel, is_native
 from perfkit.report import Contest, Measurement, Report, Result
 from perfkit.spec import BenchSpec, Plan, Target, Workload
 from perfkit.stats import stability_warnings, summarize, throughput
@@ -49,9 +55,9 @@ class Broken:
 def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         command: tuple[str, ...] = ()) -> Report:
     """Everything user-facing is checked before anything is measured or written; then one row per case."""
-    model, proto = open_onnx(spec.model)
+    native, model, proto = open_model(spec, on_progress)
     signature = read_signature(proto)
-    fed = [feed(signature, wl, spec) for wl in spec.workloads]
+    fed = [feed(signature, wl, spec, compared=bool(spec.variants or native)) for wl in spec.workloads]
     chains = resolve_chains(spec, proto)
     calibration = calibrate(spec, signature, fed[0], chains)
     check_targets(model, spec)
@@ -65,12 +71,13 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     if store:
         store.begin(report)
     try:
-        if spec.variants:
-            on_progress(f"reference outputs of {model.path} on {len(fed[0].checks)} feeds")
+        if spec.variants or native:
+            on_progress(f"reference outputs of {native.label if native else model.path} on {len(fed[0].checks)} "
+                        "feeds")
         # Without variants there is nothing to compare: no reference worker, no check feeds run per row.
         references = []
         for f in fed:
-            ref, why = reference(model.path, f, spec.plan) if spec.variants else (None, "")
+            ref, why = reference(native or model.path, f, spec.plan) if spec.variants or native else (None, "")
             references.append(ref)
             if why:
                 report = replace(report, warnings=(*report.warnings, f"no accuracy for batch {f.shapes.batch}: "
@@ -82,13 +89,17 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
             variants.append(build(model, chain, ctx, spec, env.cpu_flags))
         # Size and op counts once per file, not once per target and batch.
         footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
-        cases = [(f, ref, t, v) for f, ref in zip(fed, references, strict=True) for t in spec.targets
-                 for v in variants]
+        cases: list[tuple[Fed, Reference | None, Target, Variant | Broken | NativeModel]] = [
+            (f, ref, t, v) for f, ref in zip(fed, references, strict=True)
+            for t, v in ([(native_target(native, spec), native)] if native else []) +
+            [(t, v) for t in spec.targets for v in variants]]
         for i, (f, ref, target, variant) in enumerate(cases, 1):
-            label = "+".join(variant.lineage) if isinstance(variant, Broken) else variant.model.label
+            label = "+".join(variant.lineage) if isinstance(variant, Broken) else \
+                variant.label if isinstance(variant, NativeModel) else variant.model.label
             on_progress(f"[{i}/{len(cases)}] {label} on {target.label}, batch {f.shapes.batch}")
             footprint = footprints.get(variant.model.path) if isinstance(variant, Variant) else None
-            result = measure_case(variant, target, f, ref, spec, footprint)
+            result = measure_native(variant, target, f, spec) if isinstance(variant, NativeModel) else \
+                measure_case(variant, target, f, ref, spec, footprint)
             report = replace(report, results=(*report.results, result))
             if store:
                 store.add(report, result)
@@ -103,12 +114,34 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     return report
 
 
-def feed(signature: Signature, wl: Workload, spec: BenchSpec) -> Fed:
+def open_model(spec: BenchSpec, on_progress: Callable[[str], None]
+               ) -> tuple[NativeModel | None, Model, onnx.ModelProto]:
+    """An ONNX file as it is; a native model with its ONNX conversion (cached), which is then the base of
+    the variants."""
+    if not is_native(spec.model):
+        model, proto = open_onnx(spec.model)
+        return None, model, proto
+    native = prepare_native(spec.model, spec.trust, spec.factory)
+    on_progress(f"converting {spec.model} ({native.format}) to ONNX")
+    shapes = tuple(s for wl in spec.workloads[:1] for s in wl.shapes)
+    inputs = spec.workloads[0].inputs
+    converted = convert(native, cache_dir=spec.cache_dir, opset=spec.opset, shapes=shapes, data=inputs,
+                        float64=spec.float64, timeout_s=spec.plan.timeout_s, isolate=spec.plan.isolate)
+    model, proto = open_onnx(converted.onnx_path)
+    return converted.native, replace(model, lineage=(EXPORTED,)), proto
+
+
+def native_target(native: NativeModel, spec: BenchSpec) -> Target:
+    """The native model runs on the CPU in its own framework, with the threads asked of onnxruntime."""
+    return Target(native.framework, "cpu", threads=spec.targets[0].threads)
+
+
+def feed(signature: Signature, wl: Workload, spec: BenchSpec, compared: bool) -> Fed:
     if wl.inputs:
         arrays, shapes = load_inputs(wl.inputs, signature)
         return Fed(shapes, (arrays,), (arrays,))
     shapes = resolve_shapes(signature, wl, spec.model)
-    checks = spec.check_feeds if spec.variants else 0  # without variants nothing is compared
+    checks = spec.check_feeds if compared else 0  # without variants or a native model nothing is compared
     feeds = tuple(synthesize(signature, shapes, wl.seed, max(wl.distinct_feeds, checks), spec.model))
     return Fed(shapes, feeds[:wl.distinct_feeds], feeds[:checks])
 
@@ -173,11 +206,14 @@ def open_each(arg: tuple[str, tuple[Target, ...]]) -> list[tuple[str, tuple[str,
 Reference = tuple[tuple[str, ...], tuple[list[Any], ...]]  # output names, outputs per check feed
 
 
-def reference(path: str, f: Fed, plan: Plan) -> tuple[Reference | None, str]:
-    """(the base model's outputs on the check feeds, on the CPU provider with graph optimization off — the
-    model as written; or None and why it could not run, and then nothing is compared)."""
+def reference(source: str | NativeModel, f: Fed, plan: Plan) -> tuple[Reference | None, str]:
+    """(the reference outputs on the check feeds: the native model's, else the base ONNX model's on the CPU
+    provider with graph optimization off — the model as written; or None and why it could not run, and
+    then nothing is compared)."""
     try:
-        return call_in(run_checks, (path, f.checks), plan.timeout_s, plan.isolate), ""
+        if isinstance(source, NativeModel):
+            return call_in(native_checks, (source, f.checks), plan.timeout_s, plan.isolate), ""
+        return call_in(run_checks, (source, f.checks), plan.timeout_s, plan.isolate), ""
     except (CaseFailed, PerfkitError) as exc:
         return None, str(exc)
     except Exception as exc:  # in-process: the base row fails on its own too, and says why
@@ -221,6 +257,11 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
         return replace(row, reason=str(exc))
     except Exception as exc:  # in-process (--no-isolate): any error in one case fails that row only
         return replace(row, reason=one_line(exc))
+    return finish_row(row, outcome, f, ref)
+
+
+def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None) -> Result:
+    """A measured row: statistics, stability and fallback warnings, status, accuracy against the reference."""
     t = outcome.timing
     summary = summarize(t.samples_ns)
     warnings = stability_warnings(summary, t.harness_ns, t.resolution_ns)
@@ -230,13 +271,31 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
         warnings.insert(0, f"fallback: asked for {requested}, onnxruntime ran {outcome.providers[0]}")
     status, reason = ("invalid", "non-finite outputs: " + "; ".join(outcome.nonfinite)) if outcome.nonfinite \
         else ("ok", "")
-    accuracy = against(ref, outcome) if ref else ()
+    accuracy = against(ref, outcome) if ref and outcome.check_outputs else ()
     measurement = Measurement(t.samples_ns, t.warmup_calls, t.warmup_ns, outcome.load_ns, outcome.first_call_ns,
                               t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes)
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
                    settings=outcome.settings, measurement=measurement, summary=summary,
                    throughput=throughput(f.shapes.batch, summary.median), warnings=tuple(warnings),
                    accuracy=accuracy, profile=outcome.profile)
+
+
+def measure_native(native: NativeModel, target: Target, f: Fed, spec: BenchSpec) -> Result:
+    """The native model in its own framework: the reference itself, so it has no accuracy of its own."""
+    import os
+
+    model = Model(native.path, native.format, native.digest, (native.label,))
+    size = sum(p.stat().st_size for p in Path(native.path).rglob("*") if p.is_file()) \
+        if os.path.isdir(native.path) else os.path.getsize(native.path)
+    row = Result(model, target, f.shapes.batch, f.shapes.shapes, status="failed", size_bytes=size)
+    case = Case(native.path, target, f.feeds, spec.plan, native=native)
+    try:
+        outcome: Outcome = call_in(run_case, case, spec.plan.timeout_s, spec.plan.isolate)
+    except (CaseFailed, PerfkitError, Unsupported) as exc:
+        return replace(row, status="skipped" if isinstance(exc, Unsupported) else "failed", reason=str(exc))
+    except Exception as exc:
+        return replace(row, reason=one_line(exc))
+    return finish_row(row, outcome, f, None)
 
 
 def against(ref: Reference, outcome: Outcome) -> tuple[OutputAccuracy, ...]:

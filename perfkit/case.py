@@ -14,6 +14,7 @@ from typing import Any
 from perfkit.accuracy import nonfinite
 from perfkit.backends import get_backend
 from perfkit.measure import Clock, Timing, measure
+from perfkit.native import NativeModel
 from perfkit.profile import OpTime, profile_ort
 from perfkit.spec import Plan, Target
 
@@ -26,6 +27,7 @@ class Case:
     plan: Plan
     checks: tuple[dict[str, Any], ...] = ()  # accuracy feeds: their outputs come back for comparison
     profile: bool = False
+    native: NativeModel | None = None  # a native model, opened by its framework's backend instead of the path
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
     base_rss = reset_peak_rss()
     backend = get_backend(case.target.backend)
     t0 = clock()
-    session = backend.open(case.model_path, case.target)
+    session = backend.open(case.native or case.model_path, case.target)
     load_ns = clock() - t0
     try:
         prepared = [session.prepare(f) for f in case.feeds]
@@ -70,7 +72,7 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
         bad = bad or tuple(b for out in checked for b in nonfinite(out, session.output_names))[:4]
     finally:
         session.close()
-    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if case.profile else ()
+    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if case.profile and not case.native else ()
     return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak, bad, checked,
                    session.output_names, profiled)
 

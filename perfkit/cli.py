@@ -59,6 +59,15 @@ variants_option = click.option(
 calibration_option = click.option("--calibration", type=click.Path(),
                                   help="Calibration inputs for int8-static: .npz, one array per input, "
                                        "samples on the first axis (default: synthetic, with a warning).")
+trust_option = click.option("--trust", is_flag=True,
+                            help="Allow loading pickle-based models (.pkl, .joblib, full .pt), which run code "
+                                 "when loaded [or PERFKIT_TRUST=1]. Only for files you trust.")
+factory_option = click.option("--factory", metavar="PACKAGE.MODULE:FUNCTION",
+                              help="For a PyTorch state dict: the function that builds the untrained module.")
+opset_option = click.option("--opset", type=click.IntRange(7, 30), help="Opset of the ONNX conversion of a native "
+                            "model [18].")
+float64_option = click.option("--float64", is_flag=True,
+                              help="scikit-learn: convert with float64 inputs (keeps its precision; slower).")
 cache_option = click.option("--cache-dir", default=None,
                             help="Where built variants are cached [.perfkit-cache, or $PERFKIT_CACHE].")
 
@@ -96,14 +105,22 @@ def main() -> None:
 @calibration_option
 @cache_option
 @click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
+@trust_option
+@factory_option
+@opset_option
+@float64_option
 @format_option
 @output_option
 @results_option
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
-          profile, fmt, output, results_dir) -> None:
-    """Measure MODEL (an .onnx file) and its optimized variants on onnxruntime and print the figures."""
+          profile, trust, factory, opset, float64, fmt, output, results_dir) -> None:
+    """Measure MODEL and its optimized variants on onnxruntime and print the figures.
+
+    MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
+    .pt2), Keras (.keras, .h5), a TensorFlow SavedModel or an MLflow model folder — which is measured in its
+    own framework beside its ONNX conversion, and is then the accuracy reference."""
     from dataclasses import replace
 
     from perfkit.spec import QUICK_PLAN, Plan, make_spec, parse_batches
@@ -116,7 +133,8 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
     spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
                      shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
-                     accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile)
+                     accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
+                     trust=trust, factory=factory, opset=opset, float64=float64)
     _run_and_print(spec, fmt, output)
 
 
@@ -154,6 +172,52 @@ def optimize(model, output_dir, variants, calibration, cache_dir, dims, shapes, 
     click.echo(f"wrote {os.path.join(output_dir, 'manifest.json')}", err=True)
     if any(e["status"] == "failed" for e in manifest["variants"]):
         sys.exit(EXIT_ROW_FAILED)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .onnx file.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…",
+              help="Example shape of an input (PyTorch modules do not record theirs).")
+@click.option("--inputs", type=click.Path(), help="Real inputs for the parity check: .npz, or .csv/.parquet rows.")
+@click.option("-b", "--batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Rows (items) per synthetic parity feed.")
+@trust_option
+@factory_option
+@opset_option
+@float64_option
+@cache_option
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds the conversion may take.")
+@debug_option
+def convert(model, output, shapes, inputs, batch, trust, factory, opset, float64, cache_dir, timeout) -> None:
+    """Convert a native MODEL to ONNX and check that the ONNX model gives the native model's answers."""
+    from perfkit.convert import run_convert
+
+    lines, _ = run_convert(model, output, shapes=shapes, inputs=inputs, batch=batch, trust=trust,
+                           factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+def inspect(path, fmt) -> None:
+    """Say what a model file is, whether perfkit can load and convert it, and the way to ONNX."""
+    import json
+
+    from perfkit.identify import identify_file
+
+    found = identify_file(path)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_dict(), indent=1))
+        return
+    for label, value in found.lines():
+        click.echo(f"{label:>14}  {value}")
 
 
 @main.command()

@@ -25,6 +25,9 @@ NATIVE_HINTS = {
 }
 
 
+EXPORTED = "export:onnx"  # the first step of a native model's ONNX conversion and its variants
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One input or output: name, element type, and shape (ints, dim names, None for unnamed dims)."""
@@ -54,6 +57,11 @@ class Model:
     @property
     def label(self) -> str:
         return "+".join(self.lineage) or "base"
+
+    @property
+    def is_base(self) -> bool:
+        """The model as given, or the ONNX conversion of a native one: what variants are measured against."""
+        return self.lineage in ((), (EXPORTED,))
 
 
 def detect_format(path: Path) -> str:

@@ -14,11 +14,12 @@ from perfkit.bench import (
     build_context,
     calibrate,
     feed,
+    open_model,
     reference,
     resolve_chains,
 )
 from perfkit.env import fingerprint
-from perfkit.model import disk_size, open_onnx, read_signature
+from perfkit.model import disk_size, read_signature
 from perfkit.spec import BenchSpec
 from perfkit.store import write_atomic
 
@@ -26,9 +27,9 @@ from perfkit.store import write_atomic
 def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], None] = lambda _: None) -> dict:
     """Each variant's file (and external data) copied from the cache into output_dir; manifest.json lists
     every variant with its lineage, digest, size, notes, or why it could not be built."""
-    model, proto = open_onnx(spec.model)
+    native, model, proto = open_model(spec, on_progress)
     signature = read_signature(proto)
-    first = feed(signature, spec.workloads[0], spec)
+    first = feed(signature, spec.workloads[0], spec, compared=True)
     chains = resolve_chains(spec, proto)
     calibration = calibrate(spec, signature, first, chains)
     out = Path(output_dir)
@@ -36,8 +37,8 @@ def build_all(spec: BenchSpec, output_dir: str, on_progress: Callable[[str], Non
         from perfkit.errors import PerfkitError
 
         raise PerfkitError(output_dir, "exists and is not a folder", "give a folder for the variants")
-    on_progress(f"reference outputs of {model.path} on {len(first.checks)} feeds")
-    ref, why = reference(model.path, first, spec.plan)
+    on_progress(f"reference outputs of {native.label if native else model.path} on {len(first.checks)} feeds")
+    ref, why = reference(native or model.path, first, spec.plan)
     ctx = build_context(spec, first, calibration, ref)
     cpu_flags = fingerprint().cpu_flags
     entries = []

@@ -8,7 +8,7 @@ import io
 from perfkit.accuracy import summary_cells
 from perfkit.report import Report, Result, to_json
 from perfkit.stats import fmt_ratio, required_n
-from perfkit.verdict import Verdict, judge, node_change, profile_change
+from perfkit.verdict import Verdict, is_native_row, judge, native_speedups, node_change, profile_change
 
 FORMATS = ("table", "json", "csv", "markdown")
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "invalid": "red"}
@@ -53,8 +53,13 @@ def _ran_on(r: Result) -> str:
 HIDDEN_WITH_VARIANTS = ("p99", "load", "first call")  # room for the variant columns; csv and json keep them
 
 
+def compared(report: Report) -> bool:
+    """Rows carry accuracy when there are variants, or a native model whose conversion is checked."""
+    return bool(report.spec.variants) or any(is_native_row(r) for r in report.results)
+
+
 def columns(report: Report) -> tuple[str, ...]:
-    if not report.spec.variants:
+    if not compared(report):
         return COLUMNS
     return tuple(c for c in COLUMNS[:-1] if c not in HIDDEN_WITH_VARIANTS) + VARIANT_COLUMNS + COLUMNS[-1:]
 
@@ -62,7 +67,7 @@ def columns(report: Report) -> tuple[str, ...]:
 def all_cells(report: Report) -> list[list[str]]:
     """Every row as text, with the variant columns and the best mark when the run has variants."""
     rows = [cells(r) for r in report.results]
-    if not report.spec.variants:
+    if not compared(report):
         return rows
     verdict = judge(report)
     keep = [k for k, c in enumerate(COLUMNS) if c not in HIDDEN_WITH_VARIANTS]
@@ -75,7 +80,7 @@ def all_cells(report: Report) -> list[list[str]]:
         accuracy = list(summary_cells(r.accuracy))
         if budget is not None and not budget[0]:
             accuracy[0] += " ✗"
-        speed = "baseline" if b == i else fmt_ratio(verdict.speedups[i])
+        speed = "baseline" if b == i else "reference" if is_native_row(r) else fmt_ratio(verdict.speedups[i])
         row[-1:-1] = [speed, size, change or "-", *accuracy]
         if i in verdict.best:
             row[0] = BEST + row[0]
@@ -106,7 +111,11 @@ def notes(report: Report) -> list[str]:
         if r.reason:
             out.append(f"row {i} {r.status}: {r.reason}")
         out.extend(f"row {i}: {w}" for w in r.warnings)
-    if report.spec.variants:
+    for n, i, ratio in native_speedups(report):
+        r = report.results[i]
+        out.append(f"native vs ONNX, batch {r.batch}: row {i + 1} ({r.model.label} on {r.target.label}) runs "
+                   f"{fmt_ratio(ratio)} the speed of row {n + 1} ({report.results[n].model.label})")
+    if compared(report):
         out += variant_notes(report, judge(report))
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")
@@ -137,7 +146,7 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
             out.append(f"row {i + 1} profile per call: {top}" + (f"; against row {b + 1}: {change}" if change else ""))
     for b in verdict.best:
         r = rows[b]
-        why = "no variant is faster beyond the noise inside the budget" if not r.model.lineage else \
+        why = "no variant is faster beyond the noise inside the budget" if r.model.is_base else \
             f"{fmt_ratio(verdict.speedups[b])} vs row {verdict.baseline[b] + 1}"
         contest = next((c for c in report.contests if b in c.rows), None)
         if contest:
@@ -209,6 +218,7 @@ def render_markdown(report: Report) -> str:
 def flat_rows(report: Report) -> list[dict[str, object]]:
     """One flat dict per result, times in ns: for csv and DataFrames."""
     verdict = judge(report)
+    vs_native = {i: ratio.value for _, i, ratio in native_speedups(report)}
     rows = []
     for i, r in enumerate(report.results):
         s, m = r.summary, r.measurement
@@ -224,7 +234,7 @@ def flat_rows(report: Report) -> list[dict[str, object]]:
             "load_ns": m and m.load_ns, "first_call_ns": m and m.first_call_ns,
             "peak_rss_bytes": m and m.peak_rss_bytes, "size_bytes": r.size_bytes,
             "speedup": ratio and ratio.value, "speedup_low": ratio and ratio.low, "speedup_high": ratio and ratio.high,
-            "speedup_significant": ratio and ratio.significant,
+            "speedup_significant": ratio and ratio.significant, "vs_native": vs_native.get(i),
             "cosine": min((a.cosine for a in comparable if a.cosine is not None), default=None),
             "max_abs": max((a.max_abs for a in comparable if a.max_abs is not None), default=None),
             "agree": min((a.agree for a in comparable if a.agree is not None), default=None),

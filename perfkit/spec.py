@@ -75,6 +75,10 @@ class BenchSpec:
     cache_dir: str = ".perfkit-cache"  # built variants, keyed by content hash and parameters
     check_feeds: int = 8  # feeds every variant is compared on: several, so one lucky input cannot pass
     profile: bool = False  # onnxruntime's per-op profile of every row, after its timing
+    trust: bool = False  # the user allows loading pickle-based native models (--trust)
+    factory: str | None = None  # package.module:function building the module a PyTorch state dict fills
+    opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
+    float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
@@ -131,7 +135,8 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               seed: int = 0, threads: int | None = None, opt_level: str = "all", plan: Plan | None = None,
               allow_fallback: bool = False, results_dir: str | None = "results", variants: tuple[str, ...] = (),
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
-              profile: bool = False) -> BenchSpec:
+              profile: bool = False, trust: bool = False, factory: str | None = None,
+              opset: int | None = None, float64: bool = False) -> BenchSpec:
     """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
     from perfkit.accuracy import parse_budget
     from perfkit.transforms import parse_chain, split_chains
@@ -152,5 +157,9 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
     base = Workload(dims=parsed_dims, shapes=parsed_shapes, inputs=inputs, seed=seed)
     workloads = tuple(replace(base, batch=b) for b in batch) or (base,)
     parsed_targets = tuple(parse_target(t, threads=threads, opt_level=opt_level) for t in targets)
+    if factory and not re.fullmatch(r"[\w.]+:\w+", factory):
+        raise PerfkitError(f"--factory {factory}", "not package.module:function",
+                           "e.g. --factory mypackage.models:build_resnet")
     return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir, chains,
-                     budget, calibration, cache_dir or default_cache_dir(), profile=profile)
+                     budget, calibration, cache_dir or default_cache_dir(), profile=profile, trust=trust,
+                     factory=factory, opset=opset, float64=float64)

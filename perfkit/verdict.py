@@ -42,7 +42,7 @@ def judge(report: Report) -> Verdict:
     budget = parse_budget(report.spec.accuracy_budget)
     base_of: dict[tuple, int] = {}
     for i, r in enumerate(rows):
-        if not r.model.lineage and r.model.path:
+        if r.model.is_base and r.model.path:
             base_of.setdefault(_group(r), i)
     baseline = tuple(base_of.get(_group(r)) for r in rows)
     speedups = tuple(speedup(rows[b].summary, r.summary) if b is not None and b != i and r.summary and
@@ -51,7 +51,7 @@ def judge(report: Report) -> Verdict:
     best = []
     for group in dict.fromkeys(_group(r) for r in rows):
         inside = [i for i, r in enumerate(rows) if _group(r) == group and r.status == "ok" and r.summary and
-                  (checks[i] is None and not r.model.lineage or checks[i] is not None and checks[i][0])]
+                  (checks[i] is None and r.model.is_base or checks[i] is not None and checks[i][0])]
         if not inside:
             continue
         fastest = min(inside, key=lambda i: rows[i].summary.median)
@@ -76,11 +76,11 @@ def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
     out = []
     for b in verdict.best:
         pick = rows[b]
-        if not pick.model.lineage:
+        if pick.model.is_base:
             continue
         close = []
         for i, r in enumerate(rows):
-            if i == b or _group(r) != _group(pick) or r.status != "ok" or not r.summary or not r.model.lineage:
+            if i == b or _group(r) != _group(pick) or r.status != "ok" or not r.summary or r.model.is_base:
                 continue
             if verdict.budget[i] is None or not verdict.budget[i][0]:
                 continue
@@ -90,6 +90,26 @@ def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
         if close:
             close = sorted(close, key=lambda i: rows[i].summary.median)[:CONTEST_MAX - 1]
             out.append(sorted([b, *close]))
+    return out
+
+
+def is_native_row(r: Result) -> bool:
+    return bool(r.model.lineage) and r.model.lineage[0].startswith("native:")
+
+
+def native_speedups(report: Report) -> list[tuple[int, int, Ratio]]:
+    """(native row, conversion row, how many times faster the conversion runs) for each ONNX conversion
+    row measured beside a native row on the same inputs."""
+    rows = report.results
+    out = []
+    for n, nat in enumerate(rows):
+        if not is_native_row(nat) or not nat.summary:
+            continue
+        for i, r in enumerate(rows):
+            if r.model.is_base and r.model.lineage and r.summary and (r.batch, r.shapes) == (nat.batch, nat.shapes):
+                ratio = speedup(nat.summary, r.summary)
+                if ratio:
+                    out.append((n, i, ratio))
     return out
 
 

@@ -171,6 +171,9 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
     path = Path(path_text)
     if not path.is_file():
         raise PerfkitError(path_text, "no such file" if not path.exists() else "not a file", "check the path")
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        arrays = table_arrays(path_text, sig)
+        return arrays, _check_arrays(path_text, arrays, sig)
     with path.open("rb") as f:
         magic = f.read(6)
     if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
@@ -195,6 +198,30 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
     return arrays, _check_arrays(path_text, arrays, sig)
 
 
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def table_arrays(path_text: str, sig: Signature) -> dict[str, np.ndarray]:
+    """A table of rows as the model's inputs: one input per column (N, 1) when the inputs are named after the
+    columns (a converted pipeline that picks columns by name), else the whole table as the one input."""
+
+    from perfkit.transforms.export import read_sample
+
+    frame = read_sample(path_text)
+    names = [i.name for i in sig.inputs]
+    if all(n in frame.columns for n in names):
+        out = {}
+        for info in sig.inputs:
+            column = frame[[info.name]].to_numpy()
+            out[info.name] = column.astype(object) if info.dtype == "string" else \
+                column.astype(numpy_dtype(info.dtype))
+        return out
+    if len(names) == 1 and sig.inputs[0].dtype != "string":
+        return {names[0]: frame.to_numpy().astype(numpy_dtype(sig.inputs[0].dtype))}
+    raise PerfkitError(path_text, f"its columns ({', '.join(map(str, frame.columns[:8]))}) are not the model's "
+                       f"inputs ({', '.join(names)})", "give a header row with the model's input names")
+
+
 def _single_npy(array, path: Path, sig: Signature) -> dict:
     if len(sig.inputs) != 1:
         raise PerfkitError(str(path), f"a .npy holds one array, the model has {len(sig.inputs)} inputs",
@@ -215,7 +242,7 @@ def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
     for name, arr in arrays.items():
         info = wanted[name]
         want = numpy_dtype(info.dtype) if info.dtype else None
-        if arr.dtype != want and not (info.dtype == "string" and arr.dtype.kind == "U"):
+        if arr.dtype != want and not (info.dtype == "string" and arr.dtype.kind in "UO"):
             raise PerfkitError(subject, f"'{name}' is {arr.dtype}, the model wants {info.dtype}",
                                f"save it as arr.astype(np.{info.dtype})" if hasattr(np, info.dtype) else
                                f"save it as {info.dtype}")

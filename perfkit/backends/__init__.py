@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from perfkit.errors import PerfkitError
 from perfkit.spec import Target
 
-REGISTRY = {"ort": "perfkit.backends.ort:OrtBackend"}
+REGISTRY = {"ort": "perfkit.backends.ort:OrtBackend", "sklearn": "perfkit.backends.sklearn:SklearnBackend",
+            "torch": "perfkit.backends.torch:TorchBackend", "keras": "perfkit.backends.keras:KerasBackend"}
 
 
 class Session(Protocol):
@@ -27,7 +28,7 @@ class Session(Protocol):
 
 class Backend(Protocol):
     def unavailable(self, target: Target) -> str | None: ...
-    def open(self, model_path: str, target: Target) -> Session: ...
+    def open(self, model: Any, target: Target) -> Session: ...  # a path (ort) or a NativeModel (the others)
 
 
 def get_backend(name: str) -> Backend:

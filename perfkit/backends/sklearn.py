@@ -1,0 +1,221 @@
+"""scikit-learn (and LightGBM / XGBoost estimators in it): load a pickle, joblib or skops file, find its
+input signature, and run it on the feeds made for its ONNX conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from perfkit.errors import PerfkitError
+from perfkit.native import NativeModel, Port
+from perfkit.spec import Target
+from perfkit.trust import require_trust, trusted
+
+# Steps whose answers move when float64 arithmetic becomes float32 (ONNX's default): said with the parity.
+FLOAT64_SENSITIVE = {
+    "StandardScaler": "divides by the feature's scale", "RobustScaler": "divides by the feature's IQR",
+    "MinMaxScaler": "divides by the feature's range", "MaxAbsScaler": "divides by the largest value",
+    "SVC": "sums kernel terms of large magnitude", "SVR": "sums kernel terms of large magnitude",
+    "NuSVC": "sums kernel terms", "NuSVR": "sums kernel terms", "KernelRidge": "sums kernel terms",
+    "DecisionTreeClassifier": "compares to thresholds", "DecisionTreeRegressor": "compares to thresholds",
+    "RandomForestClassifier": "compares to thresholds", "RandomForestRegressor": "compares to thresholds",
+    "ExtraTreesClassifier": "compares to thresholds", "ExtraTreesRegressor": "compares to thresholds",
+    "GradientBoostingClassifier": "compares to thresholds", "GradientBoostingRegressor": "compares to thresholds",
+    "HistGradientBoostingClassifier": "compares to thresholds",
+    "HistGradientBoostingRegressor": "compares to thresholds",
+    "LGBMClassifier": "compares to thresholds", "LGBMRegressor": "compares to thresholds",
+    "XGBClassifier": "compares to thresholds", "XGBRegressor": "compares to thresholds",
+    "KBinsDiscretizer": "compares to bin edges",
+}
+
+
+def missing() -> str | None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return "scikit-learn"
+    return None
+
+
+def load(native: NativeModel) -> Any:
+    if native.format == "skops":
+        return _load_skops(native)
+    require_trust(native.source or native.path, native.trusted, "this scikit-learn file")
+    import joblib
+
+    try:
+        return joblib.load(native.path)  # reads plain pickles too
+    except ModuleNotFoundError as exc:
+        raise PerfkitError(native.path, f"the pickle needs the package '{exc.name}', which is not installed",
+                           "install the package (and version) that saved the model") from None
+    except Exception as exc:
+        raise PerfkitError(native.path, f"could not be unpickled ({type(exc).__name__}: {exc})",
+                           "save it again with joblib.dump in this environment's versions") from None
+
+
+def _load_skops(native: NativeModel) -> Any:
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise PerfkitError(native.path, "a .skops file needs the skops package", "pip install skops") from None
+    try:
+        untrusted = sio.get_untrusted_types(file=native.path)
+    except Exception as exc:
+        raise PerfkitError(native.path, f"not a readable skops file ({type(exc).__name__})",
+                           "save it again with skops.io.dump") from None
+    if untrusted and not trusted(native.trusted):
+        raise PerfkitError(native.source or native.path,
+                           f"the skops file holds types skops does not trust by default: {', '.join(untrusted)}",
+                           "pass --trust (or PERFKIT_TRUST=1) only if you trust where the file came from")
+    return sio.load(native.path, trusted=untrusted or None)
+
+
+def estimator_kind(est: Any) -> str:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(est):
+        return "classifier"
+    if is_regressor(est):
+        return "regressor"
+    if hasattr(est, "predict") and hasattr(est, "transform"):
+        return "clusterer"  # KMeans: a label and the distances
+    return "transformer"
+
+
+def steps(est: Any) -> list[Any]:
+    """Every estimator inside pipelines, column transformers and unions, the outer one first."""
+    out, todo = [], [est]
+    while todo:
+        e = todo.pop(0)
+        out.append(e)
+        for attr in ("steps", "transformer_list"):
+            todo += [s for _, s in getattr(e, attr, ()) if hasattr(s, "fit")]
+        for _, s, *_ in getattr(e, "transformers_", getattr(e, "transformers", ())):
+            if hasattr(s, "fit"):
+                todo.append(s)
+    return out
+
+
+def float64_sensitive(est: Any) -> list[str]:
+    return [f"{type(s).__name__} ({FLOAT64_SENSITIVE[type(s).__name__]})" for s in steps(est)
+            if type(s).__name__ in FLOAT64_SENSITIVE]
+
+
+def input_ports(est: Any, data: Any | None, subject: str) -> tuple[tuple[Port, ...], bool]:
+    """(ONNX inputs, fed as DataFrame columns?). A model fitted on a DataFrame whose steps pick columns by
+    name gets one input per column, typed from the user's data (or float32 without it); otherwise one
+    float32 input X of n_features_in_ columns."""
+    import numpy as np
+
+    names = getattr(est, "feature_names_in_", None)
+    needs_columns = names is not None and any(type(s).__name__ == "ColumnTransformer" for s in steps(est))
+    if data is not None and hasattr(data, "columns") and needs_columns:
+        return tuple(Port(str(c), _column_dtype(data[c]), (None, 1)) for c in names), True
+    if needs_columns:
+        encoders = [type(s).__name__ for s in steps(est) if "Encoder" in type(s).__name__]
+        if encoders:
+            raise PerfkitError(subject, f"its columns are picked by name and encoded ({', '.join(encoders)}), "
+                               "so their types cannot be guessed",
+                               "give a sample of real rows with --inputs data.csv (or .parquet)")
+        return tuple(Port(str(c), "float32", (None, 1)) for c in names), True
+    n = getattr(est, "n_features_in_", None)
+    if n is None and data is not None:
+        n = np.asarray(data).shape[1]
+    if n is None:
+        raise PerfkitError(subject, "the model does not say how many features it takes (no n_features_in_)",
+                           "give a sample with --inputs data.npz or --shape X=1xN")
+    return (Port("X", "float32", (None, int(n))),), False
+
+
+def _column_dtype(column: Any) -> str:
+    kind = column.dtype.kind
+    if kind == "f":
+        return "float32"
+    if kind in "iub":
+        return "int64"
+    return "string"
+
+
+def output_methods(est: Any, count: int) -> list[str]:
+    """The native method behind each ONNX output, in order: skl2onnx writes label then probabilities for a
+    classifier, one `variable` for a regressor or transformer, label then scores for a clusterer."""
+    kind = estimator_kind(est)
+    if kind == "classifier":
+        return ["predict", "predict_proba" if hasattr(est, "predict_proba") else "decision_function"][:count]
+    if kind == "clusterer":
+        return ["predict", "transform"][:count]
+    return ["predict" if kind == "regressor" else "transform"][:count]
+
+
+class SklearnBackend:
+    def unavailable(self, target: Target) -> str | None:
+        if target.device != "cpu":
+            return f"scikit-learn runs on the CPU only, not {target.device}"
+        return f"{missing()} is not installed — pip install 'perfkit[sklearn]'" if missing() else None
+
+    def open(self, native: NativeModel, target: Target) -> SklearnSession:
+        return SklearnSession(load(native), native, target)
+
+
+class SklearnSession:
+    def __init__(self, est: Any, native: NativeModel, target: Target) -> None:
+        import sklearn
+
+        self._est, self._native = est, native
+        self._methods = [getattr(est, m) for m in output_methods(est, len(native.outputs))]
+        self.output_names = native.outputs[:len(self._methods)]
+        self.providers = ("sklearn",)
+        self.settings = {"requested": "sklearn", "scikit-learn": sklearn.__version__,
+                         "threads": "estimator's own (n_jobs)"}
+        if target.threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            self._limits = threadpool_limits(target.threads)  # BLAS and OpenMP inside the estimators
+            self.settings["threads"] = str(target.threads)
+
+    def prepare(self, feed: dict[str, Any]) -> Any:
+        """The same values the ONNX model gets, as the native model takes them: float64 rows (sklearn's own
+        precision) or a DataFrame of the columns."""
+        import numpy as np
+
+        if self._native.columns:
+            import pandas as pd
+
+            return pd.DataFrame({p.name: _column(feed[p.name]) for p in self._native.inputs})
+        x = feed[self._native.inputs[0].name]
+        return x.astype(np.float64) if x.dtype == np.float32 else x
+
+    def run(self, prepared: Any) -> list[Any]:
+        import numpy as np
+
+        out = []
+        for method in self._methods:
+            value = np.asarray(method(prepared))
+            out.append(value.reshape(len(value), -1) if value.ndim == 1 and method.__name__ != "predict" else value)
+        if out and self._regressor_column(out[0]):
+            out[0] = out[0].reshape(len(out[0]), -1)
+        return out
+
+    def _regressor_column(self, value: Any) -> bool:
+        return estimator_kind(self._est) == "regressor" and value.ndim == 1
+
+    def bind(self, prepared: Any) -> Callable[[], Any]:
+        methods = self._methods
+
+        def call() -> Any:
+            return [m(prepared) for m in methods]
+
+        return call
+
+    def close(self) -> None:
+        self._est = self._methods = None
+        limits = getattr(self, "_limits", None)
+        if limits is not None:
+            limits.unregister()
+
+
+def _column(values: Any) -> Any:
+    import numpy as np
+
+    flat = np.asarray(values).reshape(-1)
+    return flat.astype(object) if flat.dtype.kind in "OSU" else flat

@@ -1,0 +1,200 @@
+"""PyTorch: TorchScript archives, torch.export programs (.pt2), state dicts filled by a --factory, and whole
+pickled modules (trusted only); run under torch.inference_mode on the feeds of the ONNX conversion."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from perfkit.errors import PerfkitError
+from perfkit.native import NativeModel, Port
+from perfkit.spec import Target
+from perfkit.trust import require_trust
+
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")  # where training checkpoints keep the weights
+
+
+def missing() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch"
+    return None
+
+
+def load(native: NativeModel) -> Any:
+    import torch
+
+    subject = native.source or native.path
+    if native.format == "torchscript":
+        try:
+            return torch.jit.load(native.path, map_location="cpu").eval()
+        except Exception as exc:
+            raise PerfkitError(subject, f"not a loadable TorchScript archive ({_short(exc)})",
+                               "save it again with torch.jit.save(torch.jit.script(model), path)") from None
+    if native.format == "exported-program":
+        try:
+            return torch.export.load(native.path)
+        except Exception as exc:
+            raise PerfkitError(subject, f"not a loadable torch.export program ({_short(exc)})",
+                               "save it again with torch.export.save(torch.export.export(model, args), path)"
+                               ) from None
+    return _load_saved(native, subject)
+
+
+def _load_saved(native: NativeModel, subject: str) -> Any:
+    """torch.save output: weights only unless trusted; a state dict needs the --factory that builds the module."""
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(native.path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        require_trust(subject, native.trusted, "this PyTorch file holds more than weights: it")
+        try:
+            obj = torch.load(native.path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise PerfkitError(subject, f"torch.load failed even trusted ({_short(exc)})",
+                               "load it where the model's classes are importable, or save a state dict") from None
+    except Exception as exc:
+        raise PerfkitError(subject, f"not a file torch.load reads ({_short(exc)})",
+                           "save it with torch.save(model.state_dict(), path) or torch.jit.save") from None
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval()
+    if isinstance(obj, dict):
+        weights = next((obj[k] for k in STATE_DICT_KEYS if isinstance(obj.get(k), dict)), obj)
+        return _from_factory(native, weights, subject)
+    raise PerfkitError(subject, f"holds a {type(obj).__name__}, not a module or a state dict",
+                       "save the module with torch.jit.save, or its state_dict with torch.save")
+
+
+def _from_factory(native: NativeModel, weights: dict, subject: str) -> Any:
+    if not native.factory:
+        raise PerfkitError(subject, f"a state dict ({len(weights)} tensors): weights without the module's code",
+                           "pass --factory package.module:function, a function that returns the untrained module")
+    module_name, _, attr = native.factory.partition(":")
+    try:
+        make = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise PerfkitError(f"--factory {native.factory}", f"cannot import it ({_short(exc)})",
+                           "give package.module:function, importable from here (PYTHONPATH)") from None
+    model = make()
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise PerfkitError(subject, f"the state dict does not fit --factory {native.factory}: {_short(exc)}",
+                           "give the factory of the architecture that was trained") from None
+    return model.eval()
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:180] or type(exc).__name__
+
+
+def input_ports(model: Any, native: NativeModel, shapes: tuple[tuple[str, tuple[int, ...]], ...],
+                sample: Any) -> tuple[Port, ...]:
+    """From a torch.export program's own placeholders; else from --inputs data or --shape (a module does not
+    record what it takes). The first dim is the batch."""
+    import torch
+
+    if isinstance(model, torch.export.ExportedProgram):
+        ports = []
+        for node in model.graph.nodes:
+            if node.op == "placeholder" and node.name in _user_inputs(model):
+                val = node.meta.get("val")
+                dims = tuple(d if isinstance(d, int) else None for d in val.shape)  # as exported: may be static
+                ports.append(Port(node.name, str(val.dtype).removeprefix("torch."), dims))
+        return tuple(ports)
+    if isinstance(sample, dict) and sample:
+        return tuple(Port(k, str(v.dtype), (None, *v.shape[1:])) for k, v in sample.items())
+    if shapes:
+        return tuple(Port(name, "float32", (None, *shape[1:])) for name, shape in shapes)
+    raise PerfkitError(native.source or native.path, "a PyTorch module does not record the shape of its inputs",
+                       "give it, e.g. --shape x=1x3x224x224 (one per input, in the order forward takes them)")
+
+
+def _user_inputs(program: Any) -> set[str]:
+    return {s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
+
+
+def example_arrays(ports: tuple[Port, ...], batch: int) -> list[Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = []
+    for p in ports:
+        dims = p.shape or (None,)
+        shape = (dims[0] if isinstance(dims[0], int) else batch, *(d if isinstance(d, int) else 1 for d in dims[1:]))
+        if p.dtype.startswith(("int", "uint")):
+            out.append(rng.integers(0, 2, shape).astype(p.dtype))
+        elif p.dtype == "bool":
+            out.append(rng.integers(0, 2, shape).astype(bool))
+        else:
+            out.append(rng.random(shape, dtype=np.float32).astype(p.dtype))
+    return out
+
+
+class TorchBackend:
+    def unavailable(self, target: Target) -> str | None:
+        if missing():
+            return "torch is not installed — pip install 'perfkit[torch]'"
+        import torch
+
+        if target.device == "cuda" and not torch.cuda.is_available():
+            return "torch sees no CUDA device here"
+        if target.device not in ("cpu", "cuda"):
+            return f"perfkit runs torch on cpu or cuda, not {target.device}"
+        return None
+
+    def open(self, native: NativeModel, target: Target) -> TorchSession:
+        return TorchSession(load(native), native, target)
+
+
+class TorchSession:
+    def __init__(self, model: Any, native: NativeModel, target: Target) -> None:
+        import torch
+
+        self._torch = torch
+        if target.threads is not None:
+            torch.set_num_threads(target.threads)
+        self._device = torch.device(target.device)
+        call = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+        self._model = call.to(self._device) if hasattr(call, "to") else call
+        self._native = native
+        self._mode = torch.inference_mode()
+        self._mode.__enter__()  # for the session's life: no autograd bookkeeping in any call
+        self.output_names = native.outputs
+        self.providers = (f"torch:{self._device.type}",)
+        self.settings = {"requested": f"torch:{self._device.type}", "torch": torch.__version__,
+                         "intra_op_threads": str(torch.get_num_threads()), "mode": "inference_mode",
+                         "format": native.format}
+        self._sync = torch.cuda.synchronize if self._device.type == "cuda" else None
+
+    def prepare(self, feed: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(self._torch.from_numpy(feed[p.name]).to(self._device) for p in self._native.inputs)
+
+    def run(self, prepared: tuple[Any, ...]) -> list[Any]:
+        out = self._model(*prepared)
+        if self._sync:
+            self._sync()
+        leaves = self._torch.utils._pytree.tree_leaves(out)
+        return [t.detach().cpu().numpy() if hasattr(t, "detach") else t for t in leaves]
+
+    def bind(self, prepared: tuple[Any, ...]) -> Callable[[], Any]:
+        model, sync = self._model, self._sync
+        if sync is None:
+            def call() -> Any:
+                return model(*prepared)
+        else:
+            def call() -> Any:  # the clock stops when the device has finished, not when the launch returns
+                out = model(*prepared)
+                sync()
+                return out
+        return call
+
+    def close(self) -> None:
+        self._mode.__exit__(None, None, None)
+        self._model = None
+

@@ -1,0 +1,277 @@
+"""`perfkit inspect`: what a model file is — by its bytes, zip entries and folder layout, then its suffix —
+whether perfkit can load and convert it here, and if not, the way to ONNX from the framework that made it.
+Nothing is loaded that could run code: pickles are scanned, not unpickled."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from perfkit.errors import PerfkitError
+
+GZIP, BZ2, XZ = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"
+NEEDS = {"sklearn": ("sklearn", "skl2onnx"), "torch": ("torch",), "keras": ("keras", "tensorflow", "tf2onnx")}
+WEIGHT_GLOBALS = {"collections.OrderedDict", "torch.Size", "torch.device", "torch.dtype"}
+
+
+def _weights_global(name: str) -> bool:
+    """What a plain state dict imports: tensor rebuilders, storages, OrderedDict — no module classes."""
+    return name in WEIGHT_GLOBALS or name.startswith("torch._utils.") or \
+        name.startswith("torch.") and name.endswith("Storage")
+
+
+EXTRA = {"sklearn": "perfkit[sklearn]", "torch": "perfkit[torch]", "keras": "perfkit[tensorflow]"}
+
+
+@dataclass
+class Identity:
+    path: str
+    kind: str  # onnx, sklearn, joblib, skops, torchscript, exported-program, torch-save, keras, keras-h5, …
+    what: str  # in words
+    loads: bool  # perfkit can load and convert (or run) it here
+    how: str  # the command to use it with perfkit, or the way to ONNX from the framework that made it
+    details: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[tuple[str, str]]:
+        state = "yes" if self.loads else "no"
+        return [("file", self.path), ("format", self.what), ("perfkit loads", state), ("next", self.how),
+                *self.details]
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["details"] = dict(self.details)
+        return out
+
+
+def identify_file(path_text: str) -> Identity:
+    path = Path(path_text)
+    if not path.exists():
+        raise PerfkitError(path_text, "no such file or folder", "check the path")
+    if path.is_dir():
+        return _folder(path)
+    if path.stat().st_size == 0:
+        raise PerfkitError(path_text, "the file is empty", "re-export or re-download the model")
+    with path.open("rb") as f:
+        head = f.read(64)
+    suffix = path.suffix.lower()
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return _hdf5(path)
+    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+        return _pickle(path, suffix)
+    if head.startswith(b"PK\x03\x04"):
+        return _zip(path, suffix)
+    if suffix == ".rds" or head.startswith((b"X\n", b"RDX2\n", b"RDX3\n")) or \
+            head.startswith((GZIP, BZ2, XZ)) and _rds(path):
+        return _native(path, "rds", "an R object (saveRDS)", None,
+                       "perfkit does not run R: export the model to PMML with r2pmml, or retrain it in Python "
+                       "(scikit-learn, then perfkit convert)")
+    if head[:1] == b"\x78" or head.startswith((GZIP, BZ2, XZ)):
+        return _compressed_pickle(path)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<") and b"<PMML" in path.read_bytes()[:4096]:
+        return _native(path, "pmml", "a PMML document (XML)", None,
+                       "perfkit does not run PMML: score it with jpmml-evaluator or pypmml; for ONNX, convert the "
+                       "original model (sklearn: skl2onnx; Spark: onnxmltools.convert_sparkml)")
+    if suffix == ".mlmodel":
+        return _native(path, "coreml", "a Core ML model", None,
+                       "perfkit does not run Core ML (Apple platforms only), and Core ML has no ONNX export: convert "
+                       "the original model (torch.onnx.export, tf2onnx, skl2onnx)")
+    return _onnx_or_graphdef(path, suffix)
+
+
+def _native(path: Path, kind: str, what: str, framework: str | None, how: str,
+            details: list[tuple[str, str]] | None = None) -> Identity:
+    loads, missing = (False, "") if framework is None else _available(framework)
+    if framework and not loads:
+        how = f"install {missing} (pip install '{EXTRA[framework]}'), then: {how}"
+    return Identity(str(path), kind, what, loads, how, details or [])
+
+
+def _available(framework: str) -> tuple[bool, str]:
+    from importlib.util import find_spec
+
+    missing = [m for m in NEEDS[framework] if find_spec(m) is None]
+    return not missing, ", ".join(missing)
+
+
+def _pickle_details(path: Path) -> list[tuple[str, str]]:
+    from perfkit.trust import scan_file
+
+    scan = scan_file(path)
+    out = [("imports", ", ".join(scan.imports[:12]) + (f" (+{len(scan.imports) - 12} more)"
+                                                       if len(scan.imports) > 12 else ""))]
+    danger = scan.dangerous()
+    out.append(("code at load", ", ".join(danger) if danger else "none beyond the classes listed"))
+    if scan.stopped:
+        out.append(("scan", f"incomplete: {scan.stopped}"))
+    return out
+
+
+def _pickle(path: Path, suffix: str) -> Identity:
+    from perfkit.native import _legacy_torch
+
+    details = _pickle_details(path)
+    imports = details[0][1]
+    if _legacy_torch(path):
+        return _native(path, "torch-save", "a PyTorch file in the legacy torch.save format (a pickle)", "torch",
+                       f"perfkit bench {path} --shape x=… (--trust if it holds a whole module)", details)
+    if any(m in imports for m in ("sklearn.", "lightgbm.", "xgboost.")):
+        kind = "joblib" if "joblib." in imports or suffix == ".joblib" else "sklearn"
+        return _native(path, kind, f"a scikit-learn model, {'joblib' if kind == 'joblib' else 'pickled'} "
+                       "(loading runs code)", "sklearn", f"perfkit convert {path} --trust -o model.onnx", details)
+    return _native(path, "pickle", "a Python pickle (not recognisably a model; loading runs code)", None,
+                   "load it in the framework that wrote it and export to ONNX from there", details)
+
+
+def _compressed_pickle(path: Path) -> Identity:
+    try:
+        details = _pickle_details(path)
+    except Exception:
+        return _native(path, "compressed", "a compressed file that is not a pickle perfkit can read", None,
+                       "decompress it and run perfkit inspect on what is inside")
+    return _native(path, "joblib", "a compressed joblib file (loading runs code)", "sklearn",
+                   f"perfkit convert {path} --trust -o model.onnx", details)
+
+
+def _rds(path: Path) -> bool:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {GZIP: gzip.open, BZ2: bz2.open, XZ: lzma.open}
+    with path.open("rb") as f:
+        head = f.read(6)
+    for magic, fn in opener.items():
+        if head.startswith(magic):
+            try:
+                with fn(path, "rb") as inner:
+                    return inner.read(5).startswith((b"X\n", b"RDX2\n", b"RDX3\n"))
+            except (OSError, EOFError, lzma.LZMAError):
+                return False
+    return False
+
+
+def _zip(path: Path, suffix: str) -> Identity:
+    from perfkit.native import torch_archive_kind
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except zipfile.BadZipFile:
+        raise PerfkitError(str(path), "a damaged zip archive", "copy or save the file again") from None
+    tails = {n.split("/", 1)[-1] for n in names}
+    if "bundle.json" in names or "root/bundle.json" in tails:
+        return _native(path, "mleap", "an MLeap bundle (Spark ML pipeline)", None,
+                       "perfkit does not run MLeap: convert the Spark pipeline with onnxmltools.convert_sparkml")
+    if "schema.json" in names and suffix == ".skops" or "schema.json" in names and "config.json" not in names:
+        return _native(path, "skops", "a scikit-learn model saved with skops (no pickle)", "sklearn",
+                       f"perfkit convert {path} -o model.onnx")
+    if "config.json" in names and any(n.endswith(".h5") for n in names):
+        return _native(path, "keras", "a Keras 3 model (.keras)", "keras", f"perfkit convert {path} -o model.onnx")
+    if any(t.endswith("data.pkl") or t.startswith(("code/", "models/")) or t == "archive_format" for t in tails):
+        kind = torch_archive_kind(path)
+        what = {"torchscript": "a TorchScript archive (torch.jit.save)",
+                "exported-program": "a torch.export program (.pt2)",
+                "torch-save": "a torch.save archive: a state dict, or a whole pickled module"}[kind]
+        how = f"perfkit convert {path} -o model.onnx" + ("" if kind != "torch-save" else
+                                                        " --shape x=… (--factory pkg.mod:fn for a state dict, "
+                                                        "--trust for a whole module)")
+        if kind == "torchscript":
+            how += " --shape x=…"
+        details = _pickle_details(path) if kind == "torch-save" else []
+        if kind == "torch-save":
+            classes = [g for g in details[0][1].split(", ") if not _weights_global(g)]
+            what = ("a torch.save archive holding a whole module (a pickle of its classes: loading runs code)"
+                    if classes else "a torch.save archive of weights only (a state dict)")
+            how = f"perfkit convert {path} -o model.onnx --shape x=… " + \
+                ("--trust" if classes else "--factory package.module:function")
+        return _native(path, kind, what, "torch", how, details)
+    return _native(path, "zip", f"a zip archive of {len(names)} files, not a model format perfkit knows", None,
+                   "look inside: perfkit inspect works on the model file itself")
+
+
+def _hdf5(path: Path) -> Identity:
+    details = []
+    what = "an HDF5 file (Keras 2 / tf.keras .h5)"
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "model_config" in f.attrs:
+                what = "a Keras model in HDF5 (.h5), architecture and weights"
+                details.append(("keras", str(f.attrs.get("keras_version", "?"))))
+            else:
+                what = "an HDF5 file without a model config (weights only?)"
+    except ImportError:
+        details.append(("note", "h5py is not installed: the architecture was not checked"))
+    return _native(path, "keras-h5", what, "keras", f"perfkit convert {path} -o model.onnx", details)
+
+
+def _folder(path: Path) -> Identity:
+    if (path / "MLmodel").is_file():
+        from perfkit.mlflow import FLAVOR_ORDER, flavors
+
+        found = flavors(path)
+        used = next((f for f in FLAVOR_ORDER if f in found), None)
+        framework = {"sklearn": "sklearn", "pytorch": "torch", "keras": "keras", "tensorflow": "keras"}.get(used or "")
+        details = [("flavors", ", ".join(found)), ("perfkit uses", used or "none")]
+        if used == "onnx":
+            return Identity(str(path), "mlflow", "an MLflow model folder", True, f"perfkit bench {path}", details)
+        if used is None:
+            return _native(path, "mlflow", "an MLflow model folder", None,
+                           "log it with the onnx, sklearn, pytorch, keras or tensorflow flavor", details)
+        return _native(path, "mlflow", "an MLflow model folder", framework,
+                       f"perfkit bench {path}" + (" --trust" if used in ("sklearn", "pytorch") else ""), details)
+    if (path / "saved_model.pb").is_file():
+        return _native(path, "savedmodel", "a TensorFlow SavedModel folder", "keras",
+                       f"perfkit convert {path} -o model.onnx (or python -m tf2onnx.convert --saved-model {path})")
+    if (path / "bundle.json").is_file():
+        return _native(path, "mleap", "an MLeap bundle folder (Spark ML pipeline)", None,
+                       "perfkit does not run MLeap: convert the Spark pipeline with onnxmltools.convert_sparkml")
+    if (path / "Manifest.json").is_file() and path.suffix == ".mlpackage":
+        return _native(path, "coreml", "a Core ML package", None,
+                       "Core ML has no ONNX export: convert the original model")
+    raise PerfkitError(str(path), "a folder that is not a model (no MLmodel, saved_model.pb or bundle.json)",
+                       "give the model file inside it")
+
+
+def _onnx_or_graphdef(path: Path, suffix: str) -> Identity:
+    from perfkit.model import open_onnx
+
+    try:
+        model, proto = open_onnx(str(path))
+    except PerfkitError as exc:
+        if suffix == ".pb":
+            return _native(path, "graphdef", "a TensorFlow frozen graph (GraphDef .pb)", None,
+                           f"convert it with python -m tf2onnx.convert --graphdef {path} --inputs IN:0 "
+                           "--outputs OUT:0 --output model.onnx")
+        raise PerfkitError(str(path), f"not a model format perfkit recognises ({exc.what})",
+                           "perfkit reads ONNX and the native formats listed in its README") from None
+    return Identity(str(path), "onnx", "an ONNX model", True, f"perfkit bench {path}", onnx_details(path, proto))
+
+
+def onnx_details(path: Path, proto) -> list[tuple[str, str]]:
+    import numpy as np
+
+    from perfkit.model import _external_data_files, disk_size, read_signature
+
+    sig = read_signature(proto)
+    opsets = ", ".join(f"{i.domain or 'ai.onnx'} {i.version}" for i in proto.opset_import)
+    producer = f"{proto.producer_name} {proto.producer_version}".strip() or "not recorded"
+    params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    size, ops = disk_size(str(path))
+    external = _external_data_files(proto, path)
+    top = sorted(ops.items(), key=lambda kv: -kv[1])
+
+    def port(t) -> str:
+        dims = "?" if t.shape is None else "[" + ", ".join("?" if d is None else str(d) for d in t.shape) + "]"
+        return f"{t.name}: {t.dtype or t.kind} {dims}"
+
+    return [("IR version", str(proto.ir_version)), ("opsets", opsets), ("producer", producer),
+            *[("input", port(t)) for t in sig.inputs], *[("output", port(t)) for t in sig.outputs],
+            ("ops", ", ".join(f"{op} {n}" for op, n in top[:15]) + (f" (+{len(top) - 15} types)"
+                                                                     if len(top) > 15 else "")),
+            ("nodes", str(sum(ops.values()))), ("parameters", f"{params:,}"),
+            ("size", f"{size:,} bytes"),
+            ("external data", ", ".join(f.name for f in external) if external else "none")]
