@@ -42,7 +42,7 @@ def prepare_native(path: str, trust: bool, factory: str | None) -> NativeModel:
     if native.format == "sklearn":
         from perfkit.trust import require_trust
 
-        require_trust(native.source or native.path, native.trusted, "this scikit-learn file")
+        require_trust(native.path, native.trusted, "this scikit-learn file", native.source or None)
     return native
 
 
@@ -192,8 +192,9 @@ def run_convert(model: str, output: str, *, shapes: tuple[str, ...] = (), inputs
         feeds: tuple[dict[str, Any], ...] = (load_inputs(inputs, signature)[0],)
         source = f"the {inputs} sample"
     else:
-        resized = tuple((n, (batch, *s[1:])) for n, s in parsed if n in {i.name for i in signature.inputs})
-        concrete = resolve_shapes(signature, Workload(batch=batch, shapes=resized), model)
+        free = any(i.shape and not isinstance(i.shape[0], int) for i in signature.inputs)
+        resized = tuple((n, (batch, *s[1:])) for n, s in parsed if free and n in {i.name for i in signature.inputs})
+        concrete = resolve_shapes(signature, Workload(batch=batch if free else None, shapes=resized), model)
         feeds = tuple(synthesize(signature, concrete, 0, PARITY_FEEDS, model))
         source = f"{len(feeds)} synthetic feeds of {concrete.batch} items (uniform [0, 1))"
     result = parity(converted.native, converted.onnx_path, feeds, timeout_s, isolate)

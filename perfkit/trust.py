@@ -75,12 +75,13 @@ def trusted(flag: bool) -> bool:
     return flag or os.environ.get("PERFKIT_TRUST") == "1"
 
 
-def require_trust(path: str, flag: bool, what: str) -> None:
-    """Refuse a pickle-based file unless trusted, naming the globals it would import."""
+def require_trust(path: str, flag: bool, what: str, subject: str | None = None) -> None:
+    """Refuse a pickle-based file unless trusted, naming the globals it would import; the error names
+    `subject` (what the user gave, e.g. an MLflow folder) or the file."""
     if trusted(flag):
         return
     scan = scan_file(Path(path))
-    raise PerfkitError(path, f"{what} is a pickle, and loading a pickle runs code; {scan.summary()}",
+    raise PerfkitError(subject or path, f"{what} is a pickle, and loading a pickle runs code; {scan.summary()}",
                        "pass --trust (or set PERFKIT_TRUST=1) only if you trust where the file came from")
 
 

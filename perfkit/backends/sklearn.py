@@ -40,7 +40,7 @@ def missing() -> str | None:
 def load(native: NativeModel) -> Any:
     if native.format == "skops":
         return _load_skops(native)
-    require_trust(native.source or native.path, native.trusted, "this scikit-learn file")
+    require_trust(native.path, native.trusted, "this scikit-learn file", native.source or None)
     import joblib
 
     try:

@@ -52,7 +52,7 @@ def _load_saved(native: NativeModel, subject: str) -> Any:
     try:
         obj = torch.load(native.path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        require_trust(subject, native.trusted, "this PyTorch file holds more than weights: it")
+        require_trust(native.path, native.trusted, "this PyTorch file holds more than weights: it", subject)
         try:
             obj = torch.load(native.path, map_location="cpu", weights_only=False)
         except Exception as exc:

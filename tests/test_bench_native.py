@@ -1,0 +1,118 @@
+"""One table: the native model in its framework, its ONNX conversion and the variants; the native model is
+the accuracy reference."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from perfkit import bench
+from perfkit.cli import main
+from perfkit.render import flat_rows, render
+from perfkit.spec import make_spec
+from tests.conftest import FAST
+
+sklearn = pytest.importorskip("sklearn")
+
+
+@pytest.fixture
+def classifier(tmp_path) -> str:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 6))
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(x, (x[:, 0] > 0.5).astype(int)),
+                tmp_path / "clf.joblib")
+    return str(tmp_path / "clf.joblib")
+
+
+def spec(model, tmp_path, **kw):
+    kw.setdefault("plan", FAST)
+    return make_spec(model, results_dir=None, cache_dir=str(tmp_path / "cache"), **kw)
+
+
+def test_native_and_onnx_rows_side_by_side_with_the_native_model_as_reference(classifier, tmp_path):
+    report = bench.run(spec(classifier, tmp_path, trust=True, batch=(16,)))
+    native, onnx_row = report.results
+    assert native.model.label == "native:sklearn" and native.target.label == "sklearn:cpu"
+    assert native.status == "ok" and native.providers == ("sklearn",) and native.accuracy == ()
+    assert onnx_row.model.label == "export:onnx" and onnx_row.providers[0] == "CPUExecutionProvider"
+    by_name = {a.name: a for a in onnx_row.accuracy}
+    assert by_name["label"].agree == 1.0 and by_name["probabilities"].max_abs < 1e-5
+    text = render(report, "table", width=250)
+    assert "native vs ONNX, batch 16: row 2 (export:onnx on ort:cpu) runs" in text
+    flat = flat_rows(report)
+    assert flat[0]["vs_native"] is None and flat[1]["vs_native"] > 0
+
+
+def test_variants_of_a_native_model_are_built_from_its_conversion_in_isolated_workers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import tiny_cnn
+
+    torch.save(tiny_cnn().state_dict(), tmp_path / "w.pt")
+    report = bench.run(spec(str(tmp_path / "w.pt"), tmp_path, factory="tests.torch_models:tiny_cnn",
+                            shapes=("x=2x3x16x16",), variants=("int8-dynamic",), plan=replace(FAST, isolate=True)))
+    labels = [r.model.label for r in report.results]
+    assert labels == ["native:torch", "export:onnx", "export:onnx+int8-dynamic"]
+    assert all(r.status == "ok" for r in report.results), [r.reason for r in report.results]
+    assert report.results[0].settings["mode"] == "inference_mode"
+    assert report.results[2].accuracy and report.results[2].accuracy[0].cosine > 0.9
+    assert report.results[1].accuracy[0].max_abs < 1e-5  # the conversion against the native model
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PERFKIT_TRUST", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args])
+
+
+QUICK = ["--quick", "--no-isolate", "--min-time", "0", "--max-time", "0.1"]
+
+
+def test_an_untrusted_pickle_is_one_line_exit_2_and_nothing_runs_or_is_written(cli, tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(Evil()))
+    result = cli("bench", tmp_path / "model.pkl", *QUICK)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("perfkit: error: ")
+    assert "system" in result.stderr and "--trust" in result.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "results").exists()
+
+
+def test_bench_and_convert_and_inspect_from_the_command_line(cli, classifier, tmp_path):
+    result = cli("bench", classifier, "--trust", *QUICK)
+    assert result.exit_code == 0, result.output
+    assert "native:sklearn" in result.stdout and "export:onnx" in result.stdout
+    converted = cli("convert", classifier, "-o", tmp_path / "clf.onnx", "--trust", "--batch", "8")
+    assert converted.exit_code == 0, converted.output
+    assert "parity: ok" in converted.stdout and (tmp_path / "clf.onnx").is_file()
+    inspected = cli("inspect", tmp_path / "clf.onnx", "--format", "json")
+    assert '"kind": "onnx"' in inspected.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["convert", "{model}", "-o", "nowhere/x.onnx", "--trust"], "nowhere/x.onnx: its folder does not exist"),
+    (["convert", "{model}", "-o", "x.txt", "--trust"], "x.txt: not an .onnx path"),
+    (["convert", "missing.pkl", "-o", "x.onnx"], "missing.pkl: no such file"),
+    (["bench", "{model}", "--trust", "--factory", "not a factory"], "--factory not a factory: not package"),
+    (["inspect", "missing.bin"], "missing.bin: no such file"),
+])
+def test_native_user_errors_are_one_line(cli, classifier, tmp_path, args, message):
+    result = cli(*[a.replace("{model}", classifier) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"perfkit: error: {message}") and result.stderr.count("\n") == 1
+    assert not list(tmp_path.glob("*.onnx")) and not (tmp_path / "results").exists()

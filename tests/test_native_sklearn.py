@@ -1,0 +1,134 @@
+"""scikit-learn models: loaded (trusted), converted with skl2onnx, run natively beside the conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("skl2onnx")
+
+import joblib  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.compose import ColumnTransformer  # noqa: E402
+from sklearn.ensemble import RandomForestRegressor  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
+from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
+
+from perfkit.convert import convert, prepare_native, run_convert  # noqa: E402
+from perfkit.errors import PerfkitError  # noqa: E402
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 5))
+    return x, (x[:, 0] + x[:, 1] > 1).astype(int)
+
+
+@pytest.fixture
+def classifier(tmp_path, data) -> str:
+    path = tmp_path / "clf.joblib"
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(*data), path)
+    return str(path)
+
+
+def test_a_pipeline_classifier_converts_with_labels_and_plain_probabilities(tmp_path, classifier):
+    lines, parity = run_convert(classifier, str(tmp_path / "clf.onnx"), trust=True, batch=32,
+                                cache_dir=str(tmp_path / "c"), isolate=False)
+    import onnx
+
+    proto = onnx.load(str(tmp_path / "clf.onnx"))
+    assert [o.name for o in proto.graph.output] == ["label", "probabilities"]
+    assert "ZipMap" not in {n.op_type for n in proto.graph.node}  # tensors, not a list of maps
+    assert parity.ok, lines
+    by_name = {a.name: a for a in parity.outputs}
+    assert by_name["label"].agree == 1.0
+    assert by_name["probabilities"].max_abs <= 1e-5
+    assert parity.rows == 4 * 32
+    assert any(line.startswith("parity: ok") for line in lines)
+
+
+def test_a_regressor_gives_one_column_per_item(tmp_path, data):
+    path = tmp_path / "reg.pkl"
+    joblib.dump(RandomForestRegressor(n_estimators=4, random_state=0).fit(data[0], data[0][:, 2]), path)
+    _, parity = run_convert(str(path), str(tmp_path / "reg.onnx"), trust=True, cache_dir=str(tmp_path / "c"),
+                            isolate=False)
+    (out,) = parity.outputs
+    assert out.name == "variable" and out.comparable and out.max_abs < 1e-5
+
+
+def test_a_dataframe_pipeline_takes_one_input_per_column_typed_from_the_sample(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"age": rng.random(80) * 80, "city": rng.choice(["oslo", "rome", "lima"], 80)})
+    labels = (frame["age"] > 40).astype(int)
+    model = Pipeline([("columns", ColumnTransformer([("num", StandardScaler(), ["age"]),
+                                                     ("cat", OneHotEncoder(), ["city"])])),
+                      ("clf", LogisticRegression())]).fit(frame, labels)
+    joblib.dump(model, tmp_path / "df.joblib")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(PerfkitError, match="cannot be guessed"):  # strings cannot be synthesised
+        run_convert(str(tmp_path / "df.joblib"), str(tmp_path / "x.onnx"), trust=True, isolate=False,
+                    cache_dir=str(tmp_path / "c"))
+    lines, parity = run_convert(str(tmp_path / "df.joblib"), str(tmp_path / "df.onnx"), trust=True,
+                                inputs=str(tmp_path / "rows.csv"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert "age float32 [N, 1], city string [N, 1]" in lines[1]
+    assert parity.ok and parity.rows == 80
+
+
+def test_an_untrusted_pickle_is_refused_naming_its_imports(tmp_path, classifier, monkeypatch):
+    monkeypatch.delenv("PERFKIT_TRUST", raising=False)
+    with pytest.raises(PerfkitError) as err:
+        prepare_native(classifier, False, None)
+    assert "sklearn.linear_model._logistic.LogisticRegression" in err.value.what
+    assert "--trust" in err.value.fix
+
+
+def test_skops_files_load_without_trust_when_every_type_is_trusted_by_skops(tmp_path, data):
+    sio = pytest.importorskip("skops.io")
+    sio.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(*data), tmp_path / "m.skops")
+    _, parity = run_convert(str(tmp_path / "m.skops"), str(tmp_path / "m.onnx"), cache_dir=str(tmp_path / "c"),
+                            isolate=False)
+    assert parity.ok
+
+
+def test_an_estimator_without_a_converter_is_named(tmp_path, data):
+    from tests.sk_custom import Majority
+
+    joblib.dump(Majority().fit(*data), tmp_path / "custom.pkl")
+    with pytest.raises(PerfkitError) as err:
+        run_convert(str(tmp_path / "custom.pkl"), str(tmp_path / "c.onnx"), trust=True, isolate=False,
+                    cache_dir=str(tmp_path / "c"))
+    assert "no converter for Majority" in err.value.what
+    assert "update_registered_converter" in err.value.fix
+    assert not (tmp_path / "c.onnx").exists()  # nothing half-written
+
+
+def test_float64_to_float32_changes_are_warned_with_the_step_that_causes_them(tmp_path):
+    rng = np.random.default_rng(2)
+    # Features around 1e7 with unit spread: float32 keeps no digits after the point, so (x - mean) / scale
+    # loses about one unit in float32; scikit-learn in float64 does not.
+    x = 1e7 + rng.standard_normal((100, 3))
+    joblib.dump(StandardScaler().fit(x), tmp_path / "scaler.pkl")
+    np.savez(tmp_path / "rows.npz", X=(1e7 + rng.standard_normal((64, 3))).astype(np.float32))
+    lines, parity = run_convert(str(tmp_path / "scaler.pkl"), str(tmp_path / "s.onnx"), trust=True,
+                                inputs=str(tmp_path / "rows.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert not parity.ok
+    assert parity.warnings and "StandardScaler (divides by the feature's scale)" in parity.warnings[0]
+    assert any(line.startswith("parity: OFF") for line in lines)
+    # Keeping float64 in the ONNX model removes the difference.
+    np.savez(tmp_path / "rows64.npz", X=np.load(tmp_path / "rows.npz")["X"].astype(np.float64))
+    _, exact = run_convert(str(tmp_path / "scaler.pkl"), str(tmp_path / "s64.onnx"), trust=True, float64=True,
+                           inputs=str(tmp_path / "rows64.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert exact.ok, exact.outputs
+
+
+def test_the_conversion_is_cached_by_content_and_options(tmp_path, classifier):
+    native = prepare_native(classifier, True, None)
+    first = convert(native, cache_dir=str(tmp_path / "c"), isolate=False)
+    again = convert(native, cache_dir=str(tmp_path / "c"), isolate=False)
+    other = convert(native, cache_dir=str(tmp_path / "c"), opset=17, isolate=False)
+    assert not first.cached and again.cached and not other.cached
+    assert again.onnx_path == first.onnx_path != other.onnx_path
+    assert again.native.outputs == ("label", "probabilities")

@@ -1,0 +1,35 @@
+"""Small PyTorch modules for the native tests: importable, so a factory or a whole pickled module loads."""
+
+import torch
+
+
+class TinyCNN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+class TwoHeads(torch.nn.Module):
+    """Two inputs, two outputs (a tuple): names and order must survive the conversion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(6, 3)
+        self.b = torch.nn.Linear(2, 3)
+
+    def forward(self, x, y):
+        h = self.a(x) + self.b(y)
+        return torch.softmax(h, dim=-1), h.sum(dim=-1, keepdim=True)
+
+
+def tiny_cnn() -> TinyCNN:
+    torch.manual_seed(0)
+    return TinyCNN()
+
+
+def wrong_architecture() -> torch.nn.Module:
+    return torch.nn.Linear(3, 3)
