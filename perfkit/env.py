@@ -13,7 +13,10 @@ from importlib import metadata
 # The CPU features that decide which kernels onnxruntime can use (fp16, int8 dot products, AMX tiles).
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
-PACKAGES = ("perfkit", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "onnxconverter-common")
+PACKAGES = ("perfkit", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "onnxconverter-common",
+            # the frameworks of native models and their converters: a native row's figures depend on them
+            "scikit-learn", "skl2onnx", "onnxmltools", "lightgbm", "xgboost", "xgboost-cpu", "torch", "onnxscript",
+            "tensorflow", "keras", "tf2onnx")
 
 
 @dataclass(frozen=True)
