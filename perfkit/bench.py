@@ -56,6 +56,8 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         command: tuple[str, ...] = ()) -> Report:
     """Everything user-facing is checked before anything is measured or written; then one row per case."""
     native, model, proto = open_model(spec, on_progress)
+    if native:
+        spec = batch_over_example_shapes(spec)
     signature = read_signature(proto)
     fed = [feed(signature, wl, spec, compared=bool(spec.variants or native)) for wl in spec.workloads]
     chains = resolve_chains(spec, proto)
@@ -129,6 +131,14 @@ def open_model(spec: BenchSpec, on_progress: Callable[[str], None]
                         float64=spec.float64, timeout_s=spec.plan.timeout_s, isolate=spec.plan.isolate)
     model, proto = open_onnx(converted.onnx_path)
     return converted.native, replace(model, lineage=(EXPORTED,)), proto
+
+
+def batch_over_example_shapes(spec: BenchSpec) -> BenchSpec:
+    """For a native model --shape gives the export its example input; with --batch the conversion's free
+    batch axis takes each size, so the example shapes step aside."""
+    if all(wl.batch is None for wl in spec.workloads):
+        return spec
+    return replace(spec, workloads=tuple(replace(wl, shapes=()) for wl in spec.workloads))
 
 
 def native_target(native: NativeModel, spec: BenchSpec) -> Target:

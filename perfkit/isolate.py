@@ -48,6 +48,11 @@ def call_in(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bool) -
 
 
 def _child(sender, fn, arg) -> None:
+    import warnings
+
+    # Frameworks' deprecation chatter would interleave with the parent's table on the shared stderr; what a
+    # worker has to say comes back in its result.
+    warnings.simplefilter("ignore")
     try:
         message = ("ok", fn(arg))
     except PerfkitError as exc:

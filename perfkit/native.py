@@ -33,7 +33,7 @@ class Port:
 @dataclass(frozen=True)
 class NativeModel:
     path: str  # the file or folder the framework loads
-    format: str  # sklearn, skops, torchscript, exported-program, torch-module, state-dict, keras, savedmodel
+    format: str  # sklearn, skops, torchscript, exported-program, torch-save, keras, savedmodel
     framework: str  # the backend that runs it: sklearn, torch or keras
     digest: str
     trusted: bool = False  # the user allowed code-running loads (pickles, Keras lambdas)
@@ -94,8 +94,8 @@ def _native_format(path: Path, fmt: str, suffix: str) -> str | None:
     if fmt == "torch-zip" or fmt == "zip" and suffix in TORCH_SUFFIXES:
         return torch_archive_kind(path)
     if fmt == "pickle" or suffix in (".pkl", ".pickle", ".joblib"):
-        if suffix in TORCH_SUFFIXES and _legacy_torch(path):
-            return "torch-module"
+        if suffix in TORCH_SUFFIXES or _legacy_torch(path):
+            return "torch-save"  # torch.load tells weights from a whole module, with weights_only first
         return "sklearn"
     return None
 

@@ -116,3 +116,15 @@ def test_native_user_errors_are_one_line(cli, classifier, tmp_path, args, messag
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"perfkit: error: {message}") and result.stderr.count("\n") == 1
     assert not list(tmp_path.glob("*.onnx")) and not (tmp_path / "results").exists()
+
+
+def test_batch_sweeps_the_free_axis_of_the_conversion_past_the_example_shape(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import tiny_cnn
+
+    torch.jit.save(torch.jit.trace(tiny_cnn().eval(), torch.rand(1, 3, 16, 16)), tmp_path / "m.pt")
+    report = bench.run(spec(str(tmp_path / "m.pt"), tmp_path, shapes=("x=1x3x16x16",), batch=(1, 3)))
+    assert [(r.model.label, r.batch) for r in report.results] == [
+        ("native:torch", 1), ("export:onnx", 1), ("native:torch", 3), ("export:onnx", 3)]
+    assert all(r.status == "ok" for r in report.results)
+    assert report.results[3].shapes == (("x", (3, 3, 16, 16)),)

@@ -132,3 +132,29 @@ def test_the_conversion_is_cached_by_content_and_options(tmp_path, classifier):
     assert not first.cached and again.cached and not other.cached
     assert again.onnx_path == first.onnx_path != other.onnx_path
     assert again.native.outputs == ("label", "probabilities")
+
+
+def test_the_timed_call_is_one_pass_of_predict_proba_with_the_same_labels(tmp_path, data):
+    from perfkit.backends.sklearn import SklearnBackend
+    from perfkit.spec import Target
+
+    path = tmp_path / "rf.joblib"
+    from sklearn.ensemble import RandomForestClassifier
+
+    joblib.dump(RandomForestClassifier(n_estimators=5, random_state=0).fit(*data), path)
+    native = convert(prepare_native(str(path), True, None), cache_dir=str(tmp_path / "c"), isolate=False).native
+    session = SklearnBackend().open(native, Target("sklearn", "cpu", threads=1))
+    feed = {"X": data[0][:20].astype(np.float32)}
+    prepared = session.prepare(feed)
+    labels, proba = session.bind(prepared)()
+    expected_labels, expected_proba = session.run(prepared)
+    assert session.settings["timed"] == "predict_proba + argmax" and session.settings["threads"] == "1"
+    assert (labels == expected_labels).all() and np.allclose(proba, expected_proba)
+    session.close()
+
+
+def test_a_single_array_sample_names_the_input(tmp_path, classifier, data):
+    np.savez(tmp_path / "rows.npz", features=data[0][:10].astype(np.float32))
+    lines, parity = run_convert(classifier, str(tmp_path / "m.onnx"), trust=True, inputs=str(tmp_path / "rows.npz"),
+                                cache_dir=str(tmp_path / "c"), isolate=False)
+    assert "features float32 [N, 5]" in lines[1] and parity.ok

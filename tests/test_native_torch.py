@@ -111,3 +111,11 @@ def test_the_native_session_runs_in_inference_mode_with_the_feeds_of_the_convers
     finally:
         session.close()
     assert not torch.is_inference_mode_enabled()
+
+
+def test_a_legacy_torch_save_pickle_is_a_pytorch_file_not_a_scikit_learn_one(tmp_path):
+    torch.save(tiny_cnn().state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    native = prepare_native(str(tmp_path / "old.pt"), False, "tests.torch_models:tiny_cnn")
+    assert (native.framework, native.format) == ("torch", "torch-save")
+    _, parity = converted(tmp_path, tmp_path / "old.pt", factory="tests.torch_models:tiny_cnn")
+    assert parity.ok

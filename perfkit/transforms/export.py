@@ -86,9 +86,12 @@ def _sklearn(job: ExportJob, sk) -> tuple[NativeModel, tuple[str, ...]]:
     native = job.native
     est = sk.load(native)
     sample = read_sample(job.data)
-    if isinstance(sample, dict) and job.data and len(sample) == 1:
-        sample = next(iter(sample.values()))
+    name = "X"
+    if isinstance(sample, dict) and len(sample) == 1:
+        (name, sample), = sample.items()  # one array: the input takes its name from the .npz
     ports, columns = sk.input_ports(est, sample, native.source or native.path)
+    if not columns:
+        ports = tuple(replace(p, name=name) for p in ports)
     if job.shapes and not columns:
         (name, shape), *_ = job.shapes
         ports = (Port(name, "float32", (None, *shape[1:])),)
