@@ -80,6 +80,13 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         references = []
         for f in fed:
             ref, why = reference(native or model.path, f, spec.plan) if spec.variants or native else (None, "")
+            if ref is None and native and spec.variants:
+                # The variants can still be compared with the conversion they were built from.
+                ref, fallback_why = reference(model.path, f, spec.plan)
+                report = replace(report, warnings=(*report.warnings, f"batch {f.shapes.batch}: the native model "
+                                                   f"failed on the check feeds ({why}); the variants are compared "
+                                                   "with the ONNX conversion instead"))
+                why = fallback_why
             references.append(ref)
             if why:
                 report = replace(report, warnings=(*report.warnings, f"no accuracy for batch {f.shapes.batch}: "

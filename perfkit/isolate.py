@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import signal
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -63,6 +67,26 @@ def _child(sender, fn, arg) -> None:
         message = ("error", one_line(exc))
     sender.send(message)
     sender.close()
+
+
+@contextlib.contextmanager
+def silenced(*fds: int):
+    """Frameworks write start-up banners and failed graphs straight to file descriptors 1 and 2, past
+    Python: hide them for the block. Python's exceptions still propagate, with their messages."""
+    fds = fds or (1, 2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for fd in fds:
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def one_line(exc: BaseException) -> str:

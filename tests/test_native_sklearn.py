@@ -158,3 +158,20 @@ def test_a_single_array_sample_names_the_input(tmp_path, classifier, data):
     lines, parity = run_convert(classifier, str(tmp_path / "m.onnx"), trust=True, inputs=str(tmp_path / "rows.npz"),
                                 cache_dir=str(tmp_path / "c"), isolate=False)
     assert "features float32 [N, 5]" in lines[1] and parity.ok
+
+
+@pytest.mark.parametrize("content, what", [(b"\x80\x04K\x01.", "not a readable"), (b"a,b\n1,2\n", "the model wants")])
+def test_bad_samples_get_one_line(tmp_path, classifier, content, what):
+    name = "rows.npy" if content.startswith(b"\x80") else "rows.csv"
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(PerfkitError, match=what):
+        run_convert(classifier, str(tmp_path / "m.onnx"), trust=True, inputs=str(tmp_path / name),
+                    cache_dir=str(tmp_path / "c"), isolate=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_single_npy_sample_feeds_the_one_input(tmp_path, classifier, data):
+    np.save(tmp_path / "rows.npy", data[0][:12].astype(np.float32))
+    _, parity = run_convert(classifier, str(tmp_path / "m.onnx"), trust=True, inputs=str(tmp_path / "rows.npy"),
+                            cache_dir=str(tmp_path / "c"), isolate=False)
+    assert parity.ok and parity.rows == 12

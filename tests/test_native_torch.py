@@ -119,3 +119,13 @@ def test_a_legacy_torch_save_pickle_is_a_pytorch_file_not_a_scikit_learn_one(tmp
     assert (native.framework, native.format) == ("torch", "torch-save")
     _, parity = converted(tmp_path, tmp_path / "old.pt", factory="tests.torch_models:tiny_cnn")
     assert parity.ok
+
+
+def test_an_op_without_an_onnx_export_is_named(tmp_path):
+    from tests.torch_models import UsesCustomOp
+
+    torch.save(UsesCustomOp(), tmp_path / "custom.pt")
+    with pytest.raises(PerfkitError) as err:
+        converted(tmp_path, tmp_path / "custom.pt", trust=True, shapes=("x=1x4",))
+    assert err.value.what == "the op perfkit_tests::sharpen has no ONNX export"
+    assert not (tmp_path / "out.onnx").exists()

@@ -33,3 +33,19 @@ def tiny_cnn() -> TinyCNN:
 
 def wrong_architecture() -> torch.nn.Module:
     return torch.nn.Linear(3, 3)
+
+
+@torch.library.custom_op("perfkit_tests::sharpen", mutates_args=())
+def sharpen(x: torch.Tensor) -> torch.Tensor:
+    """An op of the user's own: no exporter knows how to write it in ONNX."""
+    return x * 2
+
+
+@sharpen.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class UsesCustomOp(torch.nn.Module):
+    def forward(self, x):
+        return sharpen(x) + 1

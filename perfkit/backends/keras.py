@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 from perfkit.errors import PerfkitError
+from perfkit.isolate import silenced
 from perfkit.native import NativeModel, Port
 from perfkit.spec import Target
 from perfkit.trust import trusted
@@ -27,27 +27,11 @@ def missing() -> str | None:
 
 def frameworks():
     """(keras, tensorflow), imported quietly."""
-    with quiet_stderr():
+    with silenced(2):
         import keras
         import tensorflow
 
     return keras, tensorflow
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """TensorFlow's C++ side writes its start-up lines (absl, oneDNN, cuInit) straight to file descriptor 2,
-    past Python's logging: hide them while it is imported. Python's own exceptions still propagate."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def load(native: NativeModel) -> Any:
@@ -110,7 +94,7 @@ def export_onnx(model: Any, native: NativeModel, ports: tuple[Port, ...], dst: s
 
     specs = [tf.TensorSpec(p.shape, p.dtype, name=p.name) for p in ports]
     if native.format == "savedmodel":
-        with quiet_stderr():
+        with silenced(2):
             import tf2onnx
 
         sig = _signature(model)
@@ -119,10 +103,10 @@ def export_onnx(model: Any, native: NativeModel, ports: tuple[Port, ...], dst: s
         def serve(*args):
             return sig(**{p.name: a for p, a in zip(ports, args, strict=True)})
 
-        with quiet_stderr():
+        with silenced(2):
             tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset, output_path=dst)
         return
-    with quiet_stderr():
+    with silenced(2):
         model.export(dst, format="onnx", verbose=False, opset_version=opset,
                      input_signature=[specs] if len(specs) > 1 else specs)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.errors import PerfkitError
+from perfkit.isolate import silenced
 from perfkit.native import NativeModel, Port, backend_module
 
 DEFAULT_OPSET = 18  # supported by every converter here and by onnxruntime ≥ 1.14
@@ -57,8 +58,15 @@ def read_sample(path_text: str | None) -> Any:
                                "give a CSV with a header row of the model's column names") from None
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
-        return dict(data) if hasattr(data, "files") else {"X": np.asarray(data)}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PerfkitError(path_text, f"not a readable .npz/.npy file without pickles ({type(exc).__name__})",
+                           "save plain arrays with np.savez(path, name=array, …)") from None
+    if isinstance(loaded, np.ndarray):
+        return {"X": loaded}
+    with loaded:
+        return dict(loaded.items())
 
 
 def _onnx_outputs(path: str) -> tuple[str, ...]:
@@ -189,26 +197,47 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
     if native.format != "torchscript":
         try:
-            _torch_dynamo(model, examples, names, outputs, job.dst, opset)
+            with silenced():
+                _torch_dynamo(model, examples, names, outputs, job.dst, opset)
             notes.append(f"torch.onnx dynamo exporter, opset {opset}")
         except Exception as exc:
-            dynamo_error = " ".join(str(exc).split())[:160] or type(exc).__name__
+            dynamo_error = _plain(exc, 160)
     if not notes:
         if native.format == "exported-program":
             model = model.module()
         try:
-            _torch_legacy(model, examples, names, outputs, job.dst, opset)
+            with silenced():
+                _torch_legacy(model, examples, names, outputs, job.dst, opset)
         except Exception as exc:
-            why = " ".join(str(exc).split())[:200]
-            m = re.search(r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is not supported", why)
-            what = f"the op {m[1]} has no ONNX export" if m else f"torch.onnx could not export it: {why}"
-            raise PerfkitError(native.source or native.path, what,
-                               "try another --opset, or replace the op in the model" +
-                               (f" (the dynamo exporter said: {dynamo_error})" if dynamo_error else "")) from None
+            raise _torch_failure(native, _plain(exc, 200), dynamo_error) from None
         notes.append(f"TorchScript exporter, opset {opset}" +
                      (f" (dynamo exporter failed: {dynamo_error})" if dynamo_error else ""))
     name_batch_dim(job.dst)
     return replace(native, inputs=ports, outputs=_onnx_outputs(job.dst)), tuple(notes)
+
+
+UNEXPORTED_OP = (r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is not supported",
+                 r"unrecognized namespace ([\w.]+::\w+)", r"[Nn]o (?:decomposition|ONNX function)\w* (?:registered )?"
+                 r"for (?:target )?'?([\w.]+::\w+)")
+
+
+def _torch_failure(native: NativeModel, why: str, dynamo_error: str) -> PerfkitError:
+    """One line: the op that has no ONNX export when either exporter names it, else what they said."""
+    for pattern in UNEXPORTED_OP:
+        m = re.search(pattern, f"{why} {dynamo_error}")
+        if m:
+            return PerfkitError(native.source or native.path, f"the op {m[1]} has no ONNX export",
+                                "replace it in the model, or register an ONNX translation for it "
+                                "(torch.onnx.export(..., custom_translation_table=…)) and export it yourself")
+    return PerfkitError(native.source or native.path, f"torch.onnx could not export it: {why}",
+                        "try another --opset, or replace the failing op" +
+                        (f" (the dynamo exporter said: {dynamo_error})" if dynamo_error else ""))
+
+
+def _plain(exc: BaseException, limit: int) -> str:
+    """An exporter's message on one line, without its terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return " ".join(text.split())[:limit] or type(exc).__name__
 
 
 def _torch_dynamo(model, examples, names, outputs, dst: str, opset: int) -> None:
