@@ -1,6 +1,6 @@
 """perfkit: measure a model on onnxruntime soundly, and keep the figures.
 
-The Python API is `perfkit.benchmark(...)`; heavy modules are imported on first use.
+The Python API is `perfkit.benchmark(...)` and `perfkit.convert(...)`; heavy modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ __version__ = "0.1.0"
 def benchmark(model: str, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tuple[int, ...] = (),
           dims: tuple[str, ...] = (), shapes: tuple[str, ...] = (), inputs: str | None = None,
           quick: bool = False, results_dir: str | None = "results", **options) -> Report:
-    """Benchmark an ONNX model and its variants; returns the Report (`to_frame()` gives a pandas DataFrame).
+    """Benchmark a model (ONNX, or native beside its ONNX conversion) and its variants; returns the Report
+    (`to_frame()` gives a pandas DataFrame).
 
     `options` go to `perfkit.spec.make_spec`: seed, threads, opt_level, allow_fallback, plan, and for
     variants `variants=("auto",)` or chains such as "ort-opt:all+int8-static:qdq", accuracy_budget,
-    calibration, cache_dir, profile.
+    calibration, cache_dir, profile; for native models trust, factory, opset, float64.
     """
     from perfkit import bench as bench_module
     from perfkit.spec import QUICK_PLAN, make_spec
@@ -30,3 +31,13 @@ def benchmark(model: str, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tup
     spec = make_spec(model, targets=targets, batch=batch, dims=dims, shapes=shapes, inputs=inputs,
                      results_dir=results_dir, **options)
     return bench_module.run(spec)
+
+
+def convert(model: str, output: str, *, trust: bool = False, **options) -> tuple[list[str], object]:
+    """Convert a native model to ONNX at `output`; (the parity report as lines, the Parity object).
+
+    `options`: shapes (("x=1x3x224x224",)), inputs, batch, factory, opset, float64, cache_dir, timeout_s.
+    """
+    from perfkit.convert import run_convert
+
+    return run_convert(model, output, trust=trust, **options)

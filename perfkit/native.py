@@ -15,6 +15,7 @@ from perfkit.errors import PerfkitError
 from perfkit.model import detect_format, file_digest
 
 FRAMEWORKS = ("sklearn", "torch", "keras")
+FRAMEWORK_NAMES = {"sklearn": "scikit-learn", "torch": "PyTorch", "keras": "Keras/TensorFlow"}
 EXTRAS = {"sklearn": "perfkit[sklearn]", "torch": "perfkit[torch]", "keras": "perfkit[tensorflow]"}
 SKLEARN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".skops")
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".bin")
@@ -135,6 +136,6 @@ def backend_module(framework: str, subject: str):
     module = importlib.import_module(f"perfkit.backends.{framework}")
     missing = module.missing()
     if missing:
-        raise PerfkitError(subject, f"a {framework} model needs {missing}, which is not installed",
+        raise PerfkitError(subject, f"a {FRAMEWORK_NAMES[framework]} model needs {missing}, which is not installed",
                            f"pip install '{EXTRAS[framework]}'")
     return module

@@ -50,6 +50,10 @@ def test_native_and_onnx_rows_side_by_side_with_the_native_model_as_reference(cl
     assert "native vs ONNX, batch 16: row 2 (export:onnx on ort:cpu) runs" in text
     flat = flat_rows(report)
     assert flat[0]["vs_native"] is None and flat[1]["vs_native"] > 0
+    from perfkit.report import from_json, to_json
+
+    again = from_json(to_json(report), "stored")
+    assert render(again, "table", width=250) == text  # a stored native run reads back the same
 
 
 def test_variants_of_a_native_model_are_built_from_its_conversion_in_isolated_workers(tmp_path):
