@@ -1,6 +1,6 @@
 """perfkit: measure a model on onnxruntime soundly, and keep the figures.
 
-The Python API is `perfkit.benchmark(...)` and `perfkit.convert(...)`; heavy modules are imported on first use.
+The Python API is `perfkit.benchmark(...)` and `perfkit.to_onnx(...)`; heavy modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def benchmark(model: str, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tup
     return bench_module.run(spec)
 
 
-def convert(model: str, output: str, *, trust: bool = False, **options) -> tuple[list[str], object]:
-    """Convert a native model to ONNX at `output`; (the parity report as lines, the Parity object).
+def to_onnx(model: str, output: str, *, trust: bool = False, **options) -> tuple[list[str], object]:
+    """Convert a native model to ONNX at `output`; (the parity report as lines, the Parity object). Named so,
+    not `convert`, because the `perfkit.convert` submodule would overwrite a function of that name on import.
 
     `options`: shapes (("x=1x3x224x224",)), inputs, batch, factory, opset, float64, cache_dir, timeout_s.
     """
