@@ -183,7 +183,7 @@ def _zip(path: Path, suffix: str) -> Identity:
         if kind == "torch-save":
             classes = [g for g in details[0][1].split(", ") if not _weights_global(g)]
             what = ("a torch.save archive holding a whole module (a pickle of its classes: loading runs code)"
-                    if classes else "a torch.save archive of weights only (a state dict)")
+                    if classes else "a torch.save archive of tensors only (a state dict, if it is a model)")
             how = f"perfkit convert {path} -o model.onnx --shape x=… " + \
                 ("--trust" if classes else "--factory package.module:function")
         return _native(path, kind, what, "torch", how, details)
@@ -205,6 +205,9 @@ def _hdf5(path: Path) -> Identity:
                 what = "an HDF5 file without a model config (weights only?)"
     except ImportError:
         details.append(("note", "h5py is not installed: the architecture was not checked"))
+    except OSError as exc:
+        raise PerfkitError(str(path), f"a damaged HDF5 file ({' '.join(str(exc).split())[:120]})",
+                           "save the model again") from None
     return _native(path, "keras-h5", what, "keras", f"perfkit convert {path} -o model.onnx", details)
 
 
@@ -214,6 +217,14 @@ def _folder(path: Path) -> Identity:
 
         found = flavors(path)
         used = next((f for f in FLAVOR_ORDER if f in found), None)
+        if used:
+            from perfkit.mlflow import resolve
+
+            try:
+                resolve(path)
+            except PerfkitError as exc:
+                return Identity(str(path), "mlflow", "an MLflow model folder, incomplete or unsafe", False, exc.fix,
+                                [("flavors", ", ".join(found)), ("problem", exc.what)])
         framework = {"sklearn": "sklearn", "pytorch": "torch", "keras": "keras", "tensorflow": "keras"}.get(used or "")
         details = [("flavors", ", ".join(found)), ("perfkit uses", used or "none")]
         if used == "onnx":

@@ -66,6 +66,8 @@ def identify(path_text: str, trusted: bool = False, factory: str | None = None) 
     path = Path(path_text)
     if not path.exists():
         raise PerfkitError(path_text, "no such file or folder", "check the path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise PerfkitError(path_text, "the file is empty", "save the model again")
     fmt = detect_format(path)
     if fmt == "mlflow":
         from perfkit.mlflow import resolve

@@ -53,12 +53,11 @@ class PickleScan:
         return out
 
     def summary(self, limit: int = 8) -> str:
-        """`sklearn.pipeline.Pipeline, numpy… (+3 more); runs code: posix.system`."""
-        danger = self.dangerous()
-        rest = [g for g in self.imports if g not in danger]
-        shown = ", ".join(rest[:limit]) + (f" (+{len(rest) - limit} more)" if len(rest) > limit else "")
+        """`it would import sklearn.pipeline.Pipeline, … (+3 more); of which can run any code: posix.system`."""
+        shown = ", ".join(self.imports[:limit]) + (f" (+{len(self.imports) - limit} more)"
+                                                   if len(self.imports) > limit else "")
         text = f"it would import {shown or 'nothing'}"
-        if danger:
+        if danger := self.dangerous():
             text += f"; of which can run any code: {', '.join(danger)}"
         if self.stopped:
             text += f" (scan incomplete: {self.stopped})"

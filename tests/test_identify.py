@@ -136,6 +136,9 @@ def test_mlflow_folders_name_their_flavors(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "MLmodel").write_text("flavors:\n  python_function: {}\n  sklearn:\n    pickled_model: "
                                             "model.pkl\n")
+    incomplete = identify_file(str(tmp_path / "m"))
+    assert not incomplete.loads and "missing" in dict(incomplete.details)["problem"]
+    (tmp_path / "m" / "model.pkl").write_bytes(pickle.dumps({"coef": 1.0}))
     found = identify_file(str(tmp_path / "m"))
     assert found.kind == "mlflow" and dict(found.details)["perfkit uses"] == "sklearn"
 
@@ -144,6 +147,7 @@ def test_mlflow_folders_name_their_flavors(tmp_path):
     ("model.onnx", b"", "empty"),
     ("random.bin", bytes(range(256)) * 4, "not a model format perfkit recognises"),
     ("cut.pt", b"PK\x03\x04\x14\x00cut", "damaged zip"),
+    ("cut.h5", b"\x89HDF\r\n\x1a\n" + bytes(50), "damaged HDF5"),
 ])
 def test_unrecognisable_files_get_one_line(tmp_path, name, content, what):
     with pytest.raises(PerfkitError, match=what):

@@ -175,3 +175,12 @@ def test_a_single_npy_sample_feeds_the_one_input(tmp_path, classifier, data):
     _, parity = run_convert(classifier, str(tmp_path / "m.onnx"), trust=True, inputs=str(tmp_path / "rows.npy"),
                             cache_dir=str(tmp_path / "c"), isolate=False)
     assert parity.ok and parity.rows == 12
+
+
+def test_a_pickle_that_is_not_an_estimator_says_so(tmp_path):
+    import pickle
+
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps({"coef": [1.0, 2.0]}))
+    with pytest.raises(PerfkitError, match="holds a dict, not a fitted scikit-learn estimator"):
+        run_convert(str(tmp_path / "d.pkl"), str(tmp_path / "d.onnx"), trust=True, isolate=False,
+                    cache_dir=str(tmp_path / "c"))

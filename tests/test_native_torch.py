@@ -129,3 +129,9 @@ def test_an_op_without_an_onnx_export_is_named(tmp_path):
         converted(tmp_path, tmp_path / "custom.pt", trust=True, shapes=("x=1x4",))
     assert err.value.what == "the op perfkit_tests::sharpen has no ONNX export"
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_file_of_a_lone_tensor_is_no_model(tmp_path):
+    torch.save(torch.ones(3), tmp_path / "t.pt")
+    with pytest.raises(PerfkitError, match="holds a Tensor, not a module or a state dict"):
+        converted(tmp_path, tmp_path / "t.pt")

@@ -44,13 +44,21 @@ def load(native: NativeModel) -> Any:
     import joblib
 
     try:
-        return joblib.load(native.path)  # reads plain pickles too
+        est = joblib.load(native.path)  # reads plain pickles too
     except ModuleNotFoundError as exc:
         raise PerfkitError(native.path, f"the pickle needs the package '{exc.name}', which is not installed",
                            "install the package (and version) that saved the model") from None
     except Exception as exc:
         raise PerfkitError(native.path, f"could not be unpickled ({type(exc).__name__}: {exc})",
                            "save it again with joblib.dump in this environment's versions") from None
+    return _estimator(est, native)
+
+
+def _estimator(est: Any, native: NativeModel) -> Any:
+    if not hasattr(est, "fit") or not any(hasattr(est, m) for m in ("predict", "transform")):
+        raise PerfkitError(native.source or native.path, f"holds a {type(est).__name__}, not a fitted scikit-learn "
+                           "estimator", "save the fitted estimator or pipeline itself with joblib.dump")
+    return est
 
 
 def _load_skops(native: NativeModel) -> Any:
@@ -67,7 +75,7 @@ def _load_skops(native: NativeModel) -> Any:
         raise PerfkitError(native.source or native.path,
                            f"the skops file holds types skops does not trust by default: {', '.join(untrusted)}",
                            "pass --trust (or PERFKIT_TRUST=1) only if you trust where the file came from")
-    return sio.load(native.path, trusted=untrusted or None)
+    return _estimator(sio.load(native.path, trusted=untrusted or None), native)
 
 
 def estimator_kind(est: Any) -> str:
