@@ -132,3 +132,18 @@ def test_batch_sweeps_the_free_axis_of_the_conversion_past_the_example_shape(tmp
         ("native:torch", 1), ("export:onnx", 1), ("native:torch", 3), ("export:onnx", 3)]
     assert all(r.status == "ok" for r in report.results)
     assert report.results[3].shapes == (("x", (3, 3, 16, 16)),)
+
+
+def test_an_mlflow_folder_is_benchmarked_through_its_flavor(classifier, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mlflow-model"
+    folder.mkdir()
+    shutil.copy(classifier, folder / "model.pkl")
+    (folder / "MLmodel").write_text("artifact_path: model\nflavors:\n  python_function:\n    loader_module: "
+                                    "mlflow.sklearn\n  sklearn:\n    pickled_model: model.pkl\n"
+                                    "    serialization_format: cloudpickle\n")
+    report = bench.run(spec(str(folder), tmp_path, trust=True))
+    native, onnx_row = report.results
+    assert native.model.label == "native:sklearn" and native.model.path == str(folder / "model.pkl")
+    assert onnx_row.status == "ok" and {a.name: a for a in onnx_row.accuracy}["label"].agree == 1.0
