@@ -301,6 +301,78 @@ def runs(limit, results_dir) -> None:
 
 
 @main.command()
+@click.argument("old")
+@click.argument("new", default="latest")
+@click.option("--fail-on-regression", "fail_on", metavar="PCT",
+              help="Exit 1 when a case is slower by more than this (e.g. 5%) and the change is significant.")
+@click.option("--threshold", default="2%", show_default=True, metavar="PCT",
+              help="Smallest change of the median that counts, however significant.")
+@results_option
+@debug_option
+def compare(old, new, fail_on, threshold, results_dir) -> None:
+    """Compare two runs case by case (ids, prefixes, 'latest', baseline names or .json paths)."""
+    from perfkit.compare import compare_runs, comparison_lines, parse_threshold
+    from perfkit.store import Store
+
+    limit = parse_threshold(fail_on) if fail_on else None
+    practical = parse_threshold(threshold)
+    store = Store(results_dir)
+    result = compare_runs(store.load(old), store.load(new), practical=practical)
+    for line in comparison_lines(result):
+        click.echo(line)
+    if limit is not None and result.worst_regression() > limit:
+        click.echo(f"perfkit: regression: a case is {result.worst_regression():.1%} slower (limit {limit:.1%})",
+                   err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Newest runs to show.")
+@results_option
+@debug_option
+def history(model, limit, results_dir) -> None:
+    """The median of each case of MODEL (a path or file name) across the stored runs, oldest first."""
+    from perfkit.render import fmt_ns
+    from perfkit.store import Store
+
+    rows = Store(results_dir).history(model, limit)
+    if not rows:
+        click.echo(f"no runs of {model} in {results_dir}/")
+        return
+    cases: dict[tuple, list] = {}
+    for run_id, _created, variant, target, batch, median, status in rows:
+        cases.setdefault((variant, target, batch), []).append((run_id, median, status))
+    for (variant, target, batch), points in cases.items():
+        medians = [m for _, m, _ in points if m]
+        trend = ""
+        if len(medians) >= 2:
+            trend = f"  ({medians[-1] / medians[0] - 1:+.1%} first to last)"
+        click.echo(f"{variant} on {target}, batch {batch}{trend}")
+        for run_id, median, status in points:
+            click.echo(f"  {run_id}  {fmt_ns(median) if median else status:>10}  {_bar(median, medians)}")
+
+
+def _bar(value: float | None, values: list[float]) -> str:
+    """A text bar scaled between the case's fastest and slowest run: the trend at a glance."""
+    if not value or not values or max(values) == min(values):
+        return ""
+    return "█" * (1 + round(19 * (value - min(values)) / (max(values) - min(values))))
+
+
+@main.command()
+@click.argument("run")
+@click.argument("name")
+@results_option
+@debug_option
+def baseline(run, name, results_dir) -> None:
+    """Keep RUN as results/baselines/NAME.json, to commit and compare against (perfkit compare NAME latest)."""
+    from perfkit.store import Store
+
+    click.echo(f"wrote {Store(results_dir).save_baseline(run, name)}")
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @debug_option
 def env(fmt) -> None:

@@ -83,11 +83,46 @@ class Store:
                                 "ORDER BY run_id DESC LIMIT ?", (limit,)).fetchall()
         return [RunRow(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
+    @property
+    def baselines_dir(self) -> Path:
+        return self.root / "baselines"
+
+    def save_baseline(self, ref: str, name: str) -> Path:
+        """Copy a run into results/baselines/NAME.json, the file a team commits."""
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise PerfkitError(name, "not a baseline name", "use letters, digits, '-', '_' and '.'")
+        report = self.load(ref)
+        target = self.baselines_dir / f"{name}.json"
+        write_atomic(target, to_json(report))
+        return target
+
+    def history(self, model: str, limit: int = 20) -> list[tuple[str, str, str, str, int, float | None, str]]:
+        """(run_id, created, variant, target, batch, median_ns, status) of every case of runs whose model
+        path ends with `model` (a file name is enough), oldest first."""
+        if not self.db_path.exists():
+            return []
+        with closing(self._connect()) as conn:
+            runs = [r[0] for r in conn.execute(
+                "SELECT run_id FROM runs WHERE model = ? OR model LIKE ? ORDER BY run_id DESC LIMIT ?",
+                (model, f"%/{model}", limit)).fetchall()]
+            if not runs:
+                return []
+            marks = ",".join("?" * len(runs))
+            rows = conn.execute(
+                f"SELECT c.run_id, r.created, c.variant, c.target, c.batch, c.median_ns, c.status FROM cases c "
+                f"JOIN runs r ON r.run_id = c.run_id WHERE c.run_id IN ({marks}) ORDER BY c.run_id, c.idx",
+                runs).fetchall()
+        return [tuple(r) for r in rows]
+
     def load(self, ref: str) -> Report:
-        """A run by id, unique id prefix, 'latest', or the path of its JSON file."""
+        """A run by id, unique id prefix, 'latest', a baseline name (results/baselines/NAME.json), or the path
+        of a run's JSON file."""
         path = Path(ref)
         if ref.endswith(".json") and path.is_file():
             return from_json(path.read_text(), ref)
+        baseline = self.baselines_dir / f"{ref}.json"
+        if baseline.is_file():
+            return from_json(baseline.read_text(), str(baseline))
         ids = sorted(p.stem for p in self.runs_dir.glob("*.json")) if self.runs_dir.is_dir() else []
         if ref == "latest" and ids:
             ref = ids[-1]
