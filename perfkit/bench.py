@@ -288,7 +288,7 @@ def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None) -> 
         warnings.insert(0, f"fallback: asked for {requested}, onnxruntime ran {outcome.providers[0]}")
     status, reason = ("invalid", "non-finite outputs: " + "; ".join(outcome.nonfinite)) if outcome.nonfinite \
         else ("ok", "")
-    accuracy = against(ref, outcome) if ref and outcome.check_outputs else ()
+    accuracy = against(ref, outcome.output_names, outcome.check_outputs) if ref and outcome.check_outputs else ()
     measurement = Measurement(t.samples_ns, t.warmup_calls, t.warmup_ns, outcome.load_ns, outcome.first_call_ns,
                               t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes)
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
@@ -315,13 +315,14 @@ def measure_native(native: NativeModel, target: Target, f: Fed, spec: BenchSpec)
     return finish_row(row, outcome, f, None)
 
 
-def against(ref: Reference, outcome: Outcome) -> tuple[OutputAccuracy, ...]:
+def against(ref: Reference, output_names: tuple[str, ...], check_outputs: tuple[list[Any], ...]
+            ) -> tuple[OutputAccuracy, ...]:
     """The row's outputs matched to the reference's by name (a variant may reorder them); a reference
     output the row lacks is not comparable, the others are still compared."""
     names, expected = ref
-    position = {n: k for k, n in enumerate(outcome.output_names)}
+    position = {n: k for k, n in enumerate(output_names)}
     shared = [k for k, n in enumerate(names) if n in position]
-    got = [[out[position[names[k]]] for k in shared] for out in outcome.check_outputs]
+    got = [[out[position[names[k]]] for k in shared] for out in check_outputs]
     compared = dict(zip((names[k] for k in shared),
                         compare([[feed[k] for k in shared] for feed in expected], got,
                                 tuple(names[k] for k in shared)), strict=True))

@@ -176,7 +176,27 @@ def encoder(layers: int = 4, hidden: int = 768, heads: int = 12, vocab: int = 81
     return _model(nodes, ids, outputs, inits, "encoder")
 
 
-BUILDERS = {"cnn": cnn, "one-node": one_node}  # small: the demo and the unit tests
+def small_encoder():
+    """A small BERT-style encoder (2 layers, hidden 256, 4 heads): the pytest-benchmark suites' transformer,
+    big enough for int8 MatMuls to pay off on a CPU (at hidden 128 they barely did: 1.05×)."""
+    return encoder(layers=2, hidden=256, heads=4, vocab=1000, max_len=128)
+
+
+def sklearn_pipeline(path: Path) -> Path:
+    """A scaler + logistic-regression pipeline fitted on scikit-learn's bundled digits, saved with joblib
+    (perfkit wrote it, so loading it with trust=True is safe)."""
+    import joblib
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_digits(return_X_y=True)
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x, y), path)
+    return path
+
+
+BUILDERS = {"cnn": cnn, "one-node": one_node, "small-encoder": small_encoder}  # small: demo, tests, suites
 BENCHMARK_BUILDERS = {"resnet": resnet, "encoder": encoder}  # the variant targets' models: benchmarks only
 
 
@@ -186,6 +206,8 @@ def write(name: str, folder: str | Path) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if name == "sklearn-pipeline":
+        return sklearn_pipeline(folder / "sklearn-pipeline.joblib")
     path = folder / f"{name}.onnx"
     onnx.save_model({**BUILDERS, **BENCHMARK_BUILDERS}[name](), path)
     return path

@@ -1,0 +1,161 @@
+"""One model variant opened in this process for a test suite: the callable pytest-benchmark times, and what
+it lacks — the providers that ran, the variant's lineage, accuracy against the reference — plus perfkit's
+own interleaved measurement of two cases for speed-up gates.
+
+The variant is built (and cached) and the reference computed in spawned workers, as in `perfkit bench`;
+the timed session lives in the test's process, because pytest-benchmark calls it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from perfkit.accuracy import OutputAccuracy
+from perfkit.errors import CaseFailed, PerfkitError
+from perfkit.spec import Plan, Target
+from perfkit.stats import Ratio, Summary
+
+# Each side of a speed-up gate is timed in this many interleaved turns, so drift lands on both alike.
+SPEEDUP_ROUNDS = 4
+SPEEDUP_PLAN = Plan(warmup_calls=5, warmup_time_s=0.2, min_rounds=30, min_time_s=0.5, max_time_s=3.0,
+                    isolate=False)
+
+
+@dataclass
+class SuiteCase:
+    """An open variant on a target: `call()` is one timed inference."""
+
+    label: str  # the variant's lineage joined, e.g. "int8-dynamic" or "native:torch"
+    lineage: tuple[str, ...]
+    target: Target
+    batch: int
+    providers: tuple[str, ...]  # what actually ran
+    accuracy: tuple[OutputAccuracy, ...]  # against the reference (native model, else the base ONNX model)
+    call: Callable[[], Any]
+    settings: dict[str, str] = field(default_factory=dict)
+    _session: Any = None
+
+    @property
+    def cosine(self) -> float | None:
+        values = [a.cosine for a in self.accuracy if a.comparable and a.cosine is not None]
+        return min(values) if values else None
+
+    @property
+    def max_abs(self) -> float | None:
+        values = [a.max_abs for a in self.accuracy if a.comparable and a.max_abs is not None]
+        return max(values) if values else None
+
+    @property
+    def agree(self) -> float | None:
+        values = [a.agree for a in self.accuracy if a.comparable and a.agree is not None]
+        return min(values) if values else None
+
+    def measure(self, plan: Plan = SPEEDUP_PLAN) -> Summary:
+        from perfkit.measure import measure
+        from perfkit.stats import summarize
+
+        return summarize(measure(self.call, plan).samples_ns)
+
+    def info(self) -> dict[str, Any]:
+        """What a pytest-benchmark record lacks, JSON-ready."""
+        return {"variant": self.label, "lineage": list(self.lineage), "target": self.target.label,
+                "batch": self.batch, "providers": list(self.providers), "settings": dict(self.settings),
+                "cosine": self.cosine, "max_abs": self.max_abs, "agree": self.agree,
+                "accuracy": {a.name: {"cosine": a.cosine, "max_abs": a.max_abs, "agree": a.agree}
+                             for a in self.accuracy if a.comparable}}
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu", batch: int | None = None,
+              dims: tuple[str, ...] = (), shapes: tuple[str, ...] = (), inputs: str | None = None,
+              trust: bool = False, factory: str | None = None, calibration: str | None = None,
+              cache_dir: str | None = None, timeout_s: float = 600) -> SuiteCase:
+    """`variant`: None for the model as given (its ONNX conversion for a native model), "native" for a native
+    model in its own framework, or one chain such as "ort-opt:all+int8-static:qdq,u8s8"."""
+    from perfkit import bench
+    from perfkit.backends import get_backend
+    from perfkit.env import fingerprint
+    from perfkit.model import read_signature
+    from perfkit.spec import make_spec
+    from perfkit.transforms import split_chains
+    from perfkit.transforms.cache import Variant
+
+    chain = () if variant in (None, "native", "base") else (variant,)
+    if variant == "auto" or any(len(split_chains(c)) != 1 for c in chain):
+        raise PerfkitError(f"variant={variant}", "a case is one variant", "name one chain, e.g. int8-dynamic")
+    spec = make_spec(model, targets=(target,), batch=(batch,) if batch else (), dims=dims, shapes=shapes,
+                     inputs=inputs, results_dir=None, variants=chain, calibration=calibration, cache_dir=cache_dir,
+                     trust=trust, factory=factory, plan=Plan(timeout_s=timeout_s))
+    native, base, proto = bench.open_model(spec, lambda _: None)
+    if native:
+        spec = bench.batch_over_example_shapes(spec)
+    if variant == "native" and not native:
+        raise PerfkitError(model, "variant='native' needs a native model", "give the .pkl/.pt/.keras file")
+    signature = read_signature(proto)
+    fed = bench.feed(signature, spec.workloads[0], spec, compared=True)
+    ref, why = bench.reference(native or base.path, fed, spec.plan)
+    if variant == "native":
+        return _open(native.label, (native.label,), bench.native_target(native, spec), fed, None, native, (),
+                     get_backend(native.framework))
+    chains = bench.resolve_chains(spec, proto)
+    built: Any = Variant(base)
+    if chains:
+        calibration_feeds = bench.calibrate(spec, signature, fed, chains)
+        ctx = bench.build_context(spec, fed, calibration_feeds, ref)
+        built = bench.build(base, chains[0], ctx, spec, fingerprint().cpu_flags)
+        if isinstance(built, bench.Broken):
+            raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
+    target_used = bench.session_target(built, spec.targets[0])
+    return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path, ref,
+                 get_backend(target_used.backend))
+
+
+def _open(label, lineage, target, fed, ref, source, compare_to, backend) -> SuiteCase:
+    from perfkit.bench import against
+
+    session = backend.open(source, target)
+    try:
+        prepared = session.prepare(fed.feeds[0])
+        session.run(prepared)  # the first call allocates; pytest-benchmark's warm-up does the rest
+        checked = tuple(list(session.run(session.prepare(f))) for f in fed.checks) if compare_to else ()
+    except Exception:
+        session.close()
+        raise
+    accuracy = against(ref, session.output_names, checked) if ref and checked else ()
+    return SuiteCase(label, tuple(lineage), target, fed.shapes.batch, tuple(session.providers), accuracy,
+                     session.bind(prepared), dict(session.settings), session)
+
+
+def speedup(base: SuiteCase, other: SuiteCase, rounds: int = SPEEDUP_ROUNDS, plan: Plan = SPEEDUP_PLAN) -> Ratio:
+    """How many times faster `other` runs than `base`: both timed with perfkit's loop in `rounds` interleaved
+    turns (A B, B A, …); the ratio of the medians of all their samples, with its interval."""
+    from perfkit.measure import measure
+    from perfkit.stats import speedup as ratio_of
+    from perfkit.stats import summarize
+
+    samples: dict[int, list[int]] = {0: [], 1: []}
+    for turn in range(rounds):
+        for side in ((0, 1) if turn % 2 == 0 else (1, 0)):
+            case = (base, other)[side]
+            samples[side] += measure(case.call, replace(plan, min_rounds=max(plan.min_rounds // rounds, 8))).samples_ns
+    ratio = ratio_of(summarize(samples[0]), summarize(samples[1]))
+    if ratio is None:
+        raise CaseFailed("too few samples for a speed-up interval")
+    return ratio
+
+
+def resolve_model(model: str, test_dir: str | Path, cache_dir: str | Path) -> str:
+    """`example:NAME` builds perfkit's example; a relative path is looked up beside the test file first."""
+    if model.startswith("example:"):
+        from perfkit.examples import write
+
+        return str(write(model.split(":", 1)[1], Path(cache_dir) / "examples"))
+    beside = Path(test_dir) / model
+    return str(beside) if not Path(model).is_absolute() and beside.exists() else model

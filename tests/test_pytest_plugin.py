@@ -1,0 +1,80 @@
+"""The pytest plugin, run as a user runs it: a suite file in a fresh pytest session (pytester), with the
+real pytest-benchmark timing the real onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+pytest_plugins = ["pytester"]
+
+
+def test_importing_the_plugin_imports_nothing_heavy():
+    code = ("import sys, perfkit.pytest_plugin\n"
+            "print(sorted(m for m in ('onnxruntime', 'numpy', 'onnx', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+SUITE = '''
+import pytest
+
+@pytest.mark.perfkit(model="example:cnn", variant="int8-dynamic", batch=4, rounds=30, warmup_rounds=3)
+def test_cnn_int8(perfkit_benchmark, perfkit_case, perfkit_speedup):
+    int8 = perfkit_benchmark()
+    fp32 = perfkit_case("example:cnn", batch=4)
+    ratio = perfkit_speedup(fp32, int8)
+    assert ratio.value > 0 and ratio.low <= ratio.value <= ratio.high
+    assert int8.cosine > 0.99 and fp32.cosine > 0.9999  # fp32 against the model as written, optimizations off
+
+@pytest.mark.perfkit("example:one-node")
+def test_plain(perfkit_benchmark):
+    case = perfkit_benchmark()
+    assert case.label == "base" and case.providers[0] == "CPUExecutionProvider"
+'''
+
+
+def test_a_suite_times_variants_and_records_what_pytest_benchmark_lacks(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFKIT_CACHE", str(tmp_path / "cache"))
+    pytester.makepyfile(test_suite=SUITE)
+    out = tmp_path / "bench.json"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--benchmark-only", f"--benchmark-json={out}")
+    result.assert_outcomes(passed=2)
+    records = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    int8 = records["test_cnn_int8"]
+    assert int8["stats"]["rounds"] == 30
+    info = int8["extra_info"]
+    assert info["variant"] == "int8-dynamic" and info["lineage"] == ["int8-dynamic"]
+    assert info["providers"][0] == "CPUExecutionProvider" and info["batch"] == 4
+    assert info["cosine"] > 0.99 and info["p50_ns"] > 0 and "p99_ns" in info
+    plain = records["test_plain"]["extra_info"]
+    assert plain["variant"] == "base" and plain["accuracy"]["y"]["max_abs"] == 0
+    assert records["test_plain"]["stats"]["rounds"] >= 20  # rounds chosen from the call's own speed
+
+
+def test_benchmark_compare_keeps_working(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFKIT_CACHE", str(tmp_path / "cache"))
+    pytester.makepyfile(test_suite='''
+import pytest
+
+@pytest.mark.perfkit(model="example:one-node", rounds=30, warmup_rounds=3)
+def test_node(perfkit_benchmark):
+    perfkit_benchmark()
+''')
+    storage = f"file://{tmp_path / 'storage'}"
+    first = pytester.runpytest_subprocess("--benchmark-only", f"--benchmark-storage={storage}", "--benchmark-autosave")
+    first.assert_outcomes(passed=1)
+    again = pytester.runpytest_subprocess("--benchmark-only", f"--benchmark-storage={storage}",
+                                          "--benchmark-compare", "--benchmark-compare-fail=mean:1000%")
+    again.assert_outcomes(passed=1)
+    assert "0001" in again.stdout.str()  # compared against the saved run
+
+
+def test_a_marker_without_a_model_is_a_usage_error(pytester):
+    pytester.makepyfile(test_suite='''
+def test_node(perfkit_benchmark):
+    perfkit_benchmark()
+''')
+    result = pytester.runpytest_subprocess("--benchmark-only")
+    assert "needs @pytest.mark.perfkit(model=...)" in result.stdout.str() + result.stderr.str()
