@@ -283,6 +283,36 @@ def show(run, fmt, output, results_dir) -> None:
 
 
 @main.command()
+@click.argument("run", default="latest")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE [report.html / stdout].")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
+              help="html: one self-contained file with plots; markdown: for a pull-request comment.")
+@results_option
+@debug_option
+def report(run, output, fmt, results_dir) -> None:
+    """A stored RUN as a self-contained HTML page (plots, table, environment) or as markdown."""
+    from pathlib import Path
+
+    from perfkit.store import Store, write_atomic
+
+    stored = Store(results_dir).load(run)
+    if fmt == "markdown":
+        from perfkit.render import render_markdown
+
+        text = render_markdown(stored)
+        if not output:
+            click.echo(text, nl=False)
+            return
+    else:
+        from perfkit.html_report import render_html
+
+        text = render_html(stored)
+        output = output or "report.html"
+    write_atomic(Path(output), text)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @results_option
 @debug_option

@@ -142,6 +142,9 @@ def write_atomic(path: Path, text: str | bytes) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file is the user's, readable as any they write
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
