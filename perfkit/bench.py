@@ -69,7 +69,7 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     report = Report(run_id=time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
                     warnings=warnings, command=command)
-    store = Store(spec.results_dir) if spec.results_dir else None
+    store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:
         store.begin(report)
     try:

@@ -50,6 +50,9 @@ debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eage
                             help="Show tracebacks instead of one-line errors.")
 results_option = click.option("--results-dir", default=lambda: os.environ.get("PERFKIT_RESULTS", "results"),
                               show_default="results (or $PERFKIT_RESULTS)", help="Where runs are kept.")
+store_option = click.option("--store", default=lambda: os.environ.get("PERFKIT_STORE") or None,
+                            metavar="postgresql://…", show_default="results-dir's SQLite (or $PERFKIT_STORE)",
+                            help="Keep runs in this PostgreSQL database instead: a team's shared history.")
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not stdout.")
 variants_option = click.option(
@@ -112,10 +115,11 @@ def main() -> None:
 @format_option
 @output_option
 @results_option
+@store_option
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
-          profile, trust, factory, opset, float64, fmt, output, results_dir) -> None:
+          profile, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
@@ -134,7 +138,7 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
                      shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
                      accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
-                     trust=trust, factory=factory, opset=opset, float64=float64)
+                     trust=trust, factory=factory, opset=opset, float64=float64, store=store)
     _run_and_print(spec, fmt, output)
 
 
@@ -224,15 +228,16 @@ def inspect(path, fmt) -> None:
 @click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
 @format_option
 @results_option
+@store_option
 @debug_option
-def demo(quick, fmt, results_dir) -> None:
+def demo(quick, fmt, results_dir, store) -> None:
     """Build a small CNN locally (no download), its optimized variants, and benchmark them at batch 8."""
     from perfkit.examples import write
     from perfkit.spec import QUICK_PLAN, Plan, make_spec
 
     path = write("cnn", os.path.join(".perfkit-cache", "examples"))
     click.echo(f"built {path} (a 2-layer CNN, 32x32 RGB input, random weights)", err=True)
-    spec = make_spec(path, batch=(8,), plan=QUICK_PLAN if quick else Plan(), results_dir=results_dir,
+    spec = make_spec(path, batch=(8,), plan=QUICK_PLAN if quick else Plan(), results_dir=results_dir, store=store,
                      variants=("auto",), accuracy_budget="cos>=0.999")
     _run_and_print(spec, fmt, None)
 
@@ -248,7 +253,8 @@ def _run_and_print(spec, fmt: str, output: str | None) -> None:
     report = bench_module.run(spec, on_progress=progress, command=tuple(sys.argv))
     _emit(report, fmt, output)
     if spec.results_dir:
-        click.echo(f"saved run {report.run_id} in {spec.results_dir}/", err=True)
+        where = "the PostgreSQL store" if spec.store else f"{spec.results_dir}/"
+        click.echo(f"saved run {report.run_id} in {where}", err=True)
     if report.failed:
         sys.exit(EXIT_ROW_FAILED)
 
@@ -274,12 +280,13 @@ def _emit(report, fmt: str, output: str | None) -> None:
 @format_option
 @output_option
 @results_option
+@store_option
 @debug_option
-def show(run, fmt, output, results_dir) -> None:
+def show(run, fmt, output, results_dir, store) -> None:
     """Re-render a stored RUN (an id, an id prefix, 'latest' or a .json path)."""
     from perfkit.store import Store
 
-    _emit(Store(results_dir).load(run), fmt, output)
+    _emit(Store(results_dir, store).load(run), fmt, output)
 
 
 @main.command()
@@ -288,14 +295,15 @@ def show(run, fmt, output, results_dir) -> None:
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
               help="html: one self-contained file with plots; markdown: for a pull-request comment.")
 @results_option
+@store_option
 @debug_option
-def report(run, output, fmt, results_dir) -> None:
+def report(run, output, fmt, results_dir, store) -> None:
     """A stored RUN as a self-contained HTML page (plots, table, environment) or as markdown."""
     from pathlib import Path
 
     from perfkit.store import Store, write_atomic
 
-    stored = Store(results_dir).load(run)
+    stored = Store(results_dir, store).load(run)
     if fmt == "markdown":
         from perfkit.render import render_markdown
 
@@ -315,12 +323,13 @@ def report(run, output, fmt, results_dir) -> None:
 @main.command()
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @results_option
+@store_option
 @debug_option
-def runs(limit, results_dir) -> None:
+def runs(limit, results_dir, store) -> None:
     """List stored runs, newest first."""
     from perfkit.store import Store
 
-    rows = Store(results_dir).runs(limit)
+    rows = Store(results_dir, store).runs(limit)
     if not rows:
         click.echo(f"no runs in {results_dir}/ yet — try `perfkit demo`")
         return
@@ -338,15 +347,16 @@ def runs(limit, results_dir) -> None:
 @click.option("--threshold", default="2%", show_default=True, metavar="PCT",
               help="Smallest change of the median that counts, however significant.")
 @results_option
+@store_option
 @debug_option
-def compare(old, new, fail_on, threshold, results_dir) -> None:
+def compare(old, new, fail_on, threshold, results_dir, store) -> None:
     """Compare two runs case by case (ids, prefixes, 'latest', baseline names or .json paths)."""
     from perfkit.compare import compare_runs, comparison_lines, parse_threshold
     from perfkit.store import Store
 
     limit = parse_threshold(fail_on) if fail_on else None
     practical = parse_threshold(threshold)
-    store = Store(results_dir)
+    store = Store(results_dir, store)
     result = compare_runs(store.load(old), store.load(new), practical=practical)
     for line in comparison_lines(result):
         click.echo(line)
@@ -360,13 +370,14 @@ def compare(old, new, fail_on, threshold, results_dir) -> None:
 @click.argument("model")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Newest runs to show.")
 @results_option
+@store_option
 @debug_option
-def history(model, limit, results_dir) -> None:
+def history(model, limit, results_dir, store) -> None:
     """The median of each case of MODEL (a path or file name) across the stored runs, oldest first."""
     from perfkit.render import fmt_ns
     from perfkit.store import Store
 
-    rows = Store(results_dir).history(model, limit)
+    rows = Store(results_dir, store).history(model, limit)
     if not rows:
         click.echo(f"no runs of {model} in {results_dir}/")
         return
@@ -394,12 +405,13 @@ def _bar(value: float | None, values: list[float]) -> str:
 @click.argument("run")
 @click.argument("name")
 @results_option
+@store_option
 @debug_option
-def baseline(run, name, results_dir) -> None:
+def baseline(run, name, results_dir, store) -> None:
     """Keep RUN as results/baselines/NAME.json, to commit and compare against (perfkit compare NAME latest)."""
     from perfkit.store import Store
 
-    click.echo(f"wrote {Store(results_dir).save_baseline(run, name)}")
+    click.echo(f"wrote {Store(results_dir, store).save_baseline(run, name)}")
 
 
 @main.command()

@@ -79,6 +79,7 @@ class BenchSpec:
     factory: str | None = None  # package.module:function building the module a PyTorch state dict fills
     opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
     float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
+    store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
@@ -136,7 +137,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               allow_fallback: bool = False, results_dir: str | None = "results", variants: tuple[str, ...] = (),
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
               profile: bool = False, trust: bool = False, factory: str | None = None,
-              opset: int | None = None, float64: bool = False) -> BenchSpec:
+              opset: int | None = None, float64: bool = False, store: str | None = None) -> BenchSpec:
     """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
     from perfkit.accuracy import parse_budget
     from perfkit.transforms import parse_chain, split_chains
@@ -162,4 +163,4 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
                            "e.g. --factory mypackage.models:build_resnet")
     return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir, chains,
                      budget, calibration, cache_dir or default_cache_dir(), profile=profile, trust=trust,
-                     factory=factory, opset=opset, float64=float64)
+                     factory=factory, opset=opset, float64=float64, store=store)
