@@ -147,8 +147,13 @@ def comparison_lines(c: Comparison) -> list[str]:
 
     width = max((len(x.key) for x in c.cases), default=10)
     lines = [f"{c.old.run_id} → {c.new.run_id}  (rank test p < {ALPHA:g} and a change of at least "
-             f"{c.practical:.0%} to call it)", f"{'case':<{width}}  {'old':>10}  {'new':>10}  {'change':>8}  "
-             f"{'p':>8}  verdict"]
+             f"{c.practical:.0%} to call it)"]
+    before, after = (sorted({r.model.digest[:12] for r in run.results if r.model.is_base and r.model.digest})
+                     for run in (c.old, c.new))
+    if before != after:  # a new model version: the point of many comparisons, said so it is not a surprise
+        lines.append(f"the model changed between the runs: {c.old.spec.model} ({', '.join(before)}) → "
+                     f"{c.new.spec.model} ({', '.join(after)})")
+    lines.append(f"{'case':<{width}}  {'old':>10}  {'new':>10}  {'change':>8}  {'p':>8}  verdict")
     for x in c.cases:
         old = fmt_ns(x.old_ns) if x.old_ns else "-"
         new = fmt_ns(x.new_ns) if x.new_ns else "-"

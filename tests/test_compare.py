@@ -96,6 +96,7 @@ def test_the_cli_gate_exits_1_on_a_regression_and_baselines_are_named(runs, tmp_
     assert saved.exit_code == 0 and (tmp_path / "results" / "baselines" / "main.json").is_file()
     gate = cli.invoke(main, ["compare", "main", slowed.run_id, "--fail-on-regression", "5%"])
     assert gate.exit_code == 1 and "slower" in gate.stdout and "regression" in gate.stderr
+    assert "the model changed between the runs" in gate.stdout
     fine = cli.invoke(main, ["compare", "main", fast.run_id, "--fail-on-regression", "5%"])
     assert fine.exit_code == 0 and "≈" in fine.stdout
     history = cli.invoke(main, ["history", "fast.onnx"])
