@@ -7,6 +7,8 @@ pytest-benchmark lacks. Nothing heavy is imported until a fixture is used: pytes
         int8 = perfkit_benchmark()                      # timed by pytest-benchmark, extra_info filled
         fp32 = perfkit_case("example:cnn", batch=8)
         assert perfkit_speedup(fp32, int8).value >= 1.5 and int8.cosine >= 0.999
+
+PYTEST_DONT_REWRITE: the plugin has no asserts of its own, and rewriting it would cost every pytest start.
 """
 
 from __future__ import annotations
