@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from perfkit.report import Report
 from perfkit.verdict import judge
 
-WIDTH = 760  # px of every plot
+PLOT_W = 520  # px of every plot's drawing area, right of its labels
 ROW_H = 26  # px per row in the box and bar plots
-LEFT = 250  # px for row labels
+CHAR_W = 6.4  # px per character of an 11 px label: the label column is as wide as its longest label
 PALETTE = ("#3366aa", "#cc6633", "#339966", "#aa3377", "#777777", "#bb9922", "#22aaaa", "#884422")
 
 
@@ -50,13 +50,17 @@ def boxes(report: Report) -> list[Box]:
     return out
 
 
-def _scale(lo: float, hi: float, log: bool):
+def _left(labels: list[str]) -> int:
+    """Width of the label column: the longest label fits, up to half a wide screen."""
+    return int(min(max((len(t) for t in labels), default=10) * CHAR_W + 16, 560))
+
+
+def _scale(lo: float, hi: float, log: bool, left: int):
     """Value -> x pixel inside the plot area."""
-    span_px = WIDTH - LEFT - 20
     if log:
         a, b = math.log10(lo), math.log10(hi)
-        return lambda v: LEFT + (math.log10(max(v, lo)) - a) / ((b - a) or 1) * span_px
-    return lambda v: LEFT + (v - lo) / ((hi - lo) or 1) * span_px
+        return lambda v: left + (math.log10(max(v, lo)) - a) / ((b - a) or 1) * PLOT_W
+    return lambda v: left + (v - lo) / ((hi - lo) or 1) * PLOT_W
 
 
 def _axis(lo: float, hi: float, x, height: int, fmt, log: bool) -> str:
@@ -69,8 +73,11 @@ def _axis(lo: float, hi: float, x, height: int, fmt, log: bool) -> str:
                 if lo <= v <= hi:
                     ticks.append(v)
             e += 1
-    else:
-        ticks = [lo + (hi - lo) * k / 5 for k in range(6)]
+    else:  # round steps (1, 2 or 5 × 10^k), so a label is the value at its line
+        raw = (hi - lo) / 5 or 1
+        step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda t: abs(t - raw))
+        first = math.ceil(lo / step) * step
+        ticks = [first + k * step for k in range(int((hi - first) / step) + 1)]
     parts = []
     for v in ticks:
         px = x(v)
@@ -88,9 +95,10 @@ def latency_plot(report: Report) -> str:
     lo = min(b.low for b in bs) * 0.9
     hi = max(max(b.high, b.p99 or 0) for b in bs) * 1.1
     log = hi / lo > 20
-    x = _scale(lo, hi, log)
+    left = _left([b.label for b in bs])
+    x = _scale(lo, hi, log, left)
     height = 30 + ROW_H * len(bs) + 20
-    parts = [f'<svg class="plot" data-plot="latency" width="{WIDTH}" height="{height}" role="img" '
+    parts = [f'<svg class="plot" data-plot="latency" width="{left + PLOT_W + 40}" height="{height}" role="img" '
              f'aria-label="latency per row">', _axis(lo, hi, x, height, fmt_ns, log)]
     for k, b in enumerate(bs):
         y = 20 + ROW_H * k
@@ -100,7 +108,7 @@ def latency_plot(report: Report) -> str:
                f"{fmt_ns(b.low)}–{fmt_ns(b.high)}" + (f", p99 {fmt_ns(b.p99)}" if b.p99 else ""))
         parts.append(
             f'<g class="mark"><title>{html.escape(tip)}</title>'
-            f'<text x="{LEFT - 8}" y="{mid + 4}" class="label">{html.escape(b.label)}</text>'
+            f'<text x="{left - 8}" y="{mid + 4}" class="label">{html.escape(b.label)}</text>'
             f'<line x1="{x(b.low):.1f}" x2="{x(b.high):.1f}" y1="{mid}" y2="{mid}" stroke="{color}"/>'
             f'<rect x="{x(b.q1):.1f}" y="{mid - 7}" width="{max(x(b.q3) - x(b.q1), 1):.1f}" height="14" '
             f'fill="{color}" fill-opacity="0.35" stroke="{color}"/>'
@@ -118,9 +126,11 @@ def speedup_plot(report: Report) -> str:
     if not bars:
         return '<p class="empty">no speed-ups: a run without variants has only baselines</p>'
     hi = max(max(s.high for _, _, s in bars), 1.0) * 1.1
-    x = _scale(0.0, hi, False)
+    labels = [f"{i + 1}. {r.model.label}" for i, r, _ in bars]
+    left = _left(labels)
+    x = _scale(0.0, hi, False, left)
     height = 30 + ROW_H * len(bars) + 20
-    parts = [f'<svg class="plot" data-plot="speedup" width="{WIDTH}" height="{height}" role="img" '
+    parts = [f'<svg class="plot" data-plot="speedup" width="{left + PLOT_W + 60}" height="{height}" role="img" '
              f'aria-label="speed-up against the baseline">', _axis(0.0, hi, x, height, lambda v: f"{v:.1f}×", False),
              f'<line x1="{x(1):.1f}" x2="{x(1):.1f}" y1="10" y2="{height - 20}" class="one"/>']
     for k, (i, r, s) in enumerate(bars):
@@ -130,7 +140,7 @@ def speedup_plot(report: Report) -> str:
                f"{verdict.baseline[i] + 1}" + ("" if s.significant else ", inside the noise"))
         parts.append(
             f'<g class="mark"><title>{html.escape(tip)}</title>'
-            f'<text x="{LEFT - 8}" y="{y + 14}" class="label">{html.escape(f"{i + 1}. {r.model.label}")}</text>'
+            f'<text x="{left - 8}" y="{y + 14}" class="label">{html.escape(labels[k])}</text>'
             f'<rect x="{x(0):.1f}" y="{y + 4}" width="{x(s.value) - x(0):.1f}" height="14" fill="{color}" '
             f'fill-opacity="{0.8 if s.significant else 0.35}"/>'
             f'<line x1="{x(s.low):.1f}" x2="{x(s.high):.1f}" y1="{y + 11}" y2="{y + 11}" stroke="#222"/>'
@@ -164,18 +174,19 @@ def accuracy_plot(report: Report) -> str:
     lat_lo, lat_hi = min(p[0] for p in points) * 0.8, max(p[0] for p in points) * 1.25
     err_lo, err_hi = min(p[1] for p in points) / 3, max(p[1] for p in points) * 3
     height = 320
-    x = _scale(lat_lo, lat_hi, lat_hi / lat_lo > 20)
+    left = _left(["1 − cos 1e-10 (more accurate)"])
+    x = _scale(lat_lo, lat_hi, lat_hi / lat_lo > 20, left)
     top, bottom = 20, height - 40
 
     def y(err: float) -> float:
         a, b = math.log10(err_lo), math.log10(err_hi)
         return bottom - (math.log10(err) - a) / ((b - a) or 1) * (bottom - top)
 
-    parts = [f'<svg class="plot" data-plot="accuracy" width="{WIDTH}" height="{height}" role="img" '
+    parts = [f'<svg class="plot" data-plot="accuracy" width="{left + PLOT_W + 40}" height="{height}" role="img" '
              f'aria-label="accuracy against latency">',
              _axis(lat_lo, lat_hi, x, height - 15, fmt_ns, lat_hi / lat_lo > 20),
-             f'<text x="{LEFT - 8}" y="{top + 4}" class="label">1 − cos {err_hi:.0e}</text>',
-             f'<text x="{LEFT - 8}" y="{bottom}" class="label">{err_lo:.0e} (more accurate)</text>']
+             f'<text x="{left - 8}" y="{top + 4}" class="label">1 − cos {err_hi:.0e}</text>',
+             f'<text x="{left - 8}" y="{bottom}" class="label">{err_lo:.0e} (more accurate)</text>']
     ordered = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
     if len(ordered) > 1:
         path = " ".join(f"{x(lat):.1f},{y(err):.1f}" for lat, err, _ in ordered)
