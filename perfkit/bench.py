@@ -22,6 +22,7 @@ from perfkit.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.isolate import call_in, one_line
 from perfkit.model import EXPORTED, Model, Signature, disk_size, open_onnx, read_signature
 from perfkit.native import NativeModel, is_native
+from perfkit.placement import fallback_message, placement
 from perfkit.report import Contest, Measurement, Report, Result
 from perfkit.spec import BenchSpec, Plan, Target, Workload
 from perfkit.stats import stability_warnings, summarize, throughput
@@ -62,7 +63,7 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     fed = [feed(signature, wl, spec, compared=bool(spec.variants or native)) for wl in spec.workloads]
     chains = resolve_chains(spec, proto)
     calibration = calibrate(spec, signature, fed[0], chains)
-    check_targets(model, spec)
+    skipped = check_targets(model, spec)
     env = fingerprint()
     warnings = run_warnings(env, fed) + ((SYNTHETIC_CALIBRATION,) if calibration[0] and not spec.calibration
                                           else ())
@@ -100,15 +101,18 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
         cases: list[tuple[Fed, Reference | None, Target, Variant | Broken | NativeModel]] = [
             (f, ref, t, v) for f, ref in zip(fed, references, strict=True)
-            for t, v in ([(native_target(native, spec), native)] if native else []) +
+            for t, v in ([(t, native) for t in native_targets(native, spec)] if native else []) +
             [(t, v) for t in spec.targets for v in variants]]
         for i, (f, ref, target, variant) in enumerate(cases, 1):
             label = "+".join(variant.lineage) if isinstance(variant, Broken) else \
                 variant.label if isinstance(variant, NativeModel) else variant.model.label
             on_progress(f"[{i}/{len(cases)}] {label} on {target.label}, batch {f.shapes.batch}")
             footprint = footprints.get(variant.model.path) if isinstance(variant, Variant) else None
-            result = measure_native(variant, target, f, spec) if isinstance(variant, NativeModel) else \
-                measure_case(variant, target, f, ref, spec, footprint)
+            if target.label in skipped:
+                result = skipped_row(variant, target, f, skipped[target.label])
+            else:
+                result = measure_native(variant, target, f, spec) if isinstance(variant, NativeModel) else \
+                    measure_case(variant, target, f, ref, spec, footprint)
             report = replace(report, results=(*report.results, result))
             if store:
                 store.add(report, result)
@@ -153,6 +157,22 @@ def native_target(native: NativeModel, spec: BenchSpec) -> Target:
     return Target(native.framework, "cpu", threads=spec.targets[0].threads)
 
 
+def native_targets(native: NativeModel, spec: BenchSpec) -> list[Target]:
+    """The CPU, and for a PyTorch model also torch:cuda when a GPU target was asked for."""
+    targets = [native_target(native, spec)]
+    if native.framework == "torch" and any(t.device in ("cuda", "tensorrt") for t in spec.targets):
+        device_id = next((dict(t.provider_options).get("device_id") for t in spec.targets if t.gpu), None)
+        targets.append(Target("torch", "cuda", (("device_id", device_id),) if device_id else ()))
+    return targets
+
+
+def skipped_row(variant: Variant | Broken | NativeModel, target: Target, f: Fed, reason: str) -> Result:
+    """A case this machine cannot run: a row that says why, with no figure."""
+    model = Model(variant.path, variant.format, variant.digest, (variant.label,)) if isinstance(variant, NativeModel) \
+        else Model("", "onnx", "", variant.lineage) if isinstance(variant, Broken) else variant.model
+    return Result(model, target, f.shapes.batch, f.shapes.shapes, status="skipped", reason=reason)
+
+
 def feed(signature: Signature, wl: Workload, spec: BenchSpec, compared: bool) -> Fed:
     if wl.inputs:
         arrays, shapes = load_inputs(wl.inputs, signature)
@@ -191,22 +211,40 @@ def resolve_chains(spec: BenchSpec, proto) -> list[tuple[Step, ...]]:
     return [parse_chain(t) for t in dict.fromkeys(texts)]
 
 
-def check_targets(model: Model, spec: BenchSpec) -> None:
-    """A missing provider is the user's error (unless --allow-fallback); so is a model that will not load."""
+def check_targets(model: Model, spec: BenchSpec) -> dict[str, str]:
+    """{target label: why it is skipped} for GPU targets this machine cannot run while another target can;
+    any other missing provider (or every target missing) is the user's error, unless --allow-fallback; so is
+    a model that will not load."""
+    skipped: dict[str, str] = {}
     for target in spec.targets:
         reason = get_backend(target.backend).unavailable(target)
-        if reason and (not spec.allow_fallback or "not installed" in reason):
+        if not reason or spec.allow_fallback and "not installed" not in reason:
+            continue
+        if not target.gpu:
             raise PerfkitError(f"--target {target.label}", reason,
                                "pick one of those, or pass --allow-fallback to run on what is there")
+        skipped[target.label] = f"{reason} — no GPU row is measured here, and none pretends"
+    runnable = tuple(t for t in spec.targets if t.label not in skipped)
+    if not runnable:
+        target = spec.targets[0]
+        raise PerfkitError(f"--target {target.label}", skipped[target.label].split(" — ")[0],
+                           "install perfkit[gpu] on a machine with an NVIDIA GPU, add --target ort:cpu, or pass "
+                           "--allow-fallback to run on what is there")
     try:
-        ran = call_in(open_each, (model.path, spec.targets), spec.plan.timeout_s, spec.plan.isolate)
+        ran = call_in(open_each, (model.path, runnable), spec.plan.timeout_s, spec.plan.isolate)
     except CaseFailed as exc:
         raise PerfkitError(model.path, f"onnxruntime failed while loading it: {exc}",
                            "check the model with onnx.checker.check_model, or report it to onnxruntime") from None
-    for target, (requested, providers) in zip(spec.targets, ran, strict=True):
-        if providers[0] != requested and not spec.allow_fallback:
-            raise PerfkitError(f"--target {target.label}", f"asked for {requested}, onnxruntime ran {providers[0]}",
-                               "fix the provider's libraries, or pass --allow-fallback")
+    for target, (requested, providers) in zip(runnable, ran, strict=True):
+        if providers[0] == requested or spec.allow_fallback:
+            continue
+        if target.gpu and len(runnable) > 1:
+            skipped[target.label] = (f"asked for {requested}, onnxruntime ran {providers[0]}: the provider is there "
+                                     "but cannot run here (no device, or its libraries are missing)")
+            continue
+        raise PerfkitError(f"--target {target.label}", f"asked for {requested}, onnxruntime ran {providers[0]}",
+                           "fix the provider's libraries, or pass --allow-fallback")
+    return skipped
 
 
 def open_each(arg: tuple[str, tuple[Target, ...]]) -> list[tuple[str, tuple[str, ...]]]:
@@ -274,10 +312,35 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
         return replace(row, reason=str(exc))
     except Exception as exc:  # in-process (--no-isolate): any error in one case fails that row only
         return replace(row, reason=one_line(exc))
-    return finish_row(row, outcome, f, ref)
+    return finish_row(row, outcome, f, ref, spec.fail_on_fallback)
 
 
-def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None) -> Result:
+def gpu_notes(row: Result, outcome: Outcome) -> list[str]:
+    """What a GPU row's figure includes and leaves out: where its nodes ran, host copies, TensorRT's engine
+    build, int8's limits on the CUDA provider."""
+    from perfkit.render import fmt_ns
+
+    target, notes = row.target, []
+    if not target.gpu or target.backend != "ort":
+        return notes
+    found = placement(outcome.profile, outcome.settings.get("requested", ""))
+    if found:
+        notes.append(found.line())
+    if "iobinding" not in target.modes:
+        notes.append("the latency includes copying inputs to the device and outputs back; "
+                     f"{target.backend}:{target.device},iobinding measures the compute alone")
+    if target.device == "tensorrt":
+        notes.append(f"TensorRT engine build: {fmt_ns(outcome.load_ns + outcome.first_call_ns)} (session creation "
+                     f"{fmt_ns(outcome.load_ns)}, first call {fmt_ns(outcome.first_call_ns)}) — outside the "
+                     "statistics; trt_engine_cache_enable=1 keeps engines between runs")
+    if target.device == "cuda" and any(step.startswith("int8") for step in row.model.lineage):
+        notes.append("int8 on the CUDA provider: it has no kernels for QDQ or QLinear int8 ops, so they run on the "
+                     "CPU with copies both ways — use ort:tensorrt,trt_int8_enable=1 for int8 on the GPU, or fp16")
+    return notes
+
+
+def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None,
+               fail_on_fallback: bool = False) -> Result:
     """A measured row: statistics, stability and fallback warnings, status, accuracy against the reference."""
     t = outcome.timing
     summary = summarize(t.samples_ns)
@@ -290,7 +353,11 @@ def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None) -> 
         else ("ok", "")
     accuracy = against(ref, outcome.output_names, outcome.check_outputs) if ref and outcome.check_outputs else ()
     measurement = Measurement(t.samples_ns, t.warmup_calls, t.warmup_ns, outcome.load_ns, outcome.first_call_ns,
-                              t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes)
+                              t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes,
+                              outcome.device_base_bytes, outcome.device_peak_bytes)
+    warnings += gpu_notes(row, outcome)
+    if fail_on_fallback and row.target.gpu and (found := placement(outcome.profile, requested)) and found.fallback:
+        status, reason = "failed", fallback_message(found)
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
                    settings=outcome.settings, measurement=measurement, summary=summary,
                    throughput=throughput(f.shapes.batch, summary.median), warnings=tuple(warnings),
@@ -302,6 +369,10 @@ def measure_native(native: NativeModel, target: Target, f: Fed, spec: BenchSpec)
     import os
 
     model = Model(native.path, native.format, native.digest, (native.label,))
+    missing = get_backend(target.backend).unavailable(target)
+    if missing:
+        return skipped_row(native, target, f, f"{missing} — no GPU row is measured here, and none pretends"
+                           if target.device != "cpu" else missing)
     size = sum(p.stat().st_size for p in Path(native.path).rglob("*") if p.is_file()) \
         if os.path.isdir(native.path) else os.path.getsize(native.path)
     row = Result(model, target, f.shapes.batch, f.shapes.shapes, status="failed", size_bytes=size)

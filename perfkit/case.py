@@ -15,6 +15,7 @@ from perfkit.accuracy import nonfinite
 from perfkit.backends import get_backend
 from perfkit.measure import Clock, Timing, measure
 from perfkit.native import NativeModel
+from perfkit.nvml import process_device_bytes
 from perfkit.profile import OpTime, profile_ort
 from perfkit.spec import Plan, Target
 
@@ -43,10 +44,14 @@ class Outcome:
     check_outputs: tuple[list[Any], ...] = ()
     output_names: tuple[str, ...] = ()
     profile: tuple[OpTime, ...] = ()
+    device_base_bytes: int | None = None
+    device_peak_bytes: int | None = None
 
 
 def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
     base_rss = reset_peak_rss()
+    device_id = int(dict(case.target.provider_options).get("device_id", 0) or 0)
+    device_base = process_device_bytes(device_id) if case.target.gpu else None
     backend = get_backend(case.target.backend)
     t0 = clock()
     session = backend.open(case.native or case.model_path, case.target)
@@ -67,14 +72,17 @@ def run_case(case: Case, clock: Clock = time.perf_counter_ns) -> Outcome:
 
         timing = measure(call, case.plan, clock)
         peak = peak_rss()
+        device_peak = process_device_bytes(device_id) if case.target.gpu else None
         # After the timing, so neither the extra outputs nor the profiler touch the figures.
         checked = tuple([_plain(v) for v in session.run(session.prepare(f))] for f in case.checks)
         bad = bad or tuple(b for out in checked for b in nonfinite(out, session.output_names))[:4]
     finally:
         session.close()
-    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if case.profile and not case.native else ()
+    # A GPU row is always profiled once after its timing: where its nodes ran is part of its figure.
+    wanted = (case.profile or case.target.gpu) and not case.native
+    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if wanted else ()
     return Outcome(session.providers, session.settings, timing, load_ns, first_ns, base_rss, peak, bad, checked,
-                   session.output_names, profiled)
+                   session.output_names, profiled, device_base, device_peak)
 
 
 def run_checks(args: tuple[str, tuple[dict[str, Any], ...]]) -> tuple[tuple[str, ...], tuple[list[Any], ...]]:

@@ -108,6 +108,8 @@ def main() -> None:
 @calibration_option
 @cache_option
 @click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
+@click.option("--fail-on-fallback", is_flag=True,
+              help="A GPU row whose compute ops (Conv, MatMul, Gemm, Attention, …) ran on the CPU fails.")
 @trust_option
 @factory_option
 @opset_option
@@ -119,7 +121,7 @@ def main() -> None:
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
-          profile, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
+          profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
@@ -138,7 +140,8 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
                      shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
                      accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
-                     trust=trust, factory=factory, opset=opset, float64=float64, store=store)
+                     trust=trust, factory=factory, opset=opset, float64=float64, store=store,
+                     fail_on_fallback=fail_on_fallback)
     _run_and_print(spec, fmt, output)
 
 

@@ -58,14 +58,34 @@ def compared(report: Report) -> bool:
     return bool(report.spec.variants) or any(is_native_row(r) for r in report.results)
 
 
+def device_memory(report: Report) -> bool:
+    """Some row has a GPU memory figure (NVML): the table gains a column beside peak RSS."""
+    return any(r.measurement and r.measurement.device_peak_bytes is not None for r in report.results)
+
+
 def columns(report: Report) -> tuple[str, ...]:
-    if not compared(report):
-        return COLUMNS
-    return tuple(c for c in COLUMNS[:-1] if c not in HIDDEN_WITH_VARIANTS) + VARIANT_COLUMNS + COLUMNS[-1:]
+    names = COLUMNS
+    if compared(report):
+        names = tuple(c for c in COLUMNS[:-1] if c not in HIDDEN_WITH_VARIANTS) + VARIANT_COLUMNS + COLUMNS[-1:]
+    if device_memory(report):
+        k = names.index("peak RSS") + 1
+        names = (*names[:k], "GPU mem", *names[k:])
+    return names
 
 
 def all_cells(report: Report) -> list[list[str]]:
-    """Every row as text, with the variant columns and the best mark when the run has variants."""
+    """Every row as text: with the variant columns and the best mark when rows carry accuracy, and the GPU
+    memory column when some row has that figure."""
+    rows = _cells_with_variants(report)
+    if device_memory(report):
+        k = columns(report).index("GPU mem")
+        for r, row in zip(report.results, rows, strict=True):
+            m = r.measurement
+            row.insert(k, fmt_bytes(m.device_peak_bytes) if m and m.device_peak_bytes is not None else "-")
+    return rows
+
+
+def _cells_with_variants(report: Report) -> list[list[str]]:
     rows = [cells(r) for r in report.results]
     if not compared(report):
         return rows
@@ -80,7 +100,8 @@ def all_cells(report: Report) -> list[list[str]]:
         accuracy = list(summary_cells(r.accuracy))
         if budget is not None and not budget[0]:
             accuracy[0] += " ✗"
-        speed = "baseline" if b == i else "reference" if is_native_row(r) else fmt_ratio(verdict.speedups[i])
+        speed = "-" if r.summary is None else "baseline" if b == i else "reference" if is_native_row(r) else \
+            fmt_ratio(verdict.speedups[i])
         row[-1:-1] = [speed, size, change or "-", *accuracy]
         if i in verdict.best:
             row[0] = BEST + row[0]
@@ -232,7 +253,8 @@ def flat_rows(report: Report) -> list[dict[str, object]]:
             "mean_ns": s and s.mean, "stdev_ns": s and s.stdev, "cv": s and s.cv, "p90_ns": s and s.p90,
             "p99_ns": s and s.p99, "min_ns": s and s.min, "max_ns": s and s.max, "items_per_s": r.throughput,
             "load_ns": m and m.load_ns, "first_call_ns": m and m.first_call_ns,
-            "peak_rss_bytes": m and m.peak_rss_bytes, "size_bytes": r.size_bytes,
+            "peak_rss_bytes": m and m.peak_rss_bytes, "device_peak_bytes": m and m.device_peak_bytes,
+            "size_bytes": r.size_bytes,
             "speedup": ratio and ratio.value, "speedup_low": ratio and ratio.low, "speedup_high": ratio and ratio.high,
             "speedup_significant": ratio and ratio.significant, "vs_native": vs_native.get(i),
             "cosine": min((a.cosine for a in comparable if a.cosine is not None), default=None),

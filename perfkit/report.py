@@ -34,6 +34,8 @@ class Measurement:
     resolution_ns: float
     base_rss_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    device_base_bytes: int | None = None  # GPU memory of the process before the session (NVML), GPU rows only
+    device_peak_bytes: int | None = None  # and after the timed calls: allocators keep their peak
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,24 @@ from perfkit.accuracy import DEFAULT_BUDGET
 from perfkit.errors import PerfkitError
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
+# perfkit's own run modes, written as flags after the target: ort:cuda,iobinding
+MODES = {"iobinding": "inputs placed on the device once, outputs bound there: the figure is compute, not copies",
+         "cuda-graph": "the whole run captured as one CUDA graph and replayed (implies iobinding)"}
+# The provider options perfkit knows to be valid, so a typo is an error here, not silently ignored there.
+PROVIDER_OPTIONS = {
+    "cuda": ("device_id", "cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy",
+             "do_copy_in_default_stream", "cudnn_conv_use_max_workspace", "cudnn_conv1d_pad_to_nc1d",
+             "enable_cuda_graph", "use_tf32", "prefer_nhwc", "enable_skip_layer_norm_strict_mode",
+             "use_ep_level_unified_stream", "tunable_op_enable", "tunable_op_tuning_enable"),
+    "tensorrt": ("device_id", "trt_fp16_enable", "trt_int8_enable", "trt_int8_calibration_table_name",
+                 "trt_engine_cache_enable", "trt_engine_cache_path", "trt_timing_cache_enable",
+                 "trt_timing_cache_path", "trt_max_workspace_size", "trt_builder_optimization_level",
+                 "trt_max_partition_iterations", "trt_min_subgraph_size", "trt_dla_enable", "trt_dla_core",
+                 "trt_dump_subgraphs", "trt_force_sequential_engine_build", "trt_sparsity_enable",
+                 "trt_profile_min_shapes", "trt_profile_max_shapes", "trt_profile_opt_shapes",
+                 "trt_cuda_graph_enable", "trt_detailed_build_log"),
+}
+GPU_DEVICES = ("cuda", "tensorrt", "rocm", "migraphx", "dml")
 
 
 @dataclass(frozen=True)
@@ -21,11 +39,17 @@ class Target:
     provider_options: tuple[tuple[str, str], ...] = ()
     threads: int | None = None  # None: the backend's own default (onnxruntime: one per physical core)
     opt_level: str = "all"  # onnxruntime's own default graph optimization level
+    modes: tuple[str, ...] = ()  # iobinding, cuda-graph
 
     @property
     def label(self) -> str:
+        flags = "".join(f",{m}" for m in self.modes)
         opts = "".join(f",{k}={v}" for k, v in self.provider_options)
-        return f"{self.backend}:{self.device}{opts}"
+        return f"{self.backend}:{self.device}{flags}{opts}"
+
+    @property
+    def gpu(self) -> bool:
+        return self.device in GPU_DEVICES
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,7 @@ class BenchSpec:
     opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
     float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
     store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
+    fail_on_fallback: bool = False  # a GPU row whose compute ops ran on the CPU fails instead of warning
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
@@ -90,14 +115,31 @@ def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all
         backend, device = "ort", backend
     if not re.fullmatch(r"[a-z][a-z0-9_]*", backend) or not re.fullmatch(r"[a-z][a-z0-9_-]*", device):
         raise PerfkitError(f"--target {text}", "not a target", "write BACKEND:DEVICE, e.g. ort:cpu or ort:cuda")
-    pairs = []
+    pairs, modes = [], []
     for opt in opts:
         key, eq, value = opt.partition("=")
+        if not eq and key in MODES:
+            modes.append(key)
+            continue
         if not eq or not key:
-            raise PerfkitError(f"--target {text}", f"option '{opt}' is not KEY=VALUE",
-                               "write provider options as ort:cuda,device_id=0")
+            raise PerfkitError(f"--target {text}", f"option '{opt}' is neither KEY=VALUE nor a mode",
+                               f"write provider options as ort:cuda,device_id=0; modes: {', '.join(MODES)}")
+        known = PROVIDER_OPTIONS.get(device)
+        if known and key.strip() not in known:
+            raise PerfkitError(f"--target {text}", f"'{key}' is not an option of the {device} provider",
+                               f"its options: {', '.join(known)}")
         pairs.append((key.strip(), value.strip()))
-    return Target(backend, device, tuple(pairs), threads, check_opt_level(opt_level))
+    if modes and (backend != "ort" or device == "cpu" and "cuda-graph" in modes):
+        raise PerfkitError(f"--target {text}", f"{'/'.join(modes)} needs an onnxruntime GPU target",
+                           "write e.g. ort:cuda,iobinding (iobinding also works on ort:cpu)")
+    if "cuda-graph" in modes:
+        if device not in ("cuda", "tensorrt"):
+            raise PerfkitError(f"--target {text}", "CUDA graphs are a CUDA and TensorRT feature",
+                               "use ort:cuda,cuda-graph")
+        modes = sorted(set(modes) | {"iobinding"})
+        option = "enable_cuda_graph" if device == "cuda" else "trt_cuda_graph_enable"
+        pairs = [p for p in pairs if p[0] != option] + [(option, "1")]
+    return Target(backend, device, tuple(pairs), threads, check_opt_level(opt_level), tuple(modes))
 
 
 def check_opt_level(level: str) -> str:
@@ -137,7 +179,8 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               allow_fallback: bool = False, results_dir: str | None = "results", variants: tuple[str, ...] = (),
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
               profile: bool = False, trust: bool = False, factory: str | None = None,
-              opset: int | None = None, float64: bool = False, store: str | None = None) -> BenchSpec:
+              opset: int | None = None, float64: bool = False, store: str | None = None,
+              fail_on_fallback: bool = False) -> BenchSpec:
     """The one way the CLI and the Python API turn user-facing options into a BenchSpec."""
     from perfkit.accuracy import parse_budget
     from perfkit.transforms import parse_chain, split_chains
@@ -158,9 +201,15 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
     base = Workload(dims=parsed_dims, shapes=parsed_shapes, inputs=inputs, seed=seed)
     workloads = tuple(replace(base, batch=b) for b in batch) or (base,)
     parsed_targets = tuple(parse_target(t, threads=threads, opt_level=opt_level) for t in targets)
+    for t in parsed_targets:
+        if t.backend != "ort":
+            raise PerfkitError(f"--target {t.label}", "perfkit adds a native model's own rows itself (torch:cpu, and "
+                               "torch:cuda beside a GPU target); --target names onnxruntime targets",
+                               "write ort:cpu, ort:cuda, ort:tensorrt, …")
     if factory and not re.fullmatch(r"[\w.]+:\w+", factory):
         raise PerfkitError(f"--factory {factory}", "not package.module:function",
                            "e.g. --factory mypackage.models:build_resnet")
     return BenchSpec(str(model), parsed_targets, workloads, plan or Plan(), allow_fallback, results_dir, chains,
                      budget, calibration, cache_dir or default_cache_dir(), profile=profile, trust=trust,
-                     factory=factory, opset=opset, float64=float64, store=store)
+                     factory=factory, opset=opset, float64=float64, store=store,
+                     fail_on_fallback=fail_on_fallback)

@@ -18,7 +18,7 @@ def test_session_runs_and_reports_what_ran(relu_model):
     assert y.tolist() == [[0, 2, 0, 4]]
     assert session.providers[0] == "CPUExecutionProvider"
     assert session.settings == {"requested": "CPUExecutionProvider", "intra_op_threads": "1", "opt_level": "basic",
-                                "onnxruntime": session.settings["onnxruntime"]}
+                                "onnxruntime": session.settings["onnxruntime"], "io": "host arrays"}
     assert session.output_names == ("y",)
 
 

@@ -14,10 +14,23 @@ def test_bare_device_means_onnxruntime():
     assert parse_target("cpu") == Target("ort", "cpu")
 
 
-@pytest.mark.parametrize("text", ["ort:", "ORT:cpu", "ort:cuda,iobinding", "ort:cpu,=3", ":cpu"])
+@pytest.mark.parametrize("text", ["ort:", "ORT:cpu", "ort:cuda,fast", "ort:cpu,=3", ":cpu", "ort:cuda,devcie_id=0",
+                                  "ort:cpu,cuda-graph", "torch:cuda,iobinding", "ort:tensorrt,trt_fp32_enable=1"])
 def test_bad_targets(text):
     with pytest.raises(PerfkitError, match="--target"):
         parse_target(text)
+
+
+def test_modes_and_provider_options_of_gpu_targets():
+    bound = parse_target("ort:cuda,iobinding,device_id=1,cudnn_conv_algo_search=EXHAUSTIVE")
+    assert bound.modes == ("iobinding",) and bound.gpu and dict(bound.provider_options)["device_id"] == "1"
+    assert bound.label == "ort:cuda,iobinding,device_id=1,cudnn_conv_algo_search=EXHAUSTIVE"
+    graph = parse_target("ort:cuda,cuda-graph")
+    assert graph.modes == ("cuda-graph", "iobinding")  # a CUDA graph replays bound buffers
+    assert ("enable_cuda_graph", "1") in graph.provider_options
+    trt = parse_target("ort:tensorrt,trt_fp16_enable=1,trt_engine_cache_enable=1,trt_engine_cache_path=/tmp/e")
+    assert trt.gpu and len(trt.provider_options) == 3
+    assert parse_target("ort:cpu,iobinding").modes == ("iobinding",) and not parse_target("ort:cpu").gpu
 
 
 def test_unknown_opt_level():
