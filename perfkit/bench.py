@@ -77,21 +77,8 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         if spec.variants or native:
             on_progress(f"reference outputs of {native.label if native else model.path} on {len(fed[0].checks)} "
                         "feeds")
-        # Without variants there is nothing to compare: no reference worker, no check feeds run per row.
-        references = []
-        for f in fed:
-            ref, why = reference(native or model.path, f, spec.plan) if spec.variants or native else (None, "")
-            if ref is None and native and spec.variants:
-                # The variants can still be compared with the conversion they were built from.
-                ref, fallback_why = reference(model.path, f, spec.plan)
-                report = replace(report, warnings=(*report.warnings, f"batch {f.shapes.batch}: the native model "
-                                                   f"failed on the check feeds ({why}); the variants are compared "
-                                                   "with the ONNX conversion instead"))
-                why = fallback_why
-            references.append(ref)
-            if why:
-                report = replace(report, warnings=(*report.warnings, f"no accuracy for batch {f.shapes.batch}: "
-                                                   f"the reference run failed ({why})"))
+        references, notes = compute_references(fed, native, model.path, spec)
+        report = replace(report, warnings=(*report.warnings, *notes))
         ctx = build_context(spec, fed[0], calibration, references[0])
         variants: list[Variant | Broken] = [Variant(model)]
         for i, chain in enumerate(chains, 1):
@@ -104,9 +91,7 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
             for t, v in ([(t, native) for t in native_targets(native, spec)] if native else []) +
             [(t, v) for t in spec.targets for v in variants]]
         for i, (f, ref, target, variant) in enumerate(cases, 1):
-            label = "+".join(variant.lineage) if isinstance(variant, Broken) else \
-                variant.label if isinstance(variant, NativeModel) else variant.model.label
-            on_progress(f"[{i}/{len(cases)}] {label} on {target.label}, batch {f.shapes.batch}")
+            on_progress(f"[{i}/{len(cases)}] {case_label(variant)} on {target.label}, batch {f.shapes.batch}")
             footprint = footprints.get(variant.model.path) if isinstance(variant, Variant) else None
             if target.label in skipped:
                 result = skipped_row(variant, target, f, skipped[target.label])
@@ -125,6 +110,32 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         if store:
             store.finish(report)
     return report
+
+
+def compute_references(fed: list[Fed], native: NativeModel | None, model_path: str, spec: BenchSpec
+                       ) -> tuple[list[Reference | None], list[str]]:
+    """Per workload, the outputs every row is compared with: the native model's, else the ONNX model's as
+    written; and the warnings when one could not run. Without variants or a native model nothing is
+    compared: no reference worker, no check feeds run per row."""
+    references: list[Reference | None] = []
+    notes: list[str] = []
+    for f in fed:
+        ref, why = reference(native or model_path, f, spec.plan) if spec.variants or native else (None, "")
+        if ref is None and native and spec.variants:
+            # The variants can still be compared with the conversion they were built from.
+            notes.append(f"batch {f.shapes.batch}: the native model failed on the check feeds ({why}); the "
+                         "variants are compared with the ONNX conversion instead")
+            ref, why = reference(model_path, f, spec.plan)
+        references.append(ref)
+        if why:
+            notes.append(f"no accuracy for batch {f.shapes.batch}: the reference run failed ({why})")
+    return references, notes
+
+
+def case_label(variant: Variant | Broken | NativeModel) -> str:
+    if isinstance(variant, Broken):
+        return "+".join(variant.lineage)
+    return variant.label if isinstance(variant, NativeModel) else variant.model.label
 
 
 def open_model(spec: BenchSpec, on_progress: Callable[[str], None]
