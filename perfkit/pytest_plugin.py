@@ -13,8 +13,6 @@ PYTEST_DONT_REWRITE: the plugin has no asserts of its own, and rewriting it woul
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 PEDANTIC_SECONDS = 1.0  # timed rounds fill about this long; at least MIN_ROUNDS, at most MAX_ROUNDS
@@ -39,7 +37,7 @@ def perfkit_case(request, tmp_path_factory):
     opened = []
 
     def _open(model: str, **options):
-        options.setdefault("cache_dir", os.environ.get("PERFKIT_CACHE") or default_cache_dir())
+        options.setdefault("cache_dir", default_cache_dir())  # $PERFKIT_CACHE or .perfkit-cache
         path = resolve_model(model, request.path.parent, options["cache_dir"])
         case = open_case(path, **options)
         opened.append(case)
