@@ -22,7 +22,7 @@ from perfkit.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.isolate import call_in, one_line
 from perfkit.model import EXPORTED, Model, Signature, disk_size, open_onnx, read_signature
 from perfkit.native import NativeModel, is_native
-from perfkit.placement import fallback_message, placement
+from perfkit.placement import Placement, fallback_message, placement
 from perfkit.report import Contest, Measurement, Report, Result
 from perfkit.spec import BenchSpec, Plan, Target, Workload
 from perfkit.stats import stability_warnings, summarize, throughput
@@ -326,7 +326,7 @@ def measure_case(variant: Variant | Broken, target: Target, f: Fed, ref: Referen
     return finish_row(row, outcome, f, ref, spec.fail_on_fallback)
 
 
-def gpu_notes(row: Result, outcome: Outcome) -> list[str]:
+def gpu_notes(row: Result, outcome: Outcome, found: Placement | None) -> list[str]:
     """What a GPU row's figure includes and leaves out: where its nodes ran, host copies, TensorRT's engine
     build, int8's limits on the CUDA provider."""
     from perfkit.render import fmt_ns
@@ -334,7 +334,6 @@ def gpu_notes(row: Result, outcome: Outcome) -> list[str]:
     target, notes = row.target, []
     if not target.gpu or target.backend != "ort":
         return notes
-    found = placement(outcome.profile, outcome.settings.get("requested", ""))
     if found:
         notes.append(found.line())
     if "iobinding" not in target.modes:
@@ -366,8 +365,9 @@ def finish_row(row: Result, outcome: Outcome, f: Fed, ref: Reference | None,
     measurement = Measurement(t.samples_ns, t.warmup_calls, t.warmup_ns, outcome.load_ns, outcome.first_call_ns,
                               t.harness_ns, t.resolution_ns, outcome.base_rss_bytes, outcome.peak_rss_bytes,
                               outcome.device_base_bytes, outcome.device_peak_bytes)
-    warnings += gpu_notes(row, outcome)
-    if fail_on_fallback and row.target.gpu and (found := placement(outcome.profile, requested)) and found.fallback:
+    found = placement(outcome.profile, requested) if row.target.gpu else None
+    warnings += gpu_notes(row, outcome, found)
+    if fail_on_fallback and found and found.fallback:
         status, reason = "failed", fallback_message(found)
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
                    settings=outcome.settings, measurement=measurement, summary=summary,

@@ -69,8 +69,9 @@ def mann_whitney(a: list[float], b: list[float]) -> float:
 
 
 def case_key(r: Result) -> str:
-    shapes = "" if len(r.shapes) <= 1 else " " + ";".join(f"{n}={'x'.join(map(str, s))}" for n, s in r.shapes)
-    return f"{r.model.label} on {r.target.label}, batch {r.batch}{shapes}"
+    """Variant, target, batch and every input's shape: runs at another sequence length are other cases."""
+    shapes = ";".join(f"{n}={'x'.join(map(str, s))}" for n, s in r.shapes)
+    return f"{r.model.label} on {r.target.label}, batch {r.batch}" + (f" ({shapes})" if shapes else "")
 
 
 def compare_runs(old: Report, new: Report, practical: float = PRACTICAL, alpha: float = ALPHA) -> Comparison:

@@ -95,7 +95,8 @@ def _available(framework: str) -> tuple[bool, str]:
     return not missing, ", ".join(missing)
 
 
-def _pickle_details(path: Path) -> list[tuple[str, str]]:
+def _pickle_details(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(every global the pickle imports, the lines inspect shows for them)."""
     from perfkit.trust import scan_file
 
     scan = scan_file(path)
@@ -105,19 +106,18 @@ def _pickle_details(path: Path) -> list[tuple[str, str]]:
     out.append(("code at load", ", ".join(danger) if danger else "none beyond the classes listed"))
     if scan.stopped:
         out.append(("scan", f"incomplete: {scan.stopped}"))
-    return out
+    return scan.imports, out
 
 
 def _pickle(path: Path, suffix: str) -> Identity:
     from perfkit.native import _legacy_torch
 
-    details = _pickle_details(path)
-    imports = details[0][1]
+    imports, details = _pickle_details(path)
     if _legacy_torch(path):
         return _native(path, "torch-save", "a PyTorch file in the legacy torch.save format (a pickle)", "torch",
                        f"perfkit bench {path} --shape x=… (--trust if it holds a whole module)", details)
-    if any(m in imports for m in ("sklearn.", "lightgbm.", "xgboost.")):
-        kind = "joblib" if "joblib." in imports or suffix == ".joblib" else "sklearn"
+    if any(g.startswith(("sklearn.", "lightgbm.", "xgboost.")) for g in imports):
+        kind = "joblib" if any(g.startswith("joblib.") for g in imports) or suffix == ".joblib" else "sklearn"
         return _native(path, kind, f"a scikit-learn model, {'joblib' if kind == 'joblib' else 'pickled'} "
                        "(loading runs code)", "sklearn", f"perfkit convert {path} --trust -o model.onnx", details)
     return _native(path, "pickle", "a Python pickle (not recognisably a model; loading runs code)", None,
@@ -126,7 +126,7 @@ def _pickle(path: Path, suffix: str) -> Identity:
 
 def _compressed_pickle(path: Path) -> Identity:
     try:
-        details = _pickle_details(path)
+        _, details = _pickle_details(path)
     except Exception:
         return _native(path, "compressed", "a compressed file that is not a pickle perfkit can read", None,
                        "decompress it and run perfkit inspect on what is inside")
@@ -179,9 +179,9 @@ def _zip(path: Path, suffix: str) -> Identity:
                                                         "--trust for a whole module)")
         if kind == "torchscript":
             how += " --shape x=…"
-        details = _pickle_details(path) if kind == "torch-save" else []
+        imports, details = _pickle_details(path) if kind == "torch-save" else ([], [])
         if kind == "torch-save":
-            classes = [g for g in details[0][1].split(", ") if not _weights_global(g)]
+            classes = [g for g in imports if not _weights_global(g)]
             what = ("a torch.save archive holding a whole module (a pickle of its classes: loading runs code)"
                     if classes else "a torch.save archive of tensors only (a state dict, if it is a model)")
             how = f"perfkit convert {path} -o model.onnx --shape x=… " + \

@@ -81,19 +81,21 @@ def test_a_gpu_row_says_what_its_figure_includes(mlp):
     from perfkit.bench import gpu_notes
     from perfkit.model import Model
 
+    def notes_of(row, outcome):
+        return gpu_notes(row, outcome, placement(outcome.profile, outcome.settings["requested"]))
+
     outcome = run_case(Case(mlp, Target(), ({"x": __import__("numpy").ones((1, 16), "float32")},), FAST,
                             profile=True))
     cuda_int8 = Result(Model(mlp, "onnx", "", ("int8-dynamic",)), parse_target("ort:cuda"), 1, (), "ok")
-    notes = gpu_notes(cuda_int8, replace(outcome, settings={**outcome.settings,
-                                                           "requested": "CUDAExecutionProvider"}))
+    notes = notes_of(cuda_int8, replace(outcome, settings={**outcome.settings, "requested": "CUDAExecutionProvider"}))
     assert any(n.startswith("placement:") and "compute ops left off CUDA" in n for n in notes)
     assert any("includes copying inputs to the device" in n for n in notes)
     assert any("no kernels for QDQ or QLinear int8 ops" in n for n in notes)
     trt = Result(Model(mlp, "onnx", "", ()), parse_target("ort:tensorrt,iobinding"), 1, (), "ok")
-    trt_notes = gpu_notes(trt, outcome)
+    trt_notes = notes_of(trt, outcome)
     assert any(n.startswith("TensorRT engine build:") for n in trt_notes)
     assert not any("includes copying" in n for n in trt_notes)  # IOBinding: compute only
-    assert gpu_notes(replace(cuda_int8, target=Target()), outcome) == []  # a CPU row carries none
+    assert notes_of(replace(cuda_int8, target=Target()), outcome) == []  # a CPU row carries none
 
 
 def test_fail_on_fallback_fails_a_gpu_row_whose_compute_ran_on_the_cpu(mlp):
