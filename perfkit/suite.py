@@ -100,10 +100,10 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
         raise PerfkitError(model, "variant='native' needs a native model", "give the .pkl/.pt/.keras file")
     signature = read_signature(proto)
     fed = bench.feed(signature, spec.workloads[0], spec, compared=True)
-    ref, why = bench.reference(native or base.path, fed, spec.plan)
-    if variant == "native":
-        return _open(native.label, (native.label,), bench.native_target(native, spec), fed, None, native, (),
+    if variant == "native":  # the reference itself: nothing to compare it with
+        return _open(native.label, (native.label,), bench.native_target(native, spec), fed, None, native,
                      get_backend(native.framework))
+    ref, _ = bench.reference(native or base.path, fed, spec.plan)  # None: the case has no accuracy, as in bench
     chains = bench.resolve_chains(spec, proto)
     built: Any = Variant(base)
     if chains:
@@ -113,18 +113,18 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
         if isinstance(built, bench.Broken):
             raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
     target_used = bench.session_target(built, spec.targets[0])
-    return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path, ref,
+    return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path,
                  get_backend(target_used.backend))
 
 
-def _open(label, lineage, target, fed, ref, source, compare_to, backend) -> SuiteCase:
+def _open(label, lineage, target, fed, ref, source, backend) -> SuiteCase:
     from perfkit.bench import against
 
     session = backend.open(source, target)
     try:
         prepared = session.prepare(fed.feeds[0])
         session.run(prepared)  # the first call allocates; pytest-benchmark's warm-up does the rest
-        checked = tuple(list(session.run(session.prepare(f))) for f in fed.checks) if compare_to else ()
+        checked = tuple(list(session.run(session.prepare(f))) for f in fed.checks) if ref else ()
     except Exception:
         session.close()
         raise
