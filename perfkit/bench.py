@@ -67,8 +67,7 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
     env = fingerprint()
     warnings = run_warnings(env, fed) + ((SYNTHETIC_CALIBRATION,) if calibration[0] and not spec.calibration
                                           else ())
-    report = Report(run_id=time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2),
-                    created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
+    report = Report(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
                     warnings=warnings, command=command)
     store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:
@@ -110,6 +109,14 @@ def run(spec: BenchSpec, on_progress: Callable[[str], None] = lambda _: None,
         if store:
             store.finish(report)
     return report
+
+
+def new_run_id(now: float | None = None) -> str:
+    """`20261202-160144.123-97d3`: sorts in the order runs began, to the millisecond (two runs started in one
+    second were listed, and taken as 'latest', in the order of their random suffix), and stays unique."""
+    now = time.time() if now is None else now
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}-" + \
+        secrets.token_hex(2)
 
 
 def compute_references(fed: list[Fed], native: NativeModel | None, model_path: str, spec: BenchSpec

@@ -244,3 +244,11 @@ def test_outputs_are_matched_by_name_and_a_missing_one_does_not_hide_the_rest():
     assert a.name == "a" and a.comparable and a.max_abs == 1.0
     assert b.name == "b" and not b.comparable and "no output of this name" in b.reason
     assert [x.max_abs for x in against(ref, ("b", "a"), ([np.zeros(2), np.ones(3)],))] == [0.0, 0.0]
+
+
+def test_run_ids_sort_in_the_order_runs_began_within_one_second():
+    from perfkit.bench import new_run_id
+
+    ids = [new_run_id(1_800_000_000 + k / 1000) for k in (5, 120, 999)]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert ids[0].split("-")[1].endswith(".005")
