@@ -135,3 +135,18 @@ def test_a_file_of_a_lone_tensor_is_no_model(tmp_path):
     torch.save(torch.ones(3), tmp_path / "t.pt")
     with pytest.raises(PerfkitError, match="holds a Tensor, not a module or a state dict"):
         converted(tmp_path, tmp_path / "t.pt")
+
+
+def test_a_factory_beside_the_user_is_found_from_the_console_script(tmp_path):
+    """`perfkit` runs from the venv's bin folder, so the user's working folder is not on sys.path by itself."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "my_models.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(4, 2)\n")
+    torch.manual_seed(0)
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "w.pt")
+    done = subprocess.run([shutil.which("perfkit"), "convert", "w.pt", "--factory", "my_models:build", "--shape",
+                           "x=1x4", "-o", "w.onnx", "--cache-dir", "cache"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "parity: ok" in done.stdout and (tmp_path / "w.onnx").is_file()

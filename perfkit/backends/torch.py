@@ -74,7 +74,13 @@ def _from_factory(native: NativeModel, weights: dict, subject: str) -> Any:
     if not native.factory:
         raise PerfkitError(subject, f"a state dict ({len(weights)} tensors): weights without the module's code",
                            "pass --factory package.module:function, a function that returns the untrained module")
+    import os
+    import sys
+
     module_name, _, attr = native.factory.partition(":")
+    if os.getcwd() not in sys.path:
+        # The factory is the user's own code, named by them; like `python -m`, look in the folder they work in.
+        sys.path.insert(0, os.getcwd())
     try:
         make = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
