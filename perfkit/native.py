@@ -141,3 +141,13 @@ def backend_module(framework: str, subject: str):
         raise PerfkitError(subject, f"a {FRAMEWORK_NAMES[framework]} model needs {missing}, which is not installed",
                            f"pip install '{EXTRAS[framework]}'")
     return module
+
+
+def user_code_importable() -> None:
+    """A trusted pickle or a --factory names the user's own classes; like `python -m`, let them come from the
+    folder the user works in (the console script starts with only its own bin folder on sys.path)."""
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())

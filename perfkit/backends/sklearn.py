@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from perfkit.errors import PerfkitError
-from perfkit.native import NativeModel, Port
+from perfkit.native import NativeModel, Port, user_code_importable
 from perfkit.spec import Target
 from perfkit.trust import require_trust, trusted
 
@@ -43,6 +43,7 @@ def load(native: NativeModel) -> Any:
     require_trust(native.path, native.trusted, "this scikit-learn file", native.source or None)
     import joblib
 
+    user_code_importable()
     try:
         est = joblib.load(native.path)  # reads plain pickles too
     except ModuleNotFoundError as exc:

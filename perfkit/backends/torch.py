@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from perfkit.errors import PerfkitError
-from perfkit.native import NativeModel, Port
+from perfkit.native import NativeModel, Port, user_code_importable
 from perfkit.spec import Target
 from perfkit.trust import require_trust
 
@@ -53,6 +53,7 @@ def _load_saved(native: NativeModel, subject: str) -> Any:
         obj = torch.load(native.path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         require_trust(native.path, native.trusted, "this PyTorch file holds more than weights: it", subject)
+        user_code_importable()
         try:
             obj = torch.load(native.path, map_location="cpu", weights_only=False)
         except Exception as exc:
@@ -74,13 +75,8 @@ def _from_factory(native: NativeModel, weights: dict, subject: str) -> Any:
     if not native.factory:
         raise PerfkitError(subject, f"a state dict ({len(weights)} tensors): weights without the module's code",
                            "pass --factory package.module:function, a function that returns the untrained module")
-    import os
-    import sys
-
     module_name, _, attr = native.factory.partition(":")
-    if os.getcwd() not in sys.path:
-        # The factory is the user's own code, named by them; like `python -m`, look in the folder they work in.
-        sys.path.insert(0, os.getcwd())
+    user_code_importable()
     try:
         make = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
