@@ -24,6 +24,7 @@ CONVERTER_PACKAGES = {
     "torch": ("torch", "onnxscript"),
     "keras": ("keras", "tensorflow", "tf2onnx"),
 }
+FLOAT32_ONLY = ("LGBM", "XGB")  # onnxmltools' booster converters write float32 trees, whatever the input type
 PARITY_TOLERANCE = 1e-5  # the largest absolute error a float32 conversion should show on well-scaled outputs
 ONNX_FILE, NATIVE_FILE = "model.onnx", "native.json"
 
@@ -153,8 +154,10 @@ def float64_warnings(native: NativeModel, outputs: tuple[OutputAccuracy, ...], t
     where = ", ".join(steps) if steps else "float32 arithmetic in the converted graph"
     worst = ", ".join(f"{a.name}: " + (f"labels agree {a.agree:.2%}" if a.agree is not None and a.agree < 1
                                        else f"max abs {a.max_abs:.2g}") for a in off)
-    return [f"float64 → float32 changes answers ({worst}); the likely cause: {where} — compare on real data, "
-            "or convert with --float64 to keep scikit-learn's precision in the ONNX model"]
+    boosters = [s.split(" ")[0] for s in steps if s.startswith(FLOAT32_ONLY)]
+    fix = (f"--float64 cannot help: the {' and '.join(boosters)} converters write float32 trees"
+           if boosters else "or convert with --float64 to keep scikit-learn's precision in the ONNX model")
+    return [f"float64 → float32 changes answers ({worst}); the likely cause: {where} — compare on real data, {fix}"]
 
 
 def _sensitive_steps(native: NativeModel) -> list[str]:

@@ -184,3 +184,40 @@ def test_a_pickle_that_is_not_an_estimator_says_so(tmp_path):
     with pytest.raises(PerfkitError, match="holds a dict, not a fitted scikit-learn estimator"):
         run_convert(str(tmp_path / "d.pkl"), str(tmp_path / "d.onnx"), trust=True, isolate=False,
                     cache_dir=str(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("booster", ["lightgbm", "xgboost"])
+def test_boosters_in_a_pipeline_convert_through_onnxmltools(tmp_path, data, booster):
+    pytest.importorskip("onnxmltools")
+    if booster == "lightgbm":
+        lightgbm = pytest.importorskip("lightgbm")
+        model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1)
+    else:
+        xgboost = pytest.importorskip("xgboost")
+        model = xgboost.XGBClassifier(n_estimators=10)
+    x = data[0].astype(np.float32)  # the booster sees float32 values, as the ONNX model will
+    joblib.dump(make_pipeline(model).fit(x, data[1]), tmp_path / "b.joblib")
+    np.savez(tmp_path / "rows.npz", X=x)
+    lines, parity = run_convert(str(tmp_path / "b.joblib"), str(tmp_path / "b.onnx"), trust=True,
+                                inputs=str(tmp_path / "rows.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert parity.ok, lines
+    assert {a.name: a for a in parity.outputs}["label"].agree == 1.0 and parity.rows == 200
+
+
+def test_a_converter_that_cannot_do_float64_is_refused_before_caching_and_not_suggested(tmp_path, data):
+    xgboost = pytest.importorskip("xgboost")
+    pytest.importorskip("onnxmltools")
+    joblib.dump(make_pipeline(StandardScaler(), xgboost.XGBClassifier(n_estimators=10)).fit(*data),
+                tmp_path / "b.joblib")
+    np.savez(tmp_path / "rows.npz", X=data[0].astype(np.float32))
+    lines, parity = run_convert(str(tmp_path / "b.joblib"), str(tmp_path / "b.onnx"), trust=True,
+                                inputs=str(tmp_path / "rows.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    # The scaler's float32 rounding moves an item or two across a split: said, naming the cause, with no false fix.
+    assert not parity.ok and {a.name: a for a in parity.outputs}["label"].agree >= 0.95
+    assert "StandardScaler" in parity.warnings[0] and "--float64 cannot help" in parity.warnings[0]
+    np.savez(tmp_path / "rows64.npz", X=data[0])
+    with pytest.raises(PerfkitError, match="does not load in onnxruntime") as err:
+        run_convert(str(tmp_path / "b.joblib"), str(tmp_path / "b64.onnx"), trust=True, float64=True,
+                    inputs=str(tmp_path / "rows64.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert "without --float64" in err.value.fix and err.value.subject.endswith("b.joblib")
+    assert not list((tmp_path / "c" / "exports").glob("*/model.onnx"))[1:]  # only the float32 entry is cached

@@ -32,14 +32,27 @@ class ExportJob:
 
 
 def export(job: ExportJob) -> tuple[NativeModel, tuple[str, ...]]:
-    """Write the ONNX file; the native model with its input/output names filled, and notes."""
+    """Write the ONNX file; the native model with its input/output names filled, and notes. A file that
+    onnxruntime will not load is refused here, before it is cached."""
     native = job.native
     module = backend_module(native.framework, native.source or native.path)
-    if native.framework == "sklearn":
-        return _sklearn(job, module)
-    if native.framework == "torch":
-        return _torch(job, module)
-    return _keras(job, module)
+    convert = {"sklearn": _sklearn, "torch": _torch}.get(native.framework, _keras)
+    filled, notes = convert(job, module)
+    _check_loads(job)
+    return filled, notes
+
+
+def _check_loads(job: ExportJob) -> None:
+    from perfkit.backends.ort import OrtBackend
+    from perfkit.spec import Target
+
+    try:
+        OrtBackend().open(job.dst, Target(opt_level="disable")).close()
+    except PerfkitError as exc:
+        hint = "convert without --float64: a converter here writes float32 where float64 was asked for" \
+            if job.float64 else "try another --opset, or report it to the converter's project"
+        raise PerfkitError(job.native.source or job.native.path,
+                           f"the ONNX conversion does not load in onnxruntime ({exc.what})", hint) from None
 
 
 def read_sample(path_text: str | None) -> Any:
