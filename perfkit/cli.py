@@ -336,10 +336,10 @@ def runs(limit, results_dir, store) -> None:
     if not rows:
         click.echo(f"no runs in {results_dir}/ yet — try `perfkit demo`")
         return
-    click.echo(f"{'run':<24} {'created':<25} {'rows':>4}  {'state':<10} model")
+    click.echo(f"{'run':<26} {'created':<25} {'rows':>4}  {'state':<10} model")
     for r in rows:
         state = "complete" if r.complete else "incomplete"
-        click.echo(f"{r.run_id:<24} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
+        click.echo(f"{r.run_id:<26} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
 
 
 @main.command()
