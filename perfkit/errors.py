@@ -21,3 +21,12 @@ class Unsupported(Exception):
 
 class CaseFailed(Exception):
     """A case crashed, hung or raised: the row fails with this one-line reason and the sweep goes on."""
+
+
+def brief(exc: BaseException, limit: int = 180) -> str:
+    """An exception's message for one line of output: whitespace collapsed, terminal colours removed, cut at
+    `limit`; its type's name when it has no message."""
+    import re
+
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    return text[:limit] or type(exc).__name__

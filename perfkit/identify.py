@@ -8,7 +8,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from perfkit.errors import PerfkitError
+from perfkit.errors import PerfkitError, brief
 
 GZIP, BZ2, XZ = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"
 NEEDS = {"sklearn": ("sklearn", "skl2onnx"), "torch": ("torch",), "keras": ("keras", "tensorflow", "tf2onnx")}
@@ -206,7 +206,7 @@ def _hdf5(path: Path) -> Identity:
     except ImportError:
         details.append(("note", "h5py is not installed: the architecture was not checked"))
     except OSError as exc:
-        raise PerfkitError(str(path), f"a damaged HDF5 file ({' '.join(str(exc).split())[:120]})",
+        raise PerfkitError(str(path), f"a damaged HDF5 file ({brief(exc, 120)})",
                            "save the model again") from None
     return _native(path, "keras-h5", what, "keras", f"perfkit convert {path} -o model.onnx", details)
 

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from perfkit.errors import CaseFailed, PerfkitError, Unsupported
+from perfkit.errors import CaseFailed, PerfkitError, Unsupported, brief
 
 T = TypeVar("T")
 
@@ -90,7 +90,7 @@ def silenced(*fds: int):
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = brief(exc, 10_000)
     return f"{type(exc).__name__}: {text}"[:300]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfkit.errors import PerfkitError
+from perfkit.errors import PerfkitError, brief
 from perfkit.report import Report, Result, from_json, to_json
 
 # One schema for both databases: BIGINT holds nanoseconds and bytes in PostgreSQL, and is INTEGER to SQLite.
@@ -63,7 +63,7 @@ class _Database:
         try:
             conn = psycopg.connect(self.url, connect_timeout=10)
         except psycopg.Error as exc:
-            raise PerfkitError(f"--store {_redact(self.url)}", f"cannot connect ({' '.join(str(exc).split())[:160]})",
+            raise PerfkitError(f"--store {_redact(self.url)}", f"cannot connect ({brief(exc, 160)})",
                                "check the connection string, the server and its pg_hba.conf") from None
         with conn.cursor() as cur:
             for statement in (*SCHEMA, DOCUMENTS):

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError
+from perfkit.errors import PerfkitError, brief
 from perfkit.isolate import silenced
 from perfkit.native import NativeModel, Port
 from perfkit.spec import Target
@@ -41,7 +41,7 @@ def load(native: NativeModel) -> Any:
         try:
             loaded = tf.saved_model.load(native.path)
         except Exception as exc:
-            raise PerfkitError(subject, f"not a loadable SavedModel ({_short(exc)})",
+            raise PerfkitError(subject, f"not a loadable SavedModel ({brief(exc)})",
                                "save it again with tf.saved_model.save or model.export(path)") from None
         if "serving_default" not in getattr(loaded, "signatures", {}):
             raise PerfkitError(subject, "the SavedModel has no serving_default signature",
@@ -51,7 +51,7 @@ def load(native: NativeModel) -> Any:
     try:
         return keras.saving.load_model(native.path, compile=False, safe_mode=safe)
     except Exception as exc:
-        text = _short(exc)
+        text = brief(exc)
         if safe and ("safe_mode" in text or "lambda" in text.lower()):
             raise PerfkitError(subject, "the model holds Python code (a Lambda layer) that Keras runs only "
                                "outside safe mode", "pass --trust (or PERFKIT_TRUST=1) only if you trust where "
@@ -59,9 +59,6 @@ def load(native: NativeModel) -> Any:
         raise PerfkitError(subject, f"Keras could not load it ({text})",
                            "save it again with model.save('model.keras') in Keras 3") from None
 
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:180] or type(exc).__name__
 
 
 def _signature(loaded: Any) -> Any:

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError
+from perfkit.errors import PerfkitError, brief
 from perfkit.native import NativeModel, Port, user_code_importable
 from perfkit.spec import Target
 from perfkit.trust import require_trust
@@ -31,13 +31,13 @@ def load(native: NativeModel) -> Any:
         try:
             return torch.jit.load(native.path, map_location="cpu").eval()
         except Exception as exc:
-            raise PerfkitError(subject, f"not a loadable TorchScript archive ({_short(exc)})",
+            raise PerfkitError(subject, f"not a loadable TorchScript archive ({brief(exc)})",
                                "save it again with torch.jit.save(torch.jit.script(model), path)") from None
     if native.format == "exported-program":
         try:
             return torch.export.load(native.path)
         except Exception as exc:
-            raise PerfkitError(subject, f"not a loadable torch.export program ({_short(exc)})",
+            raise PerfkitError(subject, f"not a loadable torch.export program ({brief(exc)})",
                                "save it again with torch.export.save(torch.export.export(model, args), path)"
                                ) from None
     return _load_saved(native, subject)
@@ -57,10 +57,10 @@ def _load_saved(native: NativeModel, subject: str) -> Any:
         try:
             obj = torch.load(native.path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise PerfkitError(subject, f"torch.load failed even trusted ({_short(exc)})",
+            raise PerfkitError(subject, f"torch.load failed even trusted ({brief(exc)})",
                                "load it where the model's classes are importable, or save a state dict") from None
     except Exception as exc:
-        raise PerfkitError(subject, f"not a file torch.load reads ({_short(exc)})",
+        raise PerfkitError(subject, f"not a file torch.load reads ({brief(exc)})",
                            "save it with torch.save(model.state_dict(), path) or torch.jit.save") from None
     if isinstance(obj, torch.nn.Module):
         return obj.eval()
@@ -80,19 +80,16 @@ def _from_factory(native: NativeModel, weights: dict, subject: str) -> Any:
     try:
         make = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise PerfkitError(f"--factory {native.factory}", f"cannot import it ({_short(exc)})",
+        raise PerfkitError(f"--factory {native.factory}", f"cannot import it ({brief(exc)})",
                            "give package.module:function, importable from here (PYTHONPATH)") from None
     model = make()
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        raise PerfkitError(subject, f"the state dict does not fit --factory {native.factory}: {_short(exc)}",
+        raise PerfkitError(subject, f"the state dict does not fit --factory {native.factory}: {brief(exc)}",
                            "give the factory of the architecture that was trained") from None
     return model.eval()
 
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:180] or type(exc).__name__
 
 
 def input_ports(model: Any, native: NativeModel, shapes: tuple[tuple[str, tuple[int, ...]], ...],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from perfkit.errors import PerfkitError
+from perfkit.errors import PerfkitError, brief
 from perfkit.isolate import silenced
 from perfkit.native import NativeModel, Port, backend_module
 
@@ -149,8 +149,7 @@ def _sklearn_failure(native: NativeModel, exc: Exception) -> PerfkitError:
         return PerfkitError(native.source or native.path, f"skl2onnx has no converter for {name}",
                             "replace that step with a supported one, or register a converter with "
                             "skl2onnx.update_registered_converter (see skl2onnx's list of supported models)")
-    first = " ".join(text.split())[:200]
-    return PerfkitError(native.source or native.path, f"skl2onnx could not convert it: {first}",
+    return PerfkitError(native.source or native.path, f"skl2onnx could not convert it: {brief(exc, 200)}",
                         "check the estimator against skl2onnx's supported list, or pass --debug")
 
 
@@ -214,7 +213,7 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
                 _torch_dynamo(model, examples, names, outputs, job.dst, opset)
             notes.append(f"torch.onnx dynamo exporter, opset {opset}")
         except Exception as exc:
-            dynamo_error = _plain(exc, 160)
+            dynamo_error = brief(exc, 160)
     if not notes:
         if native.format == "exported-program":
             model = model.module()
@@ -222,7 +221,7 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
             with silenced():
                 _torch_legacy(model, examples, names, outputs, job.dst, opset)
         except Exception as exc:
-            raise _torch_failure(native, _plain(exc, 200), dynamo_error) from None
+            raise _torch_failure(native, brief(exc, 200), dynamo_error) from None
         notes.append(f"TorchScript exporter, opset {opset}" +
                      (f" (dynamo exporter failed: {dynamo_error})" if dynamo_error else ""))
     name_batch_dim(job.dst)
@@ -245,12 +244,6 @@ def _torch_failure(native: NativeModel, why: str, dynamo_error: str) -> PerfkitE
     return PerfkitError(native.source or native.path, f"torch.onnx could not export it: {why}",
                         "try another --opset, or replace the failing op" +
                         (f" (the dynamo exporter said: {dynamo_error})" if dynamo_error else ""))
-
-
-def _plain(exc: BaseException, limit: int) -> str:
-    """An exporter's message on one line, without its terminal colours."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    return " ".join(text.split())[:limit] or type(exc).__name__
 
 
 def _torch_dynamo(model, examples, names, outputs, dst: str, opset: int) -> None:
@@ -309,7 +302,7 @@ def _keras(job: ExportJob, kb) -> tuple[NativeModel, tuple[str, ...]]:
     except PerfkitError:
         raise
     except Exception as exc:
-        why = " ".join(str(exc).split())[:200]
+        why = brief(exc, 200)
         raise PerfkitError(native.source or native.path, f"tf2onnx could not convert it: {why}",
                            "try another --opset, or check the layers against tf2onnx's supported ops") from None
     name_outputs(job.dst)

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perfkit.errors import Unsupported
+from perfkit.errors import Unsupported, brief
 from perfkit.transforms import BuildContext
 from perfkit.transforms.cache import is_large
 
@@ -23,7 +23,7 @@ def preprocess(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
         quant_pre_process(str(src), str(out), save_as_external_data=large, all_tensors_to_one_file=True)
         return out, []
     except Exception as exc:  # its shape inference raises anything from sympy to KeyError on odd graphs
-        first = " ".join(str(exc).split())[:120] or type(exc).__name__
+        first = brief(exc, 120)
         try:
             quant_pre_process(str(src), str(out), skip_symbolic_shape=True, save_as_external_data=large,
                               all_tensors_to_one_file=True)
