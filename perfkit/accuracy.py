@@ -117,6 +117,21 @@ def compare(reference: list[list[Any]], candidate: list[list[Any]], names: tuple
     return tuple(out)
 
 
+def against(ref: tuple[tuple[str, ...], tuple[list[Any], ...]], output_names: tuple[str, ...],
+            check_outputs: tuple[list[Any], ...]) -> tuple[OutputAccuracy, ...]:
+    """Outputs matched to the reference's (its names, its outputs per feed) by name, as a variant may reorder
+    them; a reference output the row lacks is not comparable, the others are still compared."""
+    names, expected = ref
+    position = {n: k for k, n in enumerate(output_names)}
+    shared = [k for k, n in enumerate(names) if n in position]
+    got = [[out[position[names[k]]] for k in shared] for out in check_outputs]
+    compared = dict(zip((names[k] for k in shared),
+                        compare([[feed[k] for k in shared] for feed in expected], got,
+                                tuple(names[k] for k in shared)), strict=True))
+    return tuple(compared.get(n) or OutputAccuracy(n, comparable=False, reason="the variant has no output of this "
+                                                   "name") for n in names)
+
+
 def _as_array(value: Any):
     """Tensors as they are; sequences of maps (ZipMap) as a matrix by sorted key; else not comparable."""
     import numpy as np

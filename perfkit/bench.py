@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import onnx
 
-from perfkit.accuracy import OutputAccuracy, compare, parse_budget
+from perfkit.accuracy import against, parse_budget
 from perfkit.backends import get_backend
 from perfkit.case import Case, Outcome, run_case, run_checks
 from perfkit.convert import convert, native_checks, prepare_native
@@ -402,21 +402,6 @@ def measure_native(native: NativeModel, target: Target, f: Fed, spec: BenchSpec)
     except Exception as exc:
         return replace(row, reason=one_line(exc))
     return finish_row(row, outcome, f, None)
-
-
-def against(ref: Reference, output_names: tuple[str, ...], check_outputs: tuple[list[Any], ...]
-            ) -> tuple[OutputAccuracy, ...]:
-    """The row's outputs matched to the reference's by name (a variant may reorder them); a reference
-    output the row lacks is not comparable, the others are still compared."""
-    names, expected = ref
-    position = {n: k for k, n in enumerate(output_names)}
-    shared = [k for k, n in enumerate(names) if n in position]
-    got = [[out[position[names[k]]] for k in shared] for out in check_outputs]
-    compared = dict(zip((names[k] for k in shared),
-                        compare([[feed[k] for k in shared] for feed in expected], got,
-                                tuple(names[k] for k in shared)), strict=True))
-    return tuple(compared.get(n) or OutputAccuracy(n, comparable=False, reason="the variant has no output of this "
-                                                   "name") for n in names)
 
 
 CONTEST_ROUNDS = 4  # interleaved passes over the contenders; the median of the round medians resists a bad pass

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from perfkit.accuracy import OutputAccuracy, compare
+from perfkit.accuracy import OutputAccuracy, against
 from perfkit.errors import CaseFailed, PerfkitError
 from perfkit.isolate import call_in
 from perfkit.native import NativeModel, Port, identify
@@ -133,12 +133,9 @@ def parity(native: NativeModel, onnx_path: str, feeds: tuple[dict[str, Any], ...
     """The native model and its conversion on the same feeds, each in a worker; every output compared."""
     from perfkit.case import run_checks
 
-    names, expected = call_in(native_checks, (native, feeds), timeout_s, isolate)
+    reference = call_in(native_checks, (native, feeds), timeout_s, isolate)
     onnx_names, got = call_in(run_checks, (onnx_path, feeds), timeout_s, isolate)
-    position = {n: k for k, n in enumerate(onnx_names)}
-    shared = [n for n in names if n in position]
-    outputs = compare([[feed[names.index(n)] for n in shared] for feed in expected],
-                      [[feed[position[n]] for n in shared] for feed in got], tuple(shared))
+    outputs = against(reference, onnx_names, got)  # an output the conversion lacks is "not comparable"
     rows = sum(len(next(iter(f.values()))) for f in feeds) if feeds and feeds[0] else 0
     return Parity(outputs, rows, tuple(float64_warnings(native, outputs, timeout_s, isolate)))
 

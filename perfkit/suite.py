@@ -118,7 +118,7 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
 
 
 def _open(label, lineage, target, fed, ref, source, backend) -> SuiteCase:
-    from perfkit.bench import against
+    from perfkit.accuracy import against
 
     session = backend.open(source, target)
     try:

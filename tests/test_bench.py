@@ -237,7 +237,7 @@ def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_m
 def test_outputs_are_matched_by_name_and_a_missing_one_does_not_hide_the_rest():
     import numpy as np
 
-    from perfkit.bench import against
+    from perfkit.accuracy import against
 
     ref = (("a", "b"), ([np.ones(3), np.zeros(2)],))
     a, b = against(ref, ("a",), ([np.ones(3) * 2],))
