@@ -4,6 +4,7 @@ through both, every output compared, labels for classifiers, and where float64 â
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -58,8 +59,10 @@ def convert(native: NativeModel, *, cache_dir: str, opset: int | None = None,
                                               for p in meta["inputs"]),
                          outputs=tuple(meta["outputs"]), columns=meta["columns"])
         return Converted(filled, str(folder / ONNX_FILE), tuple(meta["notes"]), cached=True)
+    created = [p for p in (folder.parent.parent, folder.parent) if not p.exists()]
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    done = False
     try:
         job = ExportJob(native, str(tmp / ONNX_FILE), opset, shapes, data, float64)
         try:
@@ -73,8 +76,13 @@ def convert(native: NativeModel, *, cache_dir: str, opset: int | None = None,
         (tmp / NATIVE_FILE).write_text(json.dumps(meta, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not done:  # a failed conversion leaves no trace: not even the cache folders it made
+            for made in reversed(created):
+                with contextlib.suppress(OSError):
+                    made.rmdir()
     return Converted(filled, str(folder / ONNX_FILE), tuple(notes))
 
 

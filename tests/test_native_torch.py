@@ -150,3 +150,10 @@ def test_a_factory_beside_the_user_is_found_from_the_console_script(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "parity: ok" in done.stdout and (tmp_path / "w.onnx").is_file()
+
+
+def test_a_failed_conversion_leaves_no_cache_folders_behind(tmp_path):
+    torch.save(tiny_cnn().state_dict(), tmp_path / "w.pt")
+    with pytest.raises(PerfkitError, match="--factory"):
+        converted(tmp_path, tmp_path / "w.pt")  # a state dict without its factory
+    assert not (tmp_path / "c").exists() and not (tmp_path / "out.onnx").exists()
