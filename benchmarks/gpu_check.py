@@ -83,10 +83,10 @@ def against_cuda_events(folder: Path, log, blocks: int = 20, calls: int = 200) -
     import numpy as np
     import torch
 
+    from perfkit.analysis.stats import summarize
     from perfkit.backends.ort import OrtBackend
-    from perfkit.measure import measure
-    from perfkit.spec import Plan, parse_target
-    from perfkit.stats import summarize
+    from perfkit.core.spec import Plan, parse_target
+    from perfkit.measure.timing import measure
 
     session = OrtBackend().open(str(folder / "encoder.onnx"), parse_target("ort:cuda,iobinding"))
     feed = {"input_ids": np.ones((32, 128), np.int64), "attention_mask": np.ones((32, 128), np.int64),

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import perfkit
-from perfkit.spec import Plan
-from perfkit.verdict import native_speedups
+from perfkit.analysis.verdict import native_speedups
+from perfkit.core.spec import Plan
 
 PLAN = Plan(warmup_time_s=0.5, min_rounds=50, min_time_s=2.0, max_time_s=6.0)
 

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from perfkit.backends import get_backend
-from perfkit.measure import timed_rounds
-from perfkit.spec import Plan, Target
-from perfkit.workload import resolve_shapes, synthesize
+from perfkit.core.spec import Plan, Target
+from perfkit.measure.timing import timed_rounds
+from perfkit.measure.workload import resolve_shapes, synthesize
 
 MODELS = ["one-node", "cnn"]
 BLOCKS = 30  # alternating blocks: enough pairs that a burst of noise lands on both sides
@@ -23,8 +23,8 @@ CALLS_PER_BLOCK = 300
 
 
 def open_with_feed(path: str):
-    from perfkit.model import open_onnx, read_signature
-    from perfkit.spec import Workload
+    from perfkit.core.spec import Workload
+    from perfkit.files.onnx_file import open_onnx, read_signature
 
     _, proto = open_onnx(path)
     sig = read_signature(proto)

@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 
 from perfkit import bench
-from perfkit.case import Case, run_case
-from perfkit.isolate import call_isolated
-from perfkit.model import open_onnx, read_signature
-from perfkit.spec import Plan, Target, Workload, make_spec
-from perfkit.verdict import judge
-from perfkit.workload import calibration_feeds, resolve_shapes, synthesize
+from perfkit.analysis.verdict import judge
+from perfkit.core.spec import Plan, Target, Workload
+from perfkit.files.onnx_file import open_onnx, read_signature
+from perfkit.measure.case import Case, run_case
+from perfkit.measure.isolate import call_isolated
+from perfkit.measure.workload import calibration_feeds, resolve_shapes, synthesize
+from perfkit.options import make_spec
 
 BUDGET = "cos>=0.998"
 ROUNDS = 4  # interleaved passes over all candidates; each in another order
@@ -115,7 +116,7 @@ def test_auto_pick_is_at_least_as_fast_as_the_best_by_hand(benchmark, example_pa
                   **{f"by hand: {k}": (str(v), Target()) for k, v in by_hand.items()}}
     rounds = time_interleaved(candidates, feed)
     medians = {k: statistics.median(v) for k, v in rounds.items()}
-    from perfkit.model import file_digest
+    from perfkit.files.onnx_file import file_digest
 
     twins = [k for k, v in by_hand.items() if file_digest([v]) == file_digest([Path(pick.model.path)])]
     off = medians["fp32, optimizations off"]

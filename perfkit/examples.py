@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def _model(nodes, inputs, outputs, initializers, name: str, opset: int = 17):
@@ -196,8 +201,10 @@ def sklearn_pipeline(path: Path) -> Path:
     return path
 
 
-BUILDERS = {"cnn": cnn, "one-node": one_node, "small-encoder": small_encoder}  # small: demo, tests, suites
-BENCHMARK_BUILDERS = {"resnet": resnet, "encoder": encoder}  # the variant targets' models: benchmarks only
+# small: demo, tests, suites
+BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {"cnn": cnn, "one-node": one_node, "small-encoder": small_encoder}
+# the variant targets' models: benchmarks only
+BENCHMARK_BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {"resnet": resnet, "encoder": encoder}
 
 
 def write(name: str, folder: str | Path) -> Path:

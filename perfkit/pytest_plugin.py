@@ -96,7 +96,7 @@ def _estimate(call) -> float:
 
 def _percentiles(benchmark) -> dict:
     """p50/p90/p99 in ns from pytest-benchmark's own samples; a tail without enough samples is None."""
-    from perfkit.stats import summarize
+    from perfkit.analysis.stats import summarize
 
     stats = getattr(benchmark, "stats", None)
     data = getattr(getattr(stats, "stats", None), "data", None) or []

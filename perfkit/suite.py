@@ -13,10 +13,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from perfkit.accuracy import OutputAccuracy
-from perfkit.errors import CaseFailed, PerfkitError
-from perfkit.spec import Plan, Target
-from perfkit.stats import Ratio, Summary
+from perfkit.analysis.accuracy import against
+from perfkit.analysis.stats import speedup as ratio_of
+from perfkit.analysis.stats import summarize
+from perfkit.backends import get_backend
+from perfkit.core.errors import CaseFailed, PerfkitError
+from perfkit.core.model import NativeModel
+from perfkit.core.records import OutputAccuracy, Outputs, Ratio, Summary
+from perfkit.core.spec import Plan, Target
+from perfkit.measure.env import fingerprint
+from perfkit.measure.timing import measure
+from perfkit.measure.workload import FeedSet
+from perfkit.native.detect import is_native
+from perfkit.options import make_spec
+from perfkit.prepare import build_variants, native_target, prepare, session_target
+from perfkit.transforms import split_chains
+from perfkit.transforms.cache import Broken, Variant
 
 # Each side of a speed-up gate is timed in this many interleaved turns, so drift lands on both alike.
 SPEEDUP_ROUNDS = 4
@@ -24,7 +36,7 @@ SPEEDUP_PLAN = Plan(warmup_calls=5, warmup_time_s=0.2, min_rounds=30, min_time_s
                     isolate=False)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SuiteCase:
     """An open variant on a target: `call()` is one timed inference."""
 
@@ -54,9 +66,6 @@ class SuiteCase:
         return min(values) if values else None
 
     def measure(self, plan: Plan = SPEEDUP_PLAN) -> Summary:
-        from perfkit.measure import measure
-        from perfkit.stats import summarize
-
         return summarize(measure(self.call, plan).samples_ns)
 
     def info(self) -> dict[str, Any]:
@@ -79,67 +88,50 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
               cache_dir: str | None = None, timeout_s: float = 600) -> SuiteCase:
     """`variant`: None for the model as given (its ONNX conversion for a native model), "native" for a native
     model in its own framework, or one chain such as "ort-opt:all+int8-static:qdq,u8s8"."""
-    from perfkit import bench
-    from perfkit.backends import get_backend
-    from perfkit.env import fingerprint
-    from perfkit.model import read_signature
-    from perfkit.spec import make_spec
-    from perfkit.transforms import split_chains
-    from perfkit.transforms.cache import Variant
-
     chain = () if variant in (None, "native", "base") else (variant,)
     if variant == "auto" or any(len(split_chains(c)) != 1 for c in chain):
         raise PerfkitError(f"variant={variant}", "a case is one variant", "name one chain, e.g. int8-dynamic")
     spec = make_spec(model, targets=(target,), batch=(batch,) if batch else (), dims=dims, shapes=shapes,
                      inputs=inputs, results_dir=None, variants=chain, calibration=calibration, cache_dir=cache_dir,
                      trust=trust, factory=factory, plan=Plan(timeout_s=timeout_s))
-    native, base, proto = bench.open_model(spec, lambda _: None)
-    if native:
-        spec = bench.batch_over_example_shapes(spec)
-    if variant == "native" and not native:
+    if variant == "native" and not is_native(model):
         raise PerfkitError(model, "variant='native' needs a native model", "give the .pkl/.pt/.keras file")
-    signature = read_signature(proto)
-    fed = bench.feed(signature, spec.workloads[0], spec, compared=True)
-    if variant == "native":  # the reference itself: nothing to compare it with
-        return _open(native.label, (native.label,), bench.native_target(native, spec), fed, None, native,
-                     get_backend(native.framework))
-    ref, _ = bench.reference(native or base.path, fed, spec.plan)  # None: the case has no accuracy, as in bench
-    chains = bench.resolve_chains(spec, proto)
-    built: Any = Variant(base)
-    if chains:
-        calibration_feeds = bench.calibrate(spec, signature, fed, chains)
-        ctx = bench.build_context(spec, fed, calibration_feeds, ref)
-        built = bench.build(base, chains[0], ctx, spec, fingerprint().cpu_flags)
-        if isinstance(built, bench.Broken):
-            raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
-    target_used = bench.session_target(built, spec.targets[0])
-    return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path,
-                 get_backend(target_used.backend))
+    # The native model is the reference itself: nothing to compare it with.
+    prepared = prepare(spec, compare=variant != "native")
+    fed, ref = prepared.feeds[0], prepared.references[0].outputs  # no outputs: no accuracy, as in bench
+    if variant == "native" and prepared.native:
+        native = prepared.native
+        return _open(native.label, (native.label,), native_target(native, prepared.spec), fed, None, native)
+    built: Variant | Broken = Variant(prepared.model)
+    if prepared.chains:
+        (built,) = build_variants(prepared, fingerprint().cpu_flags, lambda _: None)
+    if isinstance(built, Broken):
+        raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
+    target_used = session_target(built, prepared.spec.targets[0])
+    return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path)
 
 
-def _open(label, lineage, target, fed, ref, source, backend) -> SuiteCase:
-    from perfkit.accuracy import against
-
-    session = backend.open(source, target)
+def _open(label: str, lineage: tuple[str, ...], target: Target, fed: FeedSet, ref: Outputs | None,
+          source: str | NativeModel) -> SuiteCase:
+    # Stays open after this returns: pytest-benchmark times its calls, and SuiteCase.close() ends it.
+    session = get_backend(target.backend).open(source, target)
     try:
         prepared = session.prepare(fed.feeds[0])
         session.run(prepared)  # the first call allocates; pytest-benchmark's warm-up does the rest
-        checked = tuple(list(session.run(session.prepare(f))) for f in fed.checks) if ref else ()
+        checked = Outputs(session.output_names, tuple(list(session.run(session.prepare(f))) for f in fed.checks)) \
+            if ref else None
     except Exception:
         session.close()
         raise
-    accuracy = against(ref, session.output_names, checked) if ref and checked else ()
-    return SuiteCase(label, tuple(lineage), target, fed.shapes.batch, tuple(session.providers), accuracy,
-                     session.bind(prepared), dict(session.settings), session)
+    accuracy = against(ref, checked) if ref and checked and checked.per_feed else ()
+    return SuiteCase(label=label, lineage=tuple(lineage), target=target, batch=fed.shapes.batch,
+                     providers=tuple(session.providers), accuracy=accuracy, call=session.bind(prepared),
+                     settings=dict(session.settings), _session=session)
 
 
 def speedup(base: SuiteCase, other: SuiteCase, rounds: int = SPEEDUP_ROUNDS, plan: Plan = SPEEDUP_PLAN) -> Ratio:
     """How many times faster `other` runs than `base`: both timed with perfkit's loop in `rounds` interleaved
     turns (A B, B A, …); the ratio of the medians of all their samples, with its interval."""
-    from perfkit.measure import measure
-    from perfkit.stats import speedup as ratio_of
-    from perfkit.stats import summarize
-
     samples: dict[int, list[int]] = {0: [], 1: []}
     for turn in range(rounds):
         for side in ((0, 1) if turn % 2 == 0 else (1, 0)):

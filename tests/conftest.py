@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from perfkit.spec import Plan
+from perfkit.core.spec import Plan
 
 # Unit tests check behaviour, not speed: the fewest calls that still exercise every code path.
 FAST = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=8, min_time_s=0.0,

@@ -3,8 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from perfkit.accuracy import compare, nonfinite, parse_budget, summary_cells, within
-from perfkit.errors import PerfkitError
+from perfkit.analysis.accuracy import compare_outputs, nonfinite, parse_budget, within
+from perfkit.core.errors import PerfkitError
+from perfkit.output.cells import summary_cells
 
 
 def test_nan_and_inf_are_counted_per_output():
@@ -18,7 +19,7 @@ def test_non_tensor_outputs_are_not_judged_for_nan():
 
 def test_identical_outputs_are_exact():
     ref = [[np.array([[1.0, 2.0, 3.0]], np.float32)]]
-    (acc,) = compare(ref, ref, ("y",))
+    (acc,) = compare_outputs(ref, ref, ("y",))
     assert acc.max_abs == 0 and acc.mean_abs == 0 and acc.max_rel == 0 and acc.cosine == 1.0 and acc.agree == 1.0
 
 
@@ -27,7 +28,7 @@ def test_errors_over_several_feeds_and_every_output(rng):
     ref = [[rng.random((4, 10)), rng.random((4, 3, 8))] for _ in range(3)]
     got = [[r[0] + 0.01, r[1].copy()] for r in ref]
     got[2][1][0, 0, 0] += 0.5  # one element of the last feed only
-    scores, hidden = compare(ref, got, names)
+    scores, hidden = compare_outputs(ref, got, names)
     assert scores.max_abs == pytest.approx(0.01) and scores.mean_abs == pytest.approx(0.01)
     assert scores.agree == 1.0 and scores.top_k == 1.0  # a constant shift keeps every label
     assert hidden.max_abs == pytest.approx(0.5) and hidden.agree is None  # hidden states are not class scores
@@ -37,14 +38,14 @@ def test_errors_over_several_feeds_and_every_output(rng):
 def test_label_agreement_and_top_k():
     ref = [[np.eye(6)[[0, 1, 2, 3]]]]
     got = [[np.eye(6)[[0, 1, 5, 3]] + np.eye(6)[[0, 0, 2, 0]] * 0.5]]  # item 2: label 5 first, 2 second
-    (acc,) = compare(ref, got, ("logits",))
+    (acc,) = compare_outputs(ref, got, ("logits",))
     assert acc.agree == 0.75 and acc.top_k == 1.0
 
 
 def test_nan_never_passes_any_budget():
     ref = [[np.array([[0.1, 0.9]], np.float32)]]
     got = [[np.array([[np.nan, 0.9]], np.float32)]]
-    acc = compare(ref, got, ("y",))
+    acc = compare_outputs(ref, got, ("y",))
     assert acc[0].nonfinite == 1 and math.isinf(acc[0].max_abs)
     ok, why = within(acc, parse_budget("max_abs<=1e9"))
     assert not ok and "NaN/Inf" in why
@@ -54,7 +55,7 @@ def test_nan_never_passes_any_budget():
 def test_budgets_check_every_output():
     ref = [[np.ones((2, 4)), np.ones((2, 4))]]
     got = [[np.ones((2, 4)), np.ones((2, 4)) * 1.1]]
-    acc = compare(ref, got, ("a", "b"))
+    acc = compare_outputs(ref, got, ("a", "b"))
     assert within(acc, parse_budget("cos>=0.999")) == (True, "")
     ok, why = within(acc, parse_budget("cos>=0.999,max_abs<=1e-2"))
     assert not ok and why.startswith("b: max_abs 0.1")
@@ -63,20 +64,20 @@ def test_budgets_check_every_output():
 def test_maps_are_compared_by_value_and_other_things_are_not_comparable():
     ref = [[[{"a": 0.25, "b": 0.75}], "text"]]
     got = [[[{"a": 0.25, "b": 0.70}], "text"]]
-    zipmap, other = compare(ref, got, ("probs", "odd"))
+    zipmap, other = compare_outputs(ref, got, ("probs", "odd"))
     assert zipmap.comparable and zipmap.max_abs == pytest.approx(0.05) and zipmap.agree == 1.0
     assert not other.comparable and "not comparable" in other.reason
-    assert summary_cells(compare(ref, got, ("probs", "odd")))[1] == "0.05"
+    assert summary_cells(compare_outputs(ref, got, ("probs", "odd")))[1] == "0.05"
 
 
 def test_shape_mismatch_is_not_comparable():
-    (acc,) = compare([[np.ones((2, 3))]], [[np.ones((3, 2))]], ("y",))
+    (acc,) = compare_outputs([[np.ones((2, 3))]], [[np.ones((3, 2))]], ("y",))
     assert not acc.comparable and "shapes differ" in acc.reason
     assert within((acc,), parse_budget("cos>=0.9")) == (False, "no output could be compared")
 
 
 def test_integer_labels_agree_when_equal():
-    (acc,) = compare([[np.array([1, 2, 3, 4])]], [[np.array([1, 2, 0, 4])]], ("label",))
+    (acc,) = compare_outputs([[np.array([1, 2, 3, 4])]], [[np.array([1, 2, 0, 4])]], ("label",))
     assert acc.agree == 0.75 and acc.max_abs == 3
 
 

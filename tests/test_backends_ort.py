@@ -4,8 +4,8 @@ from onnx import TensorProto, helper
 
 from perfkit.backends import get_backend
 from perfkit.backends.ort import clean_message
-from perfkit.errors import PerfkitError
-from perfkit.spec import Target
+from perfkit.core.errors import PerfkitError
+from perfkit.core.spec import Target
 from tests.conftest import graph_model, tensor
 
 ORT = get_backend("ort")

@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 
 from perfkit import bench
-from perfkit.errors import PerfkitError
-from perfkit.spec import make_spec
-from perfkit.store import Store
+from perfkit.core.errors import PerfkitError
+from perfkit.options import make_spec
+from perfkit.output.store import Store
 from tests.conftest import FAST
 
 
@@ -90,8 +90,10 @@ def test_a_crashing_case_is_a_failed_row_and_the_sweep_goes_on(relu_model, monke
             raise RuntimeError("boom")
         return real(case)
 
-    real = bench.run_case
-    monkeypatch.setattr(bench, "run_case", flaky)
+    from perfkit import rows
+
+    real = rows.run_case
+    monkeypatch.setattr(rows, "run_case", flaky)
     report = bench.run(spec(relu_model, batch=(1, 2)))
     assert [r.status for r in report.results] == ["failed", "ok"]
     assert report.results[0].reason == "RuntimeError: boom" and report.failed
@@ -237,17 +239,18 @@ def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_m
 def test_outputs_are_matched_by_name_and_a_missing_one_does_not_hide_the_rest():
     import numpy as np
 
-    from perfkit.accuracy import against
+    from perfkit.analysis.accuracy import against
+    from perfkit.core.records import Outputs
 
-    ref = (("a", "b"), ([np.ones(3), np.zeros(2)],))
-    a, b = against(ref, ("a",), ([np.ones(3) * 2],))
+    ref = Outputs(("a", "b"), ([np.ones(3), np.zeros(2)],))
+    a, b = against(ref, Outputs(("a",), ([np.ones(3) * 2],)))
     assert a.name == "a" and a.comparable and a.max_abs == 1.0
     assert b.name == "b" and not b.comparable and "no output of this name" in b.reason
-    assert [x.max_abs for x in against(ref, ("b", "a"), ([np.zeros(2), np.ones(3)],))] == [0.0, 0.0]
+    assert [x.max_abs for x in against(ref, Outputs(("b", "a"), ([np.zeros(2), np.ones(3)],)))] == [0.0, 0.0]
 
 
 def test_run_ids_sort_in_the_order_runs_began_within_one_second():
-    from perfkit.bench import new_run_id
+    from perfkit.core.report import new_run_id
 
     ids = [new_run_id(1_800_000_000 + k / 1000) for k in (5, 120, 999)]
     assert ids == sorted(ids) and len(set(ids)) == 3

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from perfkit import bench
+from perfkit.analysis.verdict import judge
 from perfkit.cli import main
-from perfkit.render import flat_rows, render
-from perfkit.spec import make_spec
+from perfkit.options import make_spec
+from perfkit.output.render import flat_rows, render
 from tests.conftest import FAST
 
 sklearn = pytest.importorskip("sklearn")
@@ -48,9 +49,9 @@ def test_native_and_onnx_rows_side_by_side_with_the_native_model_as_reference(cl
     assert by_name["label"].agree == 1.0 and by_name["probabilities"].max_abs < 1e-5
     text = render(report, "table", width=250)
     assert "native vs ONNX, batch 16: row 2 (export:onnx on ort:cpu) runs" in text
-    flat = flat_rows(report)
+    flat = flat_rows(report, judge(report))
     assert flat[0]["vs_native"] is None and flat[1]["vs_native"] > 0
-    from perfkit.report import from_json, to_json
+    from perfkit.core.report import from_json, to_json
 
     again = from_json(to_json(report), "stored")
     assert render(again, "table", width=250) == text  # a stored native run reads back the same

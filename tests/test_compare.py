@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from perfkit import bench
+from perfkit.analysis.comparison import compare_runs, mann_whitney, parse_threshold
 from perfkit.cli import main
-from perfkit.compare import compare_runs, mann_whitney, parse_threshold
-from perfkit.errors import PerfkitError
-from perfkit.spec import make_spec
+from perfkit.core.errors import PerfkitError
+from perfkit.options import make_spec
 from tests.conftest import FAST, graph_model, tensor
 
 

@@ -1,4 +1,5 @@
-from perfkit.env import conflicting_runtimes, describe, fingerprint
+from perfkit.measure.env import conflicting_runtimes, fingerprint
+from perfkit.output.cells import describe
 
 
 def test_fingerprint_records_hardware_and_software():

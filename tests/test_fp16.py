@@ -3,9 +3,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from perfkit.accuracy import parse_budget
-from perfkit.model import open_onnx
-from perfkit.transforms import BuildContext, op_histogram, parse_chain
+from perfkit.analysis.accuracy import parse_budget
+from perfkit.core.records import Outputs
+from perfkit.files.onnx_file import op_histogram, open_onnx
+from perfkit.transforms import BuildContext, parse_chain
 from perfkit.transforms.cache import build_chain
 from perfkit.transforms.fp16 import run_node_by_node
 from tests import models
@@ -14,8 +15,8 @@ from tests import models
 def context(path, rng, shape=(8, 4), budget="cos>=0.999", name="x"):
     feeds = tuple({name: rng.random(shape, dtype=np.float32)} for _ in range(3))
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return BuildContext(check_feeds=feeds, reference=tuple(session.run(None, f) for f in feeds),
-                        budget=parse_budget(budget))
+    outputs = Outputs(tuple(o.name for o in session.get_outputs()), tuple(session.run(None, f) for f in feeds))
+    return BuildContext(check_feeds=feeds, reference=outputs, budget=parse_budget(budget))
 
 
 def fp16(path, chain, ctx, tmp_path):
@@ -91,8 +92,8 @@ def test_a_type_error_at_load_names_the_node_to_keep_in_fp32(save, rng, tmp_path
     feeds = tuple({"input_ids": rng.integers(0, 16, (2, 5)), "attention_mask": np.ones((2, 5), np.int64)}
                   for _ in range(2))
     session = ort.InferenceSession(path)
-    ctx = BuildContext(check_feeds=feeds, reference=tuple(session.run(None, f) for f in feeds),
-                       budget=parse_budget("cos>=0.99"))
+    outputs = Outputs(tuple(o.name for o in session.get_outputs()), tuple(session.run(None, f) for f in feeds))
+    ctx = BuildContext(check_feeds=feeds, reference=outputs, budget=parse_budget("cos>=0.99"))
     broken = fp16(path, "fp16:repair=false", ctx, tmp_path)
     assert any("broken: onnxruntime cannot load it" in n and "Type Error" in n for n in broken.notes)
     repaired = fp16(path, "fp16", ctx, tmp_path)

@@ -11,12 +11,13 @@ import onnxruntime
 import pytest
 
 from perfkit import bench
-from perfkit.case import Case, run_case
-from perfkit.errors import PerfkitError
-from perfkit.placement import placement
-from perfkit.profile import profile_ort
-from perfkit.report import Result
-from perfkit.spec import Target, make_spec, parse_target
+from perfkit.analysis.placement import placement
+from perfkit.core.errors import PerfkitError
+from perfkit.core.report import Result
+from perfkit.core.spec import Target, parse_target
+from perfkit.measure.case import Case, run_case
+from perfkit.measure.profile import profile_ort
+from perfkit.options import make_spec
 from tests import models
 from tests.conftest import FAST
 
@@ -78,20 +79,22 @@ def test_where_nodes_ran_is_read_from_a_real_profile(mlp):
 
 
 def test_a_gpu_row_says_what_its_figure_includes(mlp):
-    from perfkit.bench import gpu_notes
-    from perfkit.model import Model
+    from perfkit.core.model import Model
+    from perfkit.rows import gpu_notes
 
     def notes_of(row, outcome):
         return gpu_notes(row, outcome, placement(outcome.profile, outcome.settings["requested"]))
 
     outcome = run_case(Case(mlp, Target(), ({"x": __import__("numpy").ones((1, 16), "float32")},), FAST,
                             profile=True))
-    cuda_int8 = Result(Model(mlp, "onnx", "", ("int8-dynamic",)), parse_target("ort:cuda"), 1, (), "ok")
+    cuda_int8 = Result(model=Model(mlp, "onnx", "", ("int8-dynamic",)), target=parse_target("ort:cuda"), batch=1,
+                       shapes=(), status="ok")
     notes = notes_of(cuda_int8, replace(outcome, settings={**outcome.settings, "requested": "CUDAExecutionProvider"}))
     assert any(n.startswith("placement:") and "compute ops left off CUDA" in n for n in notes)
     assert any("includes copying inputs to the device" in n for n in notes)
     assert any("no kernels for QDQ or QLinear int8 ops" in n for n in notes)
-    trt = Result(Model(mlp, "onnx", "", ()), parse_target("ort:tensorrt,iobinding"), 1, (), "ok")
+    trt = Result(model=Model(mlp, "onnx", "", ()), target=parse_target("ort:tensorrt,iobinding"), batch=1, shapes=(),
+                 status="ok")
     trt_notes = notes_of(trt, outcome)
     assert any(n.startswith("TensorRT engine build:") for n in trt_notes)
     assert not any("includes copying" in n for n in trt_notes)  # IOBinding: compute only
@@ -99,19 +102,18 @@ def test_a_gpu_row_says_what_its_figure_includes(mlp):
 
 
 def test_fail_on_fallback_fails_a_gpu_row_whose_compute_ran_on_the_cpu(mlp):
-    from perfkit.bench import Fed, finish_row
-    from perfkit.model import Model
-    from perfkit.workload import Shapes
+    from perfkit.core.model import Model
+    from perfkit.rows import finish_row
 
     outcome = run_case(Case(mlp, Target(), ({"x": __import__("numpy").ones((1, 16), "float32")},), FAST,
                             profile=True))
     asked_cuda = replace(outcome, settings={**outcome.settings, "requested": "CUDAExecutionProvider"},
                          providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
-    row = Result(Model(mlp, "onnx", ""), parse_target("ort:cuda"), 1, (), "failed")
-    fed = Fed(Shapes((("x", (1, 16)),), 1, ()), (), ())
-    failed = finish_row(row, asked_cuda, fed, None, fail_on_fallback=True)
+    row = Result(model=Model(mlp, "onnx", ""), target=parse_target("ort:cuda"), batch=1, shapes=(("x", (1, 16)),),
+                 status="failed")
+    failed = finish_row(row, asked_cuda, None, fail_on_fallback=True)
     assert failed.status == "failed" and "compute ops ran off CUDA" in failed.reason
-    warned = finish_row(row, asked_cuda, fed, None, fail_on_fallback=False)
+    warned = finish_row(row, asked_cuda, None, fail_on_fallback=False)
     assert warned.status == "ok" and any("compute ops left off CUDA" in w for w in warned.warnings)
 
 

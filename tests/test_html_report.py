@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from perfkit import bench
 from perfkit.cli import main
-from perfkit.html_report import pareto, render_html
-from perfkit.spec import make_spec
+from perfkit.options import make_spec
+from perfkit.output.html import pareto, render_html
 from tests import models
 from tests.conftest import FAST
 
@@ -43,7 +43,7 @@ def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
 
 
 def test_markdown_for_a_pull_request_and_html_to_a_file(run, tmp_path, monkeypatch):
-    from perfkit.store import Store
+    from perfkit.output.store import Store
 
     monkeypatch.chdir(tmp_path)
     Store(run.spec.results_dir).save_baseline(run.run_id, "mlp")  # a stored run, kept as a baseline

@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from perfkit.errors import PerfkitError
-from perfkit.identify import identify_file
+from perfkit.core.errors import PerfkitError
+from perfkit.native.inspect import inspect_file
 from tests.conftest import graph_model, tensor
 
 
@@ -29,7 +29,7 @@ def test_onnx_details_name_ir_opsets_producer_symbolic_dims_ops_parameters_and_e
     model.producer_name, model.producer_version = "perfkit-tests", "1"
     onnx.save_model(model, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
                     location="m.data", size_threshold=0)
-    found = identify_file(str(tmp_path / "m.onnx"))
+    found = inspect_file(str(tmp_path / "m.onnx"))
     details = dict(found.details)
     assert found.kind == "onnx" and found.loads
     assert details["IR version"] == "8" and details["opsets"] == "ai.onnx 17"
@@ -49,7 +49,7 @@ def test_scikit_learn_pickles_and_joblib_files_list_their_imports(tmp_path):
     pickle_path = write(tmp_path, "m.pkl", pickle.dumps(model))
     joblib.dump(model, tmp_path / "m.joblib", compress=3)
     for path, kind in ((pickle_path, "sklearn"), (str(tmp_path / "m.joblib"), "joblib")):
-        found = identify_file(path)
+        found = inspect_file(path)
         assert found.kind == kind and found.loads and "--trust" in found.how
         assert "sklearn.linear_model._base.LinearRegression" in dict(found.details)["imports"]
     assert sklearn
@@ -64,7 +64,7 @@ def test_a_malicious_pickle_is_named_as_such_without_running(tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    found = identify_file(write(tmp_path, "model.pkl", pickle.dumps(Evil())))
+    found = inspect_file(write(tmp_path, "model.pkl", pickle.dumps(Evil())))
     assert not found.loads and "system" in dict(found.details)["code at load"]
     assert not marker.exists()
 
@@ -79,7 +79,7 @@ def test_pytorch_archives_are_told_apart(tmp_path):
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "prog.pt2")
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     torch.save(model, tmp_path / "whole.pt")
-    kinds = {name: identify_file(str(tmp_path / name)) for name in ("script.pt", "prog.pt2", "weights.pth",
+    kinds = {name: inspect_file(str(tmp_path / name)) for name in ("script.pt", "prog.pt2", "weights.pth",
                                                                     "whole.pt")}
     assert kinds["script.pt"].kind == "torchscript"
     assert kinds["prog.pt2"].kind == "exported-program"
@@ -93,10 +93,10 @@ def test_keras_files_and_savedmodel_folders(tmp_path):
     model.save(tmp_path / "m.keras")
     model.save(tmp_path / "m.h5")
     model.export(str(tmp_path / "saved"), verbose=False)
-    assert identify_file(str(tmp_path / "m.keras")).kind == "keras"
-    h5 = identify_file(str(tmp_path / "m.h5"))
+    assert inspect_file(str(tmp_path / "m.keras")).kind == "keras"
+    h5 = inspect_file(str(tmp_path / "m.h5"))
     assert h5.kind == "keras-h5" and "architecture and weights" in h5.what
-    assert identify_file(str(tmp_path / "saved")).kind == "savedmodel"
+    assert inspect_file(str(tmp_path / "saved")).kind == "savedmodel"
 
 
 def test_skops_files(tmp_path):
@@ -104,7 +104,7 @@ def test_skops_files(tmp_path):
     from sklearn.preprocessing import StandardScaler
 
     sio.dump(StandardScaler().fit(np.ones((3, 2))), tmp_path / "m.skops")
-    found = identify_file(str(tmp_path / "m.skops"))
+    found = inspect_file(str(tmp_path / "m.skops"))
     assert found.kind == "skops" and "--trust" not in found.how
 
 
@@ -117,7 +117,7 @@ def test_skops_files(tmp_path):
     ("frozen.pb", b"\n\x0c\n\x01x\x12\x0bPlaceholder", "graphdef", "tf2onnx.convert --graphdef"),
 ])
 def test_formats_perfkit_does_not_run_name_the_way_to_onnx(tmp_path, name, content, kind, hint):
-    found = identify_file(write(tmp_path, name, content))
+    found = inspect_file(write(tmp_path, name, content))
     assert found.kind == kind and not found.loads and hint in found.how
 
 
@@ -128,7 +128,7 @@ def test_mleap_bundles_as_zip_and_folder(tmp_path):
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "bundle.json").write_text("{}")
     for path in (tmp_path / "pipeline.zip", tmp_path / "bundle"):
-        found = identify_file(str(path))
+        found = inspect_file(str(path))
         assert found.kind == "mleap" and "convert_sparkml" in found.how
 
 
@@ -136,10 +136,10 @@ def test_mlflow_folders_name_their_flavors(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "MLmodel").write_text("flavors:\n  python_function: {}\n  sklearn:\n    pickled_model: "
                                             "model.pkl\n")
-    incomplete = identify_file(str(tmp_path / "m"))
+    incomplete = inspect_file(str(tmp_path / "m"))
     assert not incomplete.loads and "missing" in dict(incomplete.details)["problem"]
     (tmp_path / "m" / "model.pkl").write_bytes(pickle.dumps({"coef": 1.0}))
-    found = identify_file(str(tmp_path / "m"))
+    found = inspect_file(str(tmp_path / "m"))
     assert found.kind == "mlflow" and dict(found.details)["perfkit uses"] == "sklearn"
 
 
@@ -151,9 +151,9 @@ def test_mlflow_folders_name_their_flavors(tmp_path):
 ])
 def test_unrecognisable_files_get_one_line(tmp_path, name, content, what):
     with pytest.raises(PerfkitError, match=what):
-        identify_file(write(tmp_path, name, content))
+        inspect_file(write(tmp_path, name, content))
 
 
 def test_a_folder_that_is_no_model(tmp_path):
     with pytest.raises(PerfkitError, match="not a model"):
-        identify_file(str(tmp_path))
+        inspect_file(str(tmp_path))

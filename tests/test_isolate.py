@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from perfkit.errors import CaseFailed, PerfkitError
-from perfkit.isolate import call_isolated, describe_exit
+from perfkit.core.errors import CaseFailed, PerfkitError
+from perfkit.measure.isolate import call_isolated, describe_exit
 from tests import workers
 
 

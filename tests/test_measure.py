@@ -1,7 +1,7 @@
 import gc
 
-from perfkit.measure import harness_cost, measure, timed_rounds, warm_up
-from perfkit.spec import Plan
+from perfkit.core.spec import Plan
+from perfkit.measure.timing import harness_cost, measure, timed_rounds, warm_up
 
 
 class FakeClock:

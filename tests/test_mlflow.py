@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from perfkit.errors import PerfkitError
-from perfkit.mlflow import resolve
-from perfkit.native import identify
+from perfkit.core.errors import PerfkitError
+from perfkit.native.detect import detect
+from perfkit.native.mlflow import resolve
 
 
 def folder(tmp_path, mlmodel: str, files: dict[str, bytes]) -> str:
@@ -38,9 +38,9 @@ def test_the_sklearn_flavor_points_at_its_pickle_which_then_needs_trust(tmp_path
     monkeypatch.delenv("PERFKIT_TRUST", raising=False)
     root = folder(tmp_path, SKLEARN, {"model.pkl": pickle.dumps({"coef": [1.0]})})
     assert resolve(__import__("pathlib").Path(root)).name == "model.pkl"
-    native = identify(root)
+    native = detect(root)
     assert native.framework == "sklearn" and native.source == root
-    from perfkit.convert import prepare_native
+    from perfkit.native.detect import prepare_native
 
     with pytest.raises(PerfkitError) as err:
         prepare_native(root, False, None)
@@ -51,7 +51,7 @@ def test_the_onnx_flavor_is_benchmarked_as_the_onnx_file(tmp_path):
     root = folder(tmp_path, "flavors:\n  onnx:\n    data: model.onnx\n    onnx_version: 1.16.0\n",
                   {"model.onnx": b"\x08\x08"})
     with pytest.raises(PerfkitError, match="onnx flavor") as err:
-        identify(root)
+        detect(root)
     assert "perfkit bench" in err.value.fix and "model.onnx" in err.value.fix
 
 
@@ -71,4 +71,4 @@ def test_pytorch_and_keras_flavors_find_the_file_in_their_data_folder(tmp_path):
 def test_bad_mlflow_folders_get_one_line(tmp_path, mlmodel, files, what):
     root = folder(tmp_path, mlmodel, files)
     with pytest.raises(PerfkitError, match=what):
-        identify(root)
+        detect(root)

@@ -7,9 +7,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from perfkit.errors import PerfkitError
+from perfkit.core.errors import PerfkitError
 from perfkit.examples import cnn
-from perfkit.model import detect_format, open_onnx, read_signature
+from perfkit.files.formats import sniff
+from perfkit.files.onnx_file import open_onnx, read_signature
 from tests.conftest import graph_model, tensor
 
 
@@ -109,13 +110,13 @@ def test_native_formats_are_named_not_loaded(tmp_path):
     pt = tmp_path / "model.pt"
     with zipfile.ZipFile(pt, "w") as z:
         z.writestr("model/data.pkl", b"\x80\x02}q\x00.")
-    assert detect_format(pt) == "torch-zip"
+    assert sniff(pt).kind == "torch"
     h5 = tmp_path / "model.h5"
     h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 8)
-    assert detect_format(h5) == "hdf5"
+    assert sniff(h5).kind == "hdf5"
     (tmp_path / "mlflow").mkdir()
     (tmp_path / "mlflow" / "MLmodel").write_text("flavors: {}\n")
-    assert detect_format(tmp_path / "mlflow") == "mlflow"
+    assert sniff(tmp_path / "mlflow").kind == "mlflow"
 
 
 def test_signature_excludes_initializers_and_keeps_dims(save):

@@ -9,7 +9,7 @@ pytest.importorskip("tf2onnx")
 keras = pytest.importorskip("keras")
 
 from perfkit.convert import run_convert  # noqa: E402
-from perfkit.errors import PerfkitError  # noqa: E402
+from perfkit.core.errors import PerfkitError  # noqa: E402
 
 
 def two_input_model():
@@ -60,8 +60,9 @@ def test_a_lambda_layer_runs_python_so_it_needs_trust(tmp_path, monkeypatch):
 
 def test_the_keras_session_runs_the_compiled_predict_step(tmp_path):
     from perfkit.backends.keras import KerasBackend
-    from perfkit.convert import convert, prepare_native
-    from perfkit.spec import Target
+    from perfkit.core.spec import Target
+    from perfkit.native.conversion import convert
+    from perfkit.native.detect import prepare_native
 
     two_input_model().save(tmp_path / "m.keras")
     native = convert(prepare_native(str(tmp_path / "m.keras"), False, None), cache_dir=str(tmp_path / "c"),

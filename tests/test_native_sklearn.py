@@ -16,8 +16,10 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 
-from perfkit.convert import convert, prepare_native, run_convert  # noqa: E402
-from perfkit.errors import PerfkitError  # noqa: E402
+from perfkit.convert import run_convert  # noqa: E402
+from perfkit.core.errors import PerfkitError  # noqa: E402
+from perfkit.native.conversion import convert
+from perfkit.native.detect import prepare_native
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def test_the_conversion_is_cached_by_content_and_options(tmp_path, classifier):
 
 def test_the_timed_call_is_one_pass_of_predict_proba_with_the_same_labels(tmp_path, data):
     from perfkit.backends.sklearn import SklearnBackend
-    from perfkit.spec import Target
+    from perfkit.core.spec import Target
 
     path = tmp_path / "rf.joblib"
     from sklearn.ensemble import RandomForestClassifier

@@ -7,8 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfkit.convert import convert, prepare_native, run_convert  # noqa: E402
-from perfkit.errors import PerfkitError  # noqa: E402
+from perfkit.convert import run_convert  # noqa: E402
+from perfkit.core.errors import PerfkitError  # noqa: E402
+from perfkit.native.conversion import convert  # noqa: E402
+from perfkit.native.detect import prepare_native  # noqa: E402
 from tests.torch_models import TwoHeads, tiny_cnn  # noqa: E402
 
 SHAPE = ("x=1x3x16x16",)
@@ -96,7 +98,7 @@ def test_files_that_are_not_pytorch_archives_get_one_line(tmp_path, content, wha
 
 def test_the_native_session_runs_in_inference_mode_with_the_feeds_of_the_conversion(tmp_path):
     from perfkit.backends.torch import TorchBackend
-    from perfkit.spec import Target
+    from perfkit.core.spec import Target
 
     torch.save(tiny_cnn().state_dict(), tmp_path / "w.pt")
     native = convert(prepare_native(str(tmp_path / "w.pt"), False, "tests.torch_models:tiny_cnn"),

@@ -3,11 +3,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from perfkit.errors import Unsupported
-from perfkit.model import open_onnx
-from perfkit.transforms import BuildContext, op_histogram, parse_chain
+from perfkit.core.errors import Unsupported
+from perfkit.files.onnx_file import op_histogram, open_onnx
+from perfkit.transforms import BuildContext, parse_chain
 from perfkit.transforms.cache import build_chain
-from perfkit.transforms.optimize import detect_model_type, infer_heads_and_hidden
+from perfkit.transforms.fusion import detect_model_type, infer_heads_and_hidden
 from tests import models
 
 

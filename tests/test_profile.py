@@ -1,7 +1,9 @@
 import numpy as np
 
-from perfkit.profile import OpTime, profile_diff, profile_ort, summarize_profile
-from perfkit.spec import Target
+from perfkit.analysis.verdict import profile_diff
+from perfkit.core.records import OpTime
+from perfkit.core.spec import Target
+from perfkit.measure.profile import profile_ort, summarize_profile
 from tests import models
 
 

@@ -2,12 +2,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from perfkit.errors import Unsupported
-from perfkit.model import open_onnx, read_signature
-from perfkit.spec import Workload
-from perfkit.transforms import BuildContext, op_histogram, parse_chain
+from perfkit.core.errors import Unsupported
+from perfkit.core.spec import Workload
+from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
+from perfkit.measure.workload import calibration_feeds, resolve_shapes
+from perfkit.transforms import BuildContext, parse_chain
 from perfkit.transforms.cache import build_chain
-from perfkit.workload import calibration_feeds, resolve_shapes
 from tests import models
 
 
@@ -23,8 +23,8 @@ def run(path, feed):
 def calibration(path, seed=0):
     _, proto = open_onnx(path)
     sig = read_signature(proto)
-    feeds, source = calibration_feeds(sig, resolve_shapes(sig, Workload(batch=4), path), None, seed, skip=8)
-    return BuildContext(calibration=feeds, calibration_source=source)
+    made = calibration_feeds(sig, resolve_shapes(sig, Workload(batch=4), path), None, seed, skip=8)
+    return BuildContext(calibration=made.feeds, calibration_source=made.source)
 
 
 @pytest.fixture
@@ -72,7 +72,8 @@ def test_calibration_data_from_a_file(conv, tmp_path, rng):
     path = tmp_path / "cal.npz"
     np.savez(path, image=rng.random((20, 3, 8, 8), dtype=np.float32))
     shapes = resolve_shapes(sig, Workload(batch=1), conv)
-    feeds, source = calibration_feeds(sig, shapes, str(path), 0, skip=8)
+    made = calibration_feeds(sig, shapes, str(path), 0, skip=8)
+    feeds, source = made.feeds, made.source
     assert len(feeds) == 2 and feeds[0]["image"].shape == (8, 3, 8, 8)  # chunks of 8; the last 4 samples left out
     assert source.startswith(f"{path} (20 samples, sha256 ")
     variant = build(conv, "int8-static", tmp_path, BuildContext(calibration=feeds, calibration_source=source))
@@ -83,8 +84,8 @@ def test_synthetic_calibration_never_reuses_the_check_feeds(conv):
     _, proto = open_onnx(conv)
     sig = read_signature(proto)
     shapes = resolve_shapes(sig, Workload(batch=1), conv)
-    feeds, _ = calibration_feeds(sig, shapes, None, 0, skip=8)
-    from perfkit.workload import synthesize
+    feeds = calibration_feeds(sig, shapes, None, 0, skip=8).feeds
+    from perfkit.measure.workload import synthesize
 
     checks = synthesize(sig, shapes, 0, 8)
     assert len(feeds) == 32 and not any(np.array_equal(f["image"], c["image"]) for f in feeds for c in checks)

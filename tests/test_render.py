@@ -4,8 +4,9 @@ import io
 import pytest
 
 from perfkit import bench
-from perfkit.render import fmt_bytes, fmt_ns, render
-from perfkit.spec import make_spec
+from perfkit.options import make_spec
+from perfkit.output.render import render
+from perfkit.output.units import fmt_bytes, fmt_ns
 from tests.conftest import FAST
 
 

@@ -2,10 +2,11 @@ import json
 
 import pytest
 
+import perfkit
 from perfkit import bench
-from perfkit.errors import PerfkitError
-from perfkit.report import SCHEMA_VERSION, from_json, to_json
-from perfkit.spec import make_spec
+from perfkit.core.errors import PerfkitError
+from perfkit.core.report import SCHEMA_VERSION, from_json, to_json
+from perfkit.options import make_spec
 from tests.conftest import FAST
 
 
@@ -40,7 +41,7 @@ def test_damaged_files_are_refused(report):
 
 
 def test_dataframe_has_a_row_per_result(report):
-    frame = report.to_frame()
+    frame = perfkit.to_frame(report)
     assert list(frame["batch"]) == [1, 2] and (frame["median_ns"] > 0).all()
 
 

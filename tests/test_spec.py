@@ -1,7 +1,8 @@
 import pytest
 
-from perfkit.errors import PerfkitError
-from perfkit.spec import Target, make_spec, parse_batches, parse_dim, parse_shape, parse_target
+from perfkit.core.errors import PerfkitError
+from perfkit.core.spec import Target, parse_batches, parse_dim, parse_shape, parse_target
+from perfkit.options import make_spec
 
 
 def test_target_with_provider_options():

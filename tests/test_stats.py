@@ -1,6 +1,6 @@
 import pytest
 
-from perfkit.stats import (
+from perfkit.analysis.stats import (
     CV_LIMIT,
     count_outliers,
     median_ci,
@@ -71,7 +71,8 @@ def test_no_samples_is_an_error():
 
 
 def test_speedup_carries_its_uncertainty_and_noise_reads_as_approximately():
-    from perfkit.stats import fmt_ratio, speedup
+    from perfkit.analysis.stats import speedup
+    from perfkit.output.units import fmt_ratio
 
     slow = summarize([2000 + k % 10 for k in range(100)])
     fast = summarize([1000 + k % 10 for k in range(100)])

@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 
 from perfkit import bench
-from perfkit.errors import PerfkitError
-from perfkit.spec import make_spec
-from perfkit.store import Store, write_atomic
+from perfkit.core.errors import PerfkitError
+from perfkit.options import make_spec
+from perfkit.output.store import Store, write_atomic
 from tests.conftest import FAST
 
 
@@ -39,7 +39,7 @@ def test_an_interrupted_run_stays_readable_and_marked(relu_model, tmp_path, monk
     def interrupted(*_args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench, "measure_case", interrupted)
+    monkeypatch.setattr(bench, "measure_row", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench.run(make_spec(relu_model, plan=FAST, results_dir=str(tmp_path)))
     (row,) = Store(tmp_path).runs()

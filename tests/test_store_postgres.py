@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from perfkit import bench
 from perfkit.cli import main
-from perfkit.errors import PerfkitError
-from perfkit.spec import make_spec
-from perfkit.store import Store
+from perfkit.core.errors import PerfkitError
+from perfkit.options import make_spec
+from perfkit.output.store import Store
 from tests.conftest import FAST
 
 URL = os.environ.get("PERFKIT_TEST_POSTGRES")

@@ -4,17 +4,10 @@ from collections import Counter
 import onnx
 import pytest
 
-from perfkit.errors import CaseFailed, PerfkitError
-from perfkit.model import open_onnx
-from perfkit.transforms import (
-    BuildContext,
-    auto_chains,
-    model_kind,
-    op_histogram,
-    parse_chain,
-    register_plugins,
-    split_chains,
-)
+from perfkit.core.errors import CaseFailed, PerfkitError
+from perfkit.files.onnx_file import op_histogram, open_onnx
+from perfkit.transforms import BuildContext, parse_chain, register_plugins, split_chains
+from perfkit.transforms.auto import auto_chains, model_kind
 from perfkit.transforms.cache import build_chain, step_key
 from tests import models
 

@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from perfkit.errors import PerfkitError
-from perfkit.trust import is_code_running, require_trust, scan_bytes, scan_file
+from perfkit.core.errors import PerfkitError
+from perfkit.files.trust import is_code_running, require_trust, scan_bytes, scan_file
 
 
 class RunsCommand:

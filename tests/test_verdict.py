@@ -1,12 +1,13 @@
 from dataclasses import replace
 
 from perfkit import bench
-from perfkit.env import fingerprint
-from perfkit.model import Model
-from perfkit.report import Result
-from perfkit.spec import Target, make_spec
-from perfkit.stats import summarize
-from perfkit.verdict import cpu_isa, diagnose, judge, node_change, profile_change
+from perfkit.analysis.stats import summarize
+from perfkit.analysis.verdict import cpu_isa, diagnose, judge, node_change, profile_change
+from perfkit.core.model import Model
+from perfkit.core.report import Result
+from perfkit.core.spec import Target
+from perfkit.measure.env import fingerprint
+from perfkit.options import make_spec
 from tests import models
 from tests.conftest import FAST
 
@@ -14,7 +15,7 @@ from tests.conftest import FAST
 def row(label="", median=1000.0, ops=None, status="ok", opt_level="all", profile=()):
     lineage = tuple(label.split("+")) if label else ()
     samples = [median * (1 + 0.001 * (k % 7 - 3)) for k in range(200)]
-    return Result(Model("m.onnx", "onnx", "d", lineage), Target(), 1, (), status,
+    return Result(model=Model("m.onnx", "onnx", "d", lineage), target=Target(), batch=1, shapes=(), status=status,
                   providers=("CPUExecutionProvider",), settings={"opt_level": opt_level},
                   summary=summarize(samples), ops=ops or {"Conv": 2, "Relu": 2}, profile=profile)
 
@@ -64,7 +65,7 @@ def test_diagnoses_from_what_can_be_detected():
 
 
 def test_profile_differences_say_where_the_time_went():
-    from perfkit.profile import OpTime
+    from perfkit.core.records import OpTime
 
     base = row(profile=(OpTime("Conv", 900.0, 2, "CPU"), OpTime("Relu", 100.0, 2, "CPU")))
     slow = row("int8-static", profile=(OpTime("QLinearConv", 1500.0, 2, "CPU"), OpTime("Relu", 100.0, 2, "CPU")))
@@ -73,7 +74,7 @@ def test_profile_differences_say_where_the_time_went():
 
 
 def test_casts_onnxruntime_inserts_at_load_are_named_from_the_profile():
-    from perfkit.profile import OpTime
+    from perfkit.core.records import OpTime
 
     fp16 = row("fp16", ops={"Conv": 2, "Cast": 2}, profile=(OpTime("Cast", 50.0, 6, "CPU"),))
     text = diagnose(fp16, row(), env("avx2"))
@@ -95,7 +96,7 @@ def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
 
 
 def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_model, tmp_path):
-    from perfkit.report import Contest
+    from perfkit.core.report import Contest
 
     report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None, variants=("ort-opt:basic",),
                                  cache_dir=str(tmp_path / "c")))
@@ -108,7 +109,7 @@ def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_
     report = replace(report, spec=spec, results=(base, a, b, far))
     verdict = judge(report)
     assert verdict.best == (1,)
-    from perfkit.verdict import contenders
+    from perfkit.analysis.verdict import contenders
 
     assert contenders(report, verdict) == [[1, 2]]  # 510 is within 25 % of 500; 700 is not
     crowd = tuple(replace(a, model=replace(a.model, lineage=(f"v{k}",)), summary=summarize([500.0 + k] * 50))
@@ -117,7 +118,7 @@ def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_
     assert contenders(crowded, judge(crowded)) == [[1, 2, 3, 4]]  # the pick and its three closest rivals
     decided = replace(report, contests=(Contest((1, 2), (520.0, 505.0), 3),))
     assert judge(decided).best == (2,)
-    from perfkit.render import render
+    from perfkit.output.render import render
 
     assert "re-timed in 3 interleaved rounds against the rows inside its noise: row 2 520 ns, row 3 505 ns" in \
         render(decided, "table", width=400)

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from perfkit.errors import PerfkitError
-from perfkit.model import Signature, TensorInfo
-from perfkit.spec import Workload
-from perfkit.workload import (
+from perfkit.core.errors import PerfkitError
+from perfkit.core.model import Signature, TensorInfo
+from perfkit.core.spec import Workload
+from perfkit.measure.workload import (
     INT_HIGH,
     INT_LOW,
     OTHER_DIM_DEFAULT,
@@ -163,9 +163,9 @@ def test_npy_needs_a_single_input_model_and_garbage_is_refused(tmp_path):
 
 
 def test_ids_stay_inside_the_tables_they_index_and_masks_are_ones():
-    from perfkit.model import read_signature
-    from perfkit.spec import Workload
-    from perfkit.workload import resolve_shapes, synthesize
+    from perfkit.core.spec import Workload
+    from perfkit.files.onnx_file import read_signature
+    from perfkit.measure.workload import resolve_shapes, synthesize
     from tests import models
 
     proto = models.attention()  # a 16-row embedding table indexed by input_ids

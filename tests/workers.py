@@ -3,7 +3,7 @@
 import os
 import time
 
-from perfkit.errors import PerfkitError
+from perfkit.core.errors import PerfkitError
 
 
 def double(x):

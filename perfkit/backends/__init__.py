@@ -1,16 +1,19 @@
-"""Backends by name, imported only when used: `get_backend("ort")`."""
+"""Backends by name, imported only when used: `get_backend("ort")`. A backend opens a session on a model; a
+session is a context manager (open, run, close), as Polygraphy's runners are."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Protocol
 
-from perfkit.errors import PerfkitError
-from perfkit.spec import Target
+from perfkit.core.errors import PerfkitError
+from perfkit.core.spec import Target
 
 REGISTRY = {"ort": "perfkit.backends.ort:OrtBackend", "sklearn": "perfkit.backends.sklearn:SklearnBackend",
             "torch": "perfkit.backends.torch:TorchBackend", "keras": "perfkit.backends.keras:KerasBackend"}
+Clock = Callable[[], int]
 
 
 class Session(Protocol):
@@ -24,15 +27,36 @@ class Session(Protocol):
     def run(self, prepared: Any) -> list[Any]: ...
     def bind(self, prepared: Any) -> Callable[[], Any]: ...  # run(prepared) with the least cost per call
     def close(self) -> None: ...
+    def __enter__(self) -> Session: ...
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
 
 
 class Backend(Protocol):
+    clock: Clock  # what its calls are timed with: time.perf_counter_ns, or a fake backend's simulated time
+
     def unavailable(self, target: Target) -> str | None: ...
     def open(self, model: Any, target: Target) -> Session: ...  # a path (ort) or a NativeModel (the others)
+
+
+class Closing:
+    """The context-manager half every session shares: `with backend.open(model, target) as session:` closes
+    the session however the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def get_backend(name: str) -> Backend:
     if name not in REGISTRY:
         raise PerfkitError(f"--target {name}:…", "unknown backend", f"use one of: {', '.join(REGISTRY)}")
     module, _, cls = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend

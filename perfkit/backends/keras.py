@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError, brief
-from perfkit.isolate import silenced
-from perfkit.native import NativeModel, Port
-from perfkit.spec import Target
-from perfkit.trust import trusted
+from perfkit.backends import Closing
+from perfkit.backends.quiet import silenced
+from perfkit.core.errors import PerfkitError, brief
+from perfkit.core.model import NativeModel, Port
+from perfkit.core.spec import Target
+from perfkit.files.trust import trusted
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up banners are not perfkit's output
 
@@ -109,6 +111,8 @@ def export_onnx(model: Any, native: NativeModel, ports: tuple[Port, ...], dst: s
 
 
 class KerasBackend:
+    clock = staticmethod(time.perf_counter_ns)
+
     def unavailable(self, target: Target) -> str | None:
         if missing():
             return f"{missing()} is not installed — pip install 'perfkit[tensorflow]'"
@@ -127,7 +131,7 @@ class KerasBackend:
             return KerasSession(load(native), native, tf)
 
 
-class KerasSession:
+class KerasSession(Closing):
     def __init__(self, model: Any, native: NativeModel, tf) -> None:
         keras, _ = frameworks()
 
@@ -169,4 +173,8 @@ class KerasSession:
         return call
 
     def close(self) -> None:
-        self._call = None
+        self._call = _closed  # lets the model go; a call after close says so
+
+
+def _closed(args: tuple[Any, ...]) -> Any:
+    raise RuntimeError("the Keras session is closed")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError, Unsupported
-from perfkit.spec import Target
+from perfkit.backends import Closing
+from perfkit.core.errors import PerfkitError, Unsupported
+from perfkit.core.spec import Target
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
@@ -28,7 +30,7 @@ def provider_name(target: Target) -> str:
     return PROVIDERS.get(target.device, target.device)
 
 
-def _ort():
+def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
@@ -38,6 +40,8 @@ def _ort():
 
 
 class OrtBackend:
+    clock = staticmethod(time.perf_counter_ns)
+
     def unavailable(self, target: Target) -> str | None:
         try:
             ort = _ort()
@@ -72,8 +76,8 @@ class OrtBackend:
         return OrtSession(ort, session, options, target)
 
 
-class OrtSession:
-    def __init__(self, ort, session, options, target: Target) -> None:
+class OrtSession(Closing):
+    def __init__(self, ort: Any, session: Any, options: Any, target: Target) -> None:
         self._ort, self._session = ort, session
         self.providers = tuple(session.get_providers())
         self.settings = {"requested": provider_name(target),
@@ -132,7 +136,7 @@ class BoundOrtSession(OrtSession):
     timed call is the device's compute. run_with_iobinding returns after onnxruntime synchronised the
     providers; synchronize_outputs() makes that explicit, so the clock stops when the device is done."""
 
-    def __init__(self, ort, session, options, target: Target) -> None:
+    def __init__(self, ort: Any, session: Any, options: Any, target: Target) -> None:
         super().__init__(ort, session, options, target)
         self._device = "cuda" if target.device in ("cuda", "tensorrt") else target.device
         self._device_id = int(dict(target.provider_options).get("device_id", 0))

@@ -3,13 +3,15 @@ input signature, and run it on the feeds made for its ONNX conversion."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError
-from perfkit.native import NativeModel, Port, user_code_importable
-from perfkit.spec import Target
-from perfkit.trust import require_trust, trusted
+from perfkit.backends import Closing
+from perfkit.core.errors import PerfkitError
+from perfkit.core.model import NativeModel, Port
+from perfkit.core.spec import Target
+from perfkit.files.trust import require_trust, trusted, user_code_importable
 
 # Steps whose answers move when float64 arithmetic becomes float32 (ONNX's default): said with the parity.
 FLOAT64_SENSITIVE = {
@@ -116,8 +118,9 @@ def input_ports(est: Any, data: Any | None, subject: str) -> tuple[tuple[Port, .
     float32 input X of n_features_in_ columns."""
     import numpy as np
 
-    names = getattr(est, "feature_names_in_", None)
-    needs_columns = names is not None and any(type(s).__name__ == "ColumnTransformer" for s in steps(est))
+    found = getattr(est, "feature_names_in_", None)
+    names: list[Any] = [] if found is None else list(found)
+    needs_columns = found is not None and any(type(s).__name__ == "ColumnTransformer" for s in steps(est))
     if data is not None and hasattr(data, "columns") and needs_columns:
         return tuple(Port(str(c), _column_dtype(data[c]), (None, 1)) for c in names), True
     if needs_columns:
@@ -157,6 +160,8 @@ def output_methods(est: Any, count: int) -> list[str]:
 
 
 class SklearnBackend:
+    clock = staticmethod(time.perf_counter_ns)
+
     def unavailable(self, target: Target) -> str | None:
         if target.device != "cpu":
             return f"scikit-learn runs on the CPU only, not {target.device}"
@@ -166,7 +171,7 @@ class SklearnBackend:
         return SklearnSession(load(native), native, target)
 
 
-class SklearnSession:
+class SklearnSession(Closing):
     def __init__(self, est: Any, native: NativeModel, target: Target) -> None:
         import sklearn
 
@@ -229,7 +234,7 @@ class SklearnSession:
         return call
 
     def close(self) -> None:
-        self._est = self._methods = None
+        self._est, self._methods = None, []
         limits = getattr(self, "_limits", None)
         if limits is not None:
             limits.unregister()

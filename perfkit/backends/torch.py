@@ -4,13 +4,15 @@ pickled modules (trusted only); run under torch.inference_mode on the feeds of t
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from typing import Any
 
-from perfkit.errors import PerfkitError, brief
-from perfkit.native import NativeModel, Port, user_code_importable
-from perfkit.spec import Target
-from perfkit.trust import require_trust
+from perfkit.backends import Closing
+from perfkit.core.errors import PerfkitError, brief
+from perfkit.core.model import NativeModel, Port
+from perfkit.core.spec import Target
+from perfkit.files.trust import require_trust, user_code_importable
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")  # where training checkpoints keep the weights
 
@@ -136,6 +138,8 @@ def example_arrays(ports: tuple[Port, ...], batch: int) -> list[Any]:
 
 
 class TorchBackend:
+    clock = staticmethod(time.perf_counter_ns)
+
     def unavailable(self, target: Target) -> str | None:
         if missing():
             return "torch is not installed — pip install 'perfkit[torch]'"
@@ -151,7 +155,7 @@ class TorchBackend:
         return TorchSession(load(native), native, target)
 
 
-class TorchSession:
+class TorchSession(Closing):
     def __init__(self, model: Any, native: NativeModel, target: Target) -> None:
         import torch
 

@@ -1,4 +1,4 @@
-"""Transforms by name: the grammar of a variant (`ort-opt:all+int8-static:qdq,u8s8`) and the `auto` set.
+"""Transforms by name: the registry and the grammar of a variant (`ort-opt:all+int8-static:qdq,u8s8`).
 
 A transform is a function `apply(src: Path, dst: Path, options: dict, ctx: BuildContext) -> notes` that
 writes one model file from another; `perfkit.transforms.cache` runs the steps of a chain in spawned
@@ -8,17 +8,15 @@ workers, caches each result by content hash and parameters, and records the line
 from __future__ import annotations
 
 import importlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from perfkit.errors import PerfkitError
+from perfkit.core.errors import PerfkitError
+from perfkit.core.records import Outputs
 
 if TYPE_CHECKING:
-    import onnx
-
-    from perfkit.accuracy import Budget
+    from perfkit.analysis.accuracy import Budget
 
 BOOL = ("true", "false")
 MODEL_TYPES = ("auto", "bert", "bart", "gpt2", "gpt_neox", "vit", "clip", "swin", "t5", "unet", "vae", "phi",
@@ -34,25 +32,27 @@ class Option:
 
 
 @dataclass(frozen=True)
-class Spec:
+class TransformDef:
+    """A registered transform: where its function lives and the options it takes."""
+
     function: str  # "module:function", imported only when the step runs
     options: tuple[Option, ...]
     machine_specific: bool = False  # results depend on this CPU: its flags enter the cache key
 
 
-TRANSFORMS: dict[str, Spec] = {
-    "ort-opt": Spec("perfkit.transforms.optimize:graph_optimize",
+TRANSFORMS: dict[str, TransformDef] = {
+    "ort-opt": TransformDef("perfkit.transforms.ort_opt:graph_optimize",
                     (Option("level", ("basic", "extended", "all"), "all"),), machine_specific=True),
-    "fusion": Spec("perfkit.transforms.optimize:fuse",
+    "fusion": TransformDef("perfkit.transforms.fusion:fuse",
                    (Option("model_type", MODEL_TYPES, "auto"), Option("num_heads", default="0"),
                     Option("hidden_size", default="0"))),
-    "fp16": Spec("perfkit.transforms.fp16:convert",
+    "fp16": TransformDef("perfkit.transforms.fp16:convert",
                  (Option("engine", ("auto", "occ", "ort"), "auto"), Option("keep_io", BOOL, "true"),
                   Option("repair", BOOL, "true"), Option("block", repeat=True))),
-    "int8-dynamic": Spec("perfkit.transforms.quantize:dynamic",
+    "int8-dynamic": TransformDef("perfkit.transforms.quantize:dynamic",
                          (Option("weights", ("qint8", "quint8"), "qint8"), Option("per_channel", BOOL, "false"),
                           Option("reduce_range", BOOL, "false"))),
-    "int8-static": Spec("perfkit.transforms.quantize:static",
+    "int8-static": TransformDef("perfkit.transforms.quantize:static",
                         (Option("format", ("qdq", "qoperator"), "qdq"), Option("types", ("u8s8", "s8s8"), "s8s8"),
                          Option("per_channel", BOOL, "false"), Option("reduce_range", BOOL, "false"),
                          Option("calibrate", ("minmax", "entropy", "percentile"), "minmax"))),
@@ -90,7 +90,7 @@ class BuildContext:
     calibration: tuple[dict[str, Any], ...] = ()  # feeds for static quantization
     calibration_source: str = ""  # where they came from (digest or "synthetic, seed N"): part of the cache key
     check_feeds: tuple[dict[str, Any], ...] = ()  # for fp16's repair: the accuracy feeds
-    reference: tuple[list[Any], ...] = ()  # the base model's outputs on check_feeds
+    reference: Outputs | None = None  # the base model's outputs on check_feeds
     budget: Budget | None = None
 
 
@@ -156,7 +156,7 @@ def parse_step(name: str, tokens: list[str], context: str) -> Step:
     return Step(name, tuple(resolved), tuple(tokens))
 
 
-def _describe(spec: Spec) -> str:
+def _describe(spec: TransformDef) -> str:
     parts = []
     for o in spec.options:
         if o.choices == BOOL:
@@ -180,64 +180,12 @@ def register_plugins(text: str | None = None) -> None:
         if not eq or ":" not in function or not name.strip():
             raise PerfkitError(f"PERFKIT_TRANSFORMS={text}", f"cannot read '{entry}'",
                                "write NAME=package.module:function, separated by ';'")
-        TRANSFORMS.setdefault(name.strip(), Spec(function.strip(), ()))
+        TRANSFORMS.setdefault(name.strip(), TransformDef(function.strip(), ()))
 
 
-def get_transform(name: str) -> Callable[..., tuple[str, ...]]:
+def get_transform(name: str) -> Callable[..., list[str] | tuple[str, ...]]:
     register_plugins()
     if name not in TRANSFORMS:
         raise PerfkitError(name, "unknown transform", f"use one of {', '.join(TRANSFORMS)}")
     module, _, function = TRANSFORMS[name].function.partition(":")
     return getattr(importlib.import_module(module), function)
-
-
-def op_histogram(proto: onnx.ModelProto) -> Counter[str]:
-    """Op types of every node, subgraphs included, prefixed with their domain when it is not ONNX's own."""
-    counts: Counter[str] = Counter()
-
-    def walk(graph) -> None:
-        for node in graph.node:
-            counts[node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"] += 1
-            for attr in node.attribute:
-                if attr.g.node:
-                    walk(attr.g)
-                for g in attr.graphs:
-                    walk(g)
-
-    walk(proto.graph)
-    return counts
-
-
-CLASSICAL = ("TreeEnsemble", "SVM", "Linear", "Scaler", "Normalizer", "OneHotEncoder", "Imputer", "ZipMap")
-
-
-def model_kind(ops: Counter[str]) -> str:
-    """classical (scikit-learn style), transformer, cnn, mlp, or other — what `auto` tunes for."""
-    plain = {op.split(":")[-1] for op in ops}
-    if any(op.startswith("ai.onnx.ml:") for op in ops) or any(p.startswith(CLASSICAL) for p in plain):
-        return "classical"
-    attention = {"Attention", "MultiHeadAttention", "GroupQueryAttention", "Softmax"} & plain
-    if attention and ops.get("MatMul", 0) + ops.get("com.microsoft:Attention", 0) >= 2:
-        return "transformer"
-    if plain & {"Conv", "ConvTranspose"}:
-        return "cnn"
-    if plain & {"MatMul", "Gemm"}:
-        return "mlp"
-    return "other"
-
-
-def auto_chains(kind: str, gpu: bool) -> tuple[str, ...]:
-    """The sensible set per kind of model: static int8 for conv nets (activations calibrated once), dynamic
-    int8 for transformers (activation ranges vary per input), nothing quantized for tree ensembles; fp16 only
-    where a GPU can run it natively (on the CPU provider it is emulated through casts)."""
-    chains = {
-        "classical": ("ort-opt:basic", "ort-opt:all"),
-        "transformer": ("ort-opt:all", "fusion", "int8-dynamic", "fusion+int8-dynamic",
-                        "fusion+int8-dynamic:per-channel"),
-        "cnn": ("ort-opt:all", "int8-static:qdq,s8s8,per-channel", "int8-static:qdq,u8s8,per-channel",
-                "int8-static:qoperator,u8s8,per-channel"),
-        "mlp": ("ort-opt:all", "int8-dynamic", "int8-static:qdq,per-channel"),
-    }.get(kind, ("ort-opt:all",))
-    if gpu and kind != "classical":
-        chains += ("fusion+fp16",) if kind == "transformer" else ("fp16",)
-    return chains

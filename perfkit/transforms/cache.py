@@ -16,11 +16,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from perfkit.errors import CaseFailed, PerfkitError, Unsupported
-from perfkit.isolate import call_in, one_line
-from perfkit.model import Model, file_digest
+from perfkit.core import VERSION
+from perfkit.core.errors import CaseFailed, Unsupported
+from perfkit.core.model import Model
+from perfkit.files.onnx_file import disk_size, file_digest
+from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.transforms import TRANSFORMS, BuildContext, Step, get_transform
+
+if TYPE_CHECKING:
+    import onnx
 
 MODEL_FILE = "model.onnx"
 LARGE_BYTES = 1_800_000_000  # protobuf cannot serialise 2 GiB; above this, weights go to external data
@@ -33,8 +39,32 @@ class Variant:
     cached: bool = False  # every step came from the cache
 
 
+@dataclass(frozen=True)
+class Broken:
+    """A variant that could not be built: skipped (a transform that does not apply) or failed, with why."""
+
+    lineage: tuple[str, ...]
+    status: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.lineage)
+
+
 def default_cache_dir() -> str:
     return os.environ.get("PERFKIT_CACHE", ".perfkit-cache")
+
+
+def build_variant(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_dir: str, timeout_s: float,
+                  isolate: bool = True, cpu_flags: tuple[str, ...] = ()) -> Variant | Broken:
+    """build_chain, with a step that does not apply or breaks made into a Broken variant: one row, not the run."""
+    try:
+        return build_chain(base, steps, ctx, cache_dir, timeout_s, isolate, cpu_flags)
+    except Unsupported as exc:
+        return Broken(tuple(s.label for s in steps), "skipped", str(exc))
+    except CaseFailed as exc:
+        return Broken(tuple(s.label for s in steps), "failed", str(exc))
 
 
 def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_dir: str, timeout_s: float,
@@ -56,8 +86,6 @@ def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_d
 
 
 def step_key(parent: Model, step: Step, ctx: BuildContext, cpu_flags: tuple[str, ...]) -> str:
-    from perfkit import __version__
-
     salt: dict[str, object] = {}
     if step.name == "int8-static":
         salt["calibration"] = ctx.calibration_source
@@ -66,7 +94,7 @@ def step_key(parent: Model, step: Step, ctx: BuildContext, cpu_flags: tuple[str,
         salt["checks"] = _feeds_digest(ctx.check_feeds)
     if TRANSFORMS[step.name].machine_specific:
         salt["cpu"] = cpu_flags
-    text = json.dumps([parent.digest, step.name, step.options, _ort_version(), __version__, salt], default=str)
+    text = json.dumps([parent.digest, step.name, step.options, _ort_version(), VERSION, salt], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -95,15 +123,11 @@ def _build_step(parent: Model, step: Step, ctx: BuildContext, folder: Path, time
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        args = (step, parent.path, str(work / MODEL_FILE), ctx)
-        try:
-            notes = call_in(apply_step, args, timeout_s, isolate)
-        except Unsupported:
-            raise
-        except (CaseFailed, PerfkitError) as exc:
-            raise CaseFailed(f"building {step.label}: {exc}") from None
-        except Exception as exc:  # in-process builds: any error fails this variant only
-            raise CaseFailed(f"building {step.label}: {one_line(exc)}") from None
+        notes = call_guarded(apply_step, (step, parent.path, str(work / MODEL_FILE), ctx), timeout_s, isolate)
+        if isinstance(notes, Failure):
+            if notes.status == "skipped":
+                raise Unsupported(notes.reason)
+            raise CaseFailed(f"building {step.label}: {notes.reason}")
         digest = file_digest(sorted(p for p in work.iterdir() if p.is_file()))
         (work / "meta.json").write_text(json.dumps({"step": step.label, "options": step.options,
                                                     "parent": parent.path, "parent_digest": parent.digest,
@@ -125,12 +149,10 @@ def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
 
 def is_large(path: Path) -> bool:
     """The model with the external data it names is too big for one protobuf message."""
-    from perfkit.model import disk_size
-
     return disk_size(str(path))[0] > LARGE_BYTES
 
 
-def save(proto, dst: Path, large: bool) -> None:
+def save(proto: onnx.ModelProto, dst: Path, large: bool) -> None:
     """Save a transform's result; weights go beside it as `model.onnx.data` when the model is large (which
     rewrites `proto`'s tensors to point at that file: save a copy if the proto is used again)."""
     import onnx

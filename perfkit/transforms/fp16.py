@@ -41,7 +41,7 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     if engine == "auto":
         engine = "ort" if any(n.domain == "com.microsoft" for n in fp32.graph.node) else "occ"
     notes = [f"converted with {'onnxruntime.transformers' if engine == 'ort' else 'onnxconverter-common'}"]
-    reference = Reference(fp32, ctx.check_feeds[:LAYERWISE_FEEDS], large)
+    reference = Fp32Tensors(fp32, ctx.check_feeds[:LAYERWISE_FEEDS], large)
     blocked: set[str] = set()
     problem = ""
     for _ in range(MAX_ROUNDS):
@@ -63,7 +63,7 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     return notes
 
 
-class Reference:
+class Fp32Tensors:
     """The fp32 model and every one of its tensors on the layer-wise feeds, computed when first needed."""
 
     def __init__(self, proto: onnx.ModelProto, feeds, large: bool) -> None:
@@ -126,9 +126,9 @@ def to_fp16(fp32: onnx.ModelProto, engine: str, keep_io: bool, user_blocks: tupl
 _TYPE_ERROR = re.compile(r"(?:in|of) node \(([^)]+)\)")
 
 
-def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Reference) -> tuple[str, set[str]]:
+def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Fp32Tensors) -> tuple[str, set[str]]:
     """('', ∅) when the fp16 model is sound; else (what is wrong, the fp32 model's nodes to keep in fp32)."""
-    from perfkit.accuracy import compare, nonfinite, within
+    from perfkit.analysis.accuracy import compare_outputs, nonfinite, within
 
     try:
         names, runs = run_all(fp16, ctx.check_feeds, large, expose=False)
@@ -151,9 +151,10 @@ def check(fp16: onnx.ModelProto, ctx: BuildContext, large: bool, reference: Refe
         if overflowed:
             problem = f"{len(overflowed)} tensor(s) overflow fp16 (first: {overflowed[0]})"
     if not problem and ctx.budget and ctx.reference:
-        for label, sample, ref in (("", runs, ctx.reference), (" computed in fp16", emulated, ctx.reference)):
-            ok, why = within(compare(list(ref[:len(sample)]), list(sample), names), ctx.budget) if sample else \
-                (True, "")
+        ref = ctx.reference.per_feed
+        for label, sample in (("", runs), (" computed in fp16", emulated)):
+            ok, why = within(compare_outputs(list(ref[:len(sample)]), list(sample), names), ctx.budget) \
+                if sample else (True, "")
             if not ok:
                 problem = f"over the accuracy budget {ctx.budget.text}{label} ({why})"
                 break
@@ -267,7 +268,7 @@ def _cast(array, onnx_type: str):
     return array.astype(np.float16) if onnx_type == "tensor(float16)" and array.dtype == np.float32 else array
 
 
-def blame(reference: Reference, fp16: onnx.ModelProto, got_values: Values) -> set[str]:
+def blame(reference: Fp32Tensors, fp16: onnx.ModelProto, got_values: Values) -> set[str]:
     """Names of the fp32 model's nodes that introduce the largest error in the fp16 model."""
     from onnx import numpy_helper
 

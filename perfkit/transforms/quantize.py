@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perfkit.errors import Unsupported, brief
+from perfkit.core.errors import Unsupported, brief
+from perfkit.files.onnx_file import op_histogram
 from perfkit.transforms import BuildContext
 from perfkit.transforms.cache import is_large
 
@@ -54,7 +55,7 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
         raise Unsupported("int8-static needs calibration data and the model's inputs cannot be synthesised")
     activation = QuantType.QUInt8 if options["types"] == "u8s8" else QuantType.QInt8
     large = is_large(src)
-    extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    extra: dict[str, bool | float] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if options["calibrate"] == "percentile":
         extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
@@ -94,8 +95,6 @@ class FeedsReader:
 
 def _nothing_quantized(dst: Path) -> list[str]:
     import onnx
-
-    from perfkit.transforms import op_histogram
 
     ops = op_histogram(onnx.load(str(dst), load_external_data=False))
     quantized = sum(n for op, n in ops.items() if "Quant" in op or "Integer" in op or op.startswith(("QLinear",

@@ -1,0 +1,212 @@
+"""Commands that build and measure: bench, optimize, convert, inspect, demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from perfkit.cli.group import (
+    EXIT_ROW_FAILED,
+    cache_option,
+    calibration_option,
+    debug_option,
+    emit,
+    factory_option,
+    float64_option,
+    format_option,
+    main,
+    opset_option,
+    output_option,
+    results_option,
+    store_option,
+    trust_option,
+    variants_option,
+)
+
+if TYPE_CHECKING:
+    from perfkit.core.spec import BenchSpec
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-t", "--target", "targets", multiple=True, default=("ort:cpu",), show_default=True,
+              help="BACKEND:DEVICE[,KEY=VALUE…], e.g. ort:cpu, ort:cuda,device_id=0 (repeatable).")
+@click.option("-b", "--batch", help="Batch sizes to sweep, one row each: 1,8,32.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
+@click.option("--inputs", type=click.Path(), help="Feed this .npz (one array per input) or .npy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: onnxruntime's).")
+@click.option("--opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all",
+              show_default=True, help="onnxruntime graph optimization level.")
+@click.option("--allow-fallback", is_flag=True, help="Run on the available provider if the asked one is missing.")
+@click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
+@click.option("--min-time", type=click.FloatRange(min=0), help="Seconds of timing at least [2].")
+@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing at most [20].")
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds before a case counts as hung [300].")
+@click.option("--no-isolate", is_flag=True, help="Run cases in this process (faster start, no crash safety).")
+@click.option("--no-save", is_flag=True, help="Keep nothing in the results folder.")
+@variants_option
+@click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
+              help="e.g. \"cos>=0.999\", \"max_abs<=1e-2\", \"agree>=0.99\"; the fastest variant inside it is "
+                   "marked [cos>=0.99].")
+@calibration_option
+@cache_option
+@click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
+@click.option("--fail-on-fallback", is_flag=True,
+              help="A GPU row whose compute ops (Conv, MatMul, Gemm, Attention, …) ran on the CPU fails.")
+@trust_option
+@factory_option
+@opset_option
+@float64_option
+@format_option
+@output_option
+@results_option
+@store_option
+@debug_option
+def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
+          min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
+          profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
+    """Measure MODEL and its optimized variants on onnxruntime and print the figures.
+
+    MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
+    .pt2), Keras (.keras, .h5), a TensorFlow SavedModel or an MLflow model folder — which is measured in its
+    own framework beside its ONNX conversion, and is then the accuracy reference."""
+    from dataclasses import replace
+
+    from perfkit.core.spec import QUICK_PLAN, Plan, parse_batches
+    from perfkit.options import make_spec
+
+    plan = QUICK_PLAN if quick else Plan()
+    overrides = {"min_time_s": min_time, "max_time_s": max_time, "timeout_s": timeout}
+    plan = replace(plan, isolate=not no_isolate, **{k: v for k, v in overrides.items() if v is not None})
+    if plan.max_time_s < plan.min_time_s:
+        plan = replace(plan, min_time_s=plan.max_time_s)
+    spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
+                     shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
+                     allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
+                     accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
+                     trust=trust, factory=factory, opset=opset, float64=float64, store=store,
+                     fail_on_fallback=fail_on_fallback)
+    _run_and_print(spec, fmt, output)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the variant files and manifest.json.")
+@variants_option
+@calibration_option
+@cache_option
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
+@click.option("--accuracy-budget", metavar="METRIC>=N[,…]", help="Budget fp16's repair keeps to [cos>=0.99].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds one build step may take.")
+@debug_option
+def optimize(model, output_dir, variants, calibration, cache_dir, dims, shapes, accuracy_budget, timeout) -> None:
+    """Build optimized variants of MODEL into a folder, with a manifest; nothing is timed."""
+    from perfkit.build import build_all
+    from perfkit.core.spec import Plan
+    from perfkit.options import make_spec
+
+    spec = make_spec(model, dims=dims, shapes=shapes, variants=variants or ("auto",), calibration=calibration,
+                     cache_dir=cache_dir, accuracy_budget=accuracy_budget, plan=Plan(timeout_s=timeout),
+                     results_dir=None)
+
+    def progress(text: str) -> None:
+        click.echo(text, err=True)
+
+    manifest = build_all(spec, output_dir, on_progress=progress)
+    for entry in manifest.variants:
+        click.echo(f"{entry.variant:<48} {entry.file or f'{entry.status}: {entry.reason}'}")
+    for warning in manifest.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {os.path.join(output_dir, 'manifest.json')}", err=True)
+    if any(e.status == "failed" for e in manifest.variants):
+        sys.exit(EXIT_ROW_FAILED)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .onnx file.")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…",
+              help="Example shape of an input (PyTorch modules do not record theirs).")
+@click.option("--inputs", type=click.Path(), help="Real inputs for the parity check: .npz, or .csv/.parquet rows.")
+@click.option("-b", "--batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Rows (items) per synthetic parity feed.")
+@trust_option
+@factory_option
+@opset_option
+@float64_option
+@cache_option
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds the conversion may take.")
+@debug_option
+def convert(model, output, shapes, inputs, batch, trust, factory, opset, float64, cache_dir, timeout) -> None:
+    """Convert a native MODEL to ONNX and check that the ONNX model gives the native model's answers."""
+    from perfkit.convert import run_convert
+
+    lines, _ = run_convert(model, output, shapes=shapes, inputs=inputs, batch=batch, trust=trust,
+                           factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+def inspect(path, fmt) -> None:
+    """Say what a model file is, whether perfkit can load and convert it, and the way to ONNX."""
+    import json
+
+    from perfkit.native.inspect import inspect_file
+
+    found = inspect_file(path)
+    if fmt == "json":
+        click.echo(json.dumps(found.as_dict(), indent=1))
+        return
+    for label, value in found.lines():
+        click.echo(f"{label:>14}  {value}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
+@format_option
+@results_option
+@store_option
+@debug_option
+def demo(quick, fmt, results_dir, store) -> None:
+    """Build a small CNN locally (no download), its optimized variants, and benchmark them at batch 8."""
+    from perfkit.core.spec import QUICK_PLAN, Plan
+    from perfkit.examples import write
+    from perfkit.options import make_spec
+
+    path = write("cnn", os.path.join(".perfkit-cache", "examples"))
+    click.echo(f"built {path} (a 2-layer CNN, 32x32 RGB input, random weights)", err=True)
+    spec = make_spec(path, batch=(8,), plan=QUICK_PLAN if quick else Plan(), results_dir=results_dir, store=store,
+                     variants=("auto",), accuracy_budget="cos>=0.999")
+    _run_and_print(spec, fmt, None)
+
+
+def _run_and_print(spec: BenchSpec, fmt: str, output: str | None) -> None:
+    from perfkit import bench as bench_module
+
+    # Plain lines, not a live spinner: a spinner's redraw thread would compete with the timed loop for the GIL.
+    def progress(text: str) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"{text} …", err=True)
+
+    report = bench_module.run(spec, on_progress=progress, command=tuple(sys.argv))
+    emit(report, fmt, output)
+    if spec.results_dir:
+        where = "the PostgreSQL store" if spec.store else f"{spec.results_dir}/"
+        click.echo(f"saved run {report.run_id} in {where}", err=True)
+    if report.failed:
+        sys.exit(EXIT_ROW_FAILED)

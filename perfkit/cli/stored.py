@@ -1,0 +1,152 @@
+"""Commands over stored runs: show, report, runs, compare, history, baseline; and env."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from perfkit.cli.group import debug_option, emit, format_option, main, output_option, results_option, store_option
+
+
+@main.command()
+@click.argument("run", default="latest")
+@format_option
+@output_option
+@results_option
+@store_option
+@debug_option
+def show(run, fmt, output, results_dir, store) -> None:
+    """Re-render a stored RUN (an id, an id prefix, 'latest' or a .json path)."""
+    from perfkit.output.store import Store
+
+    emit(Store(results_dir, store).load(run), fmt, output)
+
+
+@main.command()
+@click.argument("run", default="latest")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE [report.html / stdout].")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
+              help="html: one self-contained file with plots; markdown: for a pull-request comment.")
+@results_option
+@store_option
+@debug_option
+def report(run, output, fmt, results_dir, store) -> None:
+    """A stored RUN as a self-contained HTML page (plots, table, environment) or as markdown."""
+    from pathlib import Path
+
+    from perfkit.output.store import Store, write_atomic
+
+    stored = Store(results_dir, store).load(run)
+    if fmt == "markdown":
+        from perfkit.output.render import render
+
+        text = render(stored, "markdown")
+        if not output:
+            click.echo(text, nl=False)
+            return
+    else:
+        from perfkit.output.html import render_html
+
+        text = render_html(stored)
+        output = output or "report.html"
+    write_atomic(Path(output), text)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@results_option
+@store_option
+@debug_option
+def runs(limit, results_dir, store) -> None:
+    """List stored runs, newest first."""
+    from perfkit.output.store import Store
+
+    rows = Store(results_dir, store).runs(limit)
+    if not rows:
+        click.echo(f"no runs in {results_dir}/ yet — try `perfkit demo`")
+        return
+    click.echo(f"{'run':<26} {'created':<25} {'rows':>4}  {'state':<10} model")
+    for r in rows:
+        state = "complete" if r.complete else "incomplete"
+        click.echo(f"{r.run_id:<26} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new", default="latest")
+@click.option("--fail-on-regression", "fail_on", metavar="PCT",
+              help="Exit 1 when a case is slower by more than this (e.g. 5%) and the change is significant.")
+@click.option("--threshold", default="2%", show_default=True, metavar="PCT",
+              help="Smallest change of the median that counts, however significant.")
+@results_option
+@store_option
+@debug_option
+def compare(old, new, fail_on, threshold, results_dir, store) -> None:
+    """Compare two runs case by case (ids, prefixes, 'latest', baseline names or .json paths)."""
+    from perfkit.analysis.comparison import compare_runs, parse_threshold
+    from perfkit.output.lines import comparison_lines
+    from perfkit.output.store import Store
+
+    limit = parse_threshold(fail_on) if fail_on else None
+    practical = parse_threshold(threshold)
+    store = Store(results_dir, store)
+    result = compare_runs(store.load(old), store.load(new), practical=practical)
+    for line in comparison_lines(result):
+        click.echo(line)
+    if limit is not None and result.worst_regression() > limit:
+        click.echo(f"perfkit: regression: a case is {result.worst_regression():.1%} slower (limit {limit:.1%})",
+                   err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Newest runs to show.")
+@results_option
+@store_option
+@debug_option
+def history(model, limit, results_dir, store) -> None:
+    """The median of each case of MODEL (a path or file name) across the stored runs, oldest first."""
+    from perfkit.output.lines import history_lines
+    from perfkit.output.store import Store
+
+    points = Store(results_dir, store).history(model, limit)
+    if not points:
+        click.echo(f"no runs of {model} in {results_dir}/")
+        return
+    for line in history_lines(points):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("run")
+@click.argument("name")
+@results_option
+@store_option
+@debug_option
+def baseline(run, name, results_dir, store) -> None:
+    """Keep RUN as results/baselines/NAME.json, to commit and compare against (perfkit compare NAME latest)."""
+    from perfkit.output.store import Store
+
+    click.echo(f"wrote {Store(results_dir, store).save_baseline(run, name)}")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@debug_option
+def env(fmt) -> None:
+    """Print the environment fingerprint that every run records."""
+    import dataclasses
+    import json
+
+    from perfkit.measure.env import fingerprint
+    from perfkit.output.cells import describe
+
+    e = fingerprint()
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(e), indent=1))
+        return
+    for label, value in describe(e):
+        click.echo(f"{label:>14}  {value}")

@@ -1,0 +1,101 @@
+"""The small result records a Report is made of, and those stages hand each other: a row's latency summary
+and speed-up, its accuracy per output, its profile per op type, the machine it ran on, and the outputs of a
+model on the check feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """What the table shows for one row; times in ns. p90/p99 are None when n cannot support them."""
+
+    n: int
+    median: float
+    ci_low: float | None
+    ci_high: float | None
+    mean: float
+    stdev: float
+    cv: float
+    p90: float | None
+    p99: float | None
+    min: float
+    max: float
+    outliers: int
+
+    def interval(self) -> tuple[float, float] | None:
+        """The median's 95 % interval, or None when n is too small to give one."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return self.ci_low, self.ci_high
+
+    @property
+    def ci_rel(self) -> float | None:
+        """The interval's farther side as a share of the median; None without an interval (or a zero median)."""
+        ci = self.interval()
+        if ci is None or not self.median:
+            return None
+        return max(self.median - ci[0], ci[1] - self.median) / self.median
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """How many times faster a row is than its baseline: value, a 95 % range, and whether it is real."""
+
+    value: float
+    low: float
+    high: float
+    significant: bool  # False: the two medians' intervals overlap, the difference is inside the noise
+
+
+@dataclass(frozen=True)
+class OutputAccuracy:
+    """One output of a variant against the same output of the reference, over every check feed."""
+
+    name: str
+    comparable: bool = True
+    reason: str = ""  # why not comparable
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    max_rel: float | None = None
+    cosine: float | None = None
+    agree: float | None = None  # share of items whose top-1 label matches; None unless class scores
+    top_k: float | None = None  # share of items whose reference label is in the variant's top k
+    nonfinite: int = 0  # NaN/Inf values where the reference is finite
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One op type in a profile: mean time per call summed over its nodes, and where they ran."""
+
+    op: str
+    ns_per_call: float
+    nodes: int
+    provider: str  # the provider that ran these nodes ("CPU", "CUDA"); mixed ones are listed per provider
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The fingerprint recorded with every run: hardware, software, providers, commit."""
+
+    cpu_model: str
+    cpu_flags: tuple[str, ...]
+    logical_cores: int
+    physical_cores: int | None
+    os: str
+    python: str
+    packages: dict[str, str] = field(default_factory=dict)
+    providers: tuple[str, ...] = ()
+    git_commit: str | None = None
+    load_average: float | None = None  # 1-minute load when the run started: a busy machine times badly
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """A model's outputs on the check feeds: its output names, and per feed the list of its outputs in that
+    order. The reference every variant is compared with, and each variant's own."""
+
+    names: tuple[str, ...]
+    per_feed: tuple[list[Any], ...]

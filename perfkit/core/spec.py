@@ -1,0 +1,175 @@
+"""What to benchmark: BenchSpec, Target, Workload, Plan, and the parsers for their command-line forms.
+
+`perfkit.options.make_spec` is where user-facing options become a checked BenchSpec."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from perfkit.core.errors import PerfkitError
+
+DEFAULT_BUDGET = "cos>=0.99"  # int8 usually keeps logits above this; below it, answers visibly change
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+# perfkit's own run modes, written as flags after the target: ort:cuda,iobinding
+MODES = {"iobinding": "inputs placed on the device once, outputs bound there: the figure is compute, not copies",
+         "cuda-graph": "the whole run captured as one CUDA graph and replayed (implies iobinding)"}
+# The provider options perfkit knows to be valid, so a typo is an error here, not silently ignored there.
+PROVIDER_OPTIONS = {
+    "cuda": ("device_id", "cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy",
+             "do_copy_in_default_stream", "cudnn_conv_use_max_workspace", "cudnn_conv1d_pad_to_nc1d",
+             "enable_cuda_graph", "use_tf32", "prefer_nhwc", "enable_skip_layer_norm_strict_mode",
+             "use_ep_level_unified_stream", "tunable_op_enable", "tunable_op_tuning_enable"),
+    "tensorrt": ("device_id", "trt_fp16_enable", "trt_int8_enable", "trt_int8_calibration_table_name",
+                 "trt_engine_cache_enable", "trt_engine_cache_path", "trt_timing_cache_enable",
+                 "trt_timing_cache_path", "trt_max_workspace_size", "trt_builder_optimization_level",
+                 "trt_max_partition_iterations", "trt_min_subgraph_size", "trt_dla_enable", "trt_dla_core",
+                 "trt_dump_subgraphs", "trt_force_sequential_engine_build", "trt_sparsity_enable",
+                 "trt_profile_min_shapes", "trt_profile_max_shapes", "trt_profile_opt_shapes",
+                 "trt_cuda_graph_enable", "trt_detailed_build_log"),
+}
+GPU_DEVICES = ("cuda", "tensorrt", "rocm", "migraphx", "dml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a model runs: a backend, a device on it, and the session options that change speed."""
+
+    backend: str = "ort"
+    device: str = "cpu"
+    provider_options: tuple[tuple[str, str], ...] = ()
+    threads: int | None = None  # None: the backend's own default (onnxruntime: one per physical core)
+    opt_level: str = "all"  # onnxruntime's own default graph optimization level
+    modes: tuple[str, ...] = ()  # iobinding, cuda-graph
+
+    @property
+    def label(self) -> str:
+        flags = "".join(f",{m}" for m in self.modes)
+        opts = "".join(f",{k}={v}" for k, v in self.provider_options)
+        return f"{self.backend}:{self.device}{flags}{opts}"
+
+    @property
+    def gpu(self) -> bool:
+        return self.device in GPU_DEVICES
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to feed: values for free dims, whole shapes, a seed, or the user's own data."""
+
+    batch: int | None = None  # fills each input's free first dim; None: the default of 1
+    dims: tuple[tuple[str, int], ...] = ()
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    inputs: str | None = None  # .npz / .npy with the user's data
+    seed: int = 0
+    distinct_feeds: int = 1  # feeds cycled while timing; 1 keeps the loop as tight as a bare session.run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to time one case. Every default says why it is that number."""
+
+    warmup_calls: int = 10  # enough for lazy allocations, thread-pool spin-up and caches to settle
+    warmup_time_s: float = 1.0  # and long enough for CPU frequency scaling to reach a steady clock
+    warmup_max_s: float = 10.0  # but a model slower than 1 s a call is not warmed for 10 calls
+    min_rounds: int = 30  # the fewest samples that give a usable interval for the median
+    min_time_s: float = 2.0  # measure across a couple of seconds so a brief stall cannot dominate
+    max_time_s: float = 20.0  # a slow model stops here whatever its count
+    max_rounds: int = 20_000  # 200 samples in the p99 tail; bounds the raw samples kept per row
+    timeout_s: float = 300.0  # a case (load + warm-up + timing) taking longer is treated as hung
+    isolate: bool = True  # each case in a spawned worker, so a crash or hang is one failed row
+
+
+QUICK_PLAN = Plan(warmup_calls=3, warmup_time_s=0.2, warmup_max_s=2.0, min_rounds=10,
+                  min_time_s=0.3, max_time_s=3.0, max_rounds=5_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSpec:
+    """One whole `perfkit bench`: a model, where to run it, what to feed, how to time, where to keep it."""
+
+    model: str
+    targets: tuple[Target, ...] = (Target(),)
+    workloads: tuple[Workload, ...] = (Workload(),)
+    plan: Plan = field(default_factory=Plan)
+    allow_fallback: bool = False
+    results_dir: str | None = "results"  # None: keep nothing
+    variants: tuple[str, ...] = ()  # chains such as "ort-opt:all+int8-static:qdq", or "auto"
+    accuracy_budget: str = DEFAULT_BUDGET  # the fastest variant inside it is marked
+    calibration: str | None = None  # .npz for static quantization; None: synthetic, with a warning
+    cache_dir: str = ".perfkit-cache"  # built variants, keyed by content hash and parameters
+    check_feeds: int = 8  # feeds every variant is compared on: several, so one lucky input cannot pass
+    profile: bool = False  # onnxruntime's per-op profile of every row, after its timing
+    trust: bool = False  # the user allows loading pickle-based native models (--trust)
+    factory: str | None = None  # package.module:function building the module a PyTorch state dict fills
+    opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
+    float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
+    store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
+    fail_on_fallback: bool = False  # a GPU row whose compute ops ran on the CPU fails instead of warning
+
+
+def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:
+    """`ort:cpu`, `ort:cuda,device_id=0`, `cuda` (backend ort implied)."""
+    head, *opts = [p.strip() for p in text.split(",")]
+    backend, colon, device = head.partition(":")
+    if not colon:
+        backend, device = "ort", backend
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", backend) or not re.fullmatch(r"[a-z][a-z0-9_-]*", device):
+        raise PerfkitError(f"--target {text}", "not a target", "write BACKEND:DEVICE, e.g. ort:cpu or ort:cuda")
+    pairs, modes = [], []
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq and key in MODES:
+            modes.append(key)
+            continue
+        if not eq or not key:
+            raise PerfkitError(f"--target {text}", f"option '{opt}' is neither KEY=VALUE nor a mode",
+                               f"write provider options as ort:cuda,device_id=0; modes: {', '.join(MODES)}")
+        known = PROVIDER_OPTIONS.get(device)
+        if known and key.strip() not in known:
+            raise PerfkitError(f"--target {text}", f"'{key}' is not an option of the {device} provider",
+                               f"its options: {', '.join(known)}")
+        pairs.append((key.strip(), value.strip()))
+    if modes and (backend != "ort" or device == "cpu" and "cuda-graph" in modes):
+        raise PerfkitError(f"--target {text}", f"{'/'.join(modes)} needs an onnxruntime GPU target",
+                           "write e.g. ort:cuda,iobinding (iobinding also works on ort:cpu)")
+    if "cuda-graph" in modes:
+        if device not in ("cuda", "tensorrt"):
+            raise PerfkitError(f"--target {text}", "CUDA graphs are a CUDA and TensorRT feature",
+                               "use ort:cuda,cuda-graph")
+        modes = sorted(set(modes) | {"iobinding"})
+        option = "enable_cuda_graph" if device == "cuda" else "trt_cuda_graph_enable"
+        pairs = [p for p in pairs if p[0] != option] + [(option, "1")]
+    return Target(backend, device, tuple(pairs), threads, check_opt_level(opt_level), tuple(modes))
+
+
+def check_opt_level(level: str) -> str:
+    if level not in OPT_LEVELS:
+        raise PerfkitError(f"--opt-level {level}", "unknown level", f"use one of {', '.join(OPT_LEVELS)}")
+    return level
+
+
+def parse_dim(text: str) -> tuple[str, int]:
+    """`batch=8` -> ("batch", 8)."""
+    name, eq, value = text.partition("=")
+    if not eq or not name or not value.strip().isdigit():
+        raise PerfkitError(f"--dim {text}", "not NAME=VALUE", "write e.g. --dim batch=8 --dim sequence=128")
+    return name.strip(), int(value)
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`x=1x3x224x224` -> ("x", (1, 3, 224, 224)); `x=` is a scalar."""
+    name, eq, dims = text.rpartition("=")
+    parts = dims.split("x") if dims else []
+    if not eq or not name or not all(p.isdigit() for p in parts):
+        raise PerfkitError(f"--shape {text}", "not INPUT=D1xD2x…", "write e.g. --shape pixel_values=1x3x224x224")
+    return name, tuple(int(p) for p in parts)
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """`1,8,32` -> (1, 8, 32)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise PerfkitError(f"--batch {text}", "not a list of sizes", "write e.g. --batch 1,8,32")
+    return tuple(int(p) for p in parts)

@@ -1,0 +1,149 @@
+"""One case in this process: open the session, check what runs, first call, warm up, time, check outputs; and
+the outputs of a model on the check feeds, the reference every variant is compared with.
+
+A module of its own, apart from the flows, because the spawned worker imports it and the worker's start-up
+cost is part of every isolated case.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perfkit.analysis.accuracy import nonfinite
+from perfkit.backends import Clock, get_backend
+from perfkit.core.model import NativeModel
+from perfkit.core.records import OpTime, Outputs
+from perfkit.core.report import Measurement
+from perfkit.core.spec import Plan, Target
+from perfkit.measure.nvml import process_device_bytes
+from perfkit.measure.profile import profile_ort
+from perfkit.measure.timing import measure
+
+
+@dataclass(frozen=True)
+class Case:
+    model_path: str
+    target: Target
+    feeds: tuple[dict[str, Any], ...]
+    plan: Plan
+    checks: tuple[dict[str, Any], ...] = ()  # accuracy feeds: their outputs come back for comparison
+    profile: bool = False
+    native: NativeModel | None = None  # a native model, opened by its framework's backend instead of the path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What a case's worker hands back: what ran, the raw measurement, and the outputs to compare."""
+
+    providers: tuple[str, ...]
+    settings: dict[str, str]
+    measurement: Measurement
+    nonfinite: tuple[str, ...]  # outputs holding NaN or Inf, described
+    checked: Outputs | None = None  # outputs on the check feeds, when there were any
+    profile: tuple[OpTime, ...] = ()
+
+
+def run_case(case: Case, clock: Clock | None = None) -> Outcome:
+    """The case timed with `clock` (default: the backend's own)."""
+    base_rss = reset_peak_rss()
+    device_id = int(dict(case.target.provider_options).get("device_id", 0) or 0)
+    device_base = process_device_bytes(device_id) if case.target.gpu else None
+    backend = get_backend(case.target.backend)
+    clock = clock or backend.clock
+    t0 = clock()
+    with backend.open(case.native or case.model_path, case.target) as session:
+        load_ns = clock() - t0
+        prepared = [session.prepare(f) for f in case.feeds]
+        t0 = clock()
+        outputs = session.run(prepared[0])
+        first_ns = clock() - t0
+        bad = nonfinite(outputs, session.output_names)
+        timing = measure(_cycling(session, prepared), case.plan, clock)
+        peak = peak_rss()
+        device_peak = process_device_bytes(device_id) if case.target.gpu else None
+        # After the timing, so neither the extra outputs nor the profiler touch the figures.
+        checked = _outputs_on(session, case.checks) if case.checks else None
+    if checked:
+        bad = bad or tuple(b for out in checked.per_feed for b in nonfinite(out, checked.names))[:4]
+    # A GPU row is always profiled once after its timing: where its nodes ran is part of its figure.
+    wanted = (case.profile or case.target.gpu) and not case.native
+    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if wanted else ()
+    measurement = Measurement(
+        samples_ns=timing.samples_ns, warmup_calls=timing.warmup_calls, warmup_ns=timing.warmup_ns,
+        load_ns=load_ns, first_call_ns=first_ns, harness_ns=timing.harness_ns, resolution_ns=timing.resolution_ns,
+        base_rss_bytes=base_rss, peak_rss_bytes=peak, device_base_bytes=device_base, device_peak_bytes=device_peak)
+    return Outcome(providers=session.providers, settings=session.settings, measurement=measurement, nonfinite=bad,
+                   checked=checked, profile=profiled)
+
+
+def _cycling(session: Any, prepared: list[Any]) -> Callable[[], object]:
+    """The timed call: the one bound feed, or the bound feeds in turn."""
+    if len(prepared) == 1:
+        call: Callable[[], object] = session.bind(prepared[0])
+        return call
+    bound = itertools.cycle([session.bind(p) for p in prepared])
+
+    def next_feed() -> object:
+        return next(bound)()
+
+    return next_feed
+
+
+def reference_outputs(job: tuple[str | NativeModel, tuple[dict[str, Any], ...]]) -> Outputs:
+    """A model's outputs on the check feeds, as the reference: a native model in its own framework on the CPU;
+    an ONNX file as written — CPU provider, graph optimization off."""
+    source, feeds = job
+    if isinstance(source, NativeModel):
+        backend, target = get_backend(source.framework), Target(source.framework, "cpu")
+    else:
+        backend, target = get_backend("ort"), Target(opt_level="disable")
+    with backend.open(source, target) as session:
+        return _outputs_on(session, feeds)
+
+
+def _outputs_on(session: Any, feeds: tuple[dict[str, Any], ...]) -> Outputs:
+    return Outputs(tuple(session.output_names),
+                   tuple([_plain(v) for v in session.run(session.prepare(f))] for f in feeds))
+
+
+def _plain(value: Any) -> Any:
+    """Outputs as they can cross to the parent: an OrtValue (bfloat16, float8) as numpy where it can be."""
+    if hasattr(value, "numpy") and not hasattr(value, "dtype"):
+        try:
+            return value.numpy()
+        except Exception:  # an element type numpy lacks: not comparable, said so by accuracy.compare_outputs
+            return repr(value)
+    return value
+
+
+def reset_peak_rss() -> int | None:
+    """Current resident memory in bytes, after resetting the kernel's high-water mark where Linux allows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kb("VmRSS") * 1024
+    except OSError:
+        return None
+
+
+def peak_rss() -> int | None:
+    """Peak resident memory of this process in bytes (since the last reset, on Linux)."""
+    try:
+        return _status_kb("VmHWM") * 1024
+    except OSError:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")

@@ -1,0 +1,102 @@
+"""Run one function in a spawned worker with a timeout: a crash, a kill or a hang becomes CaseFailed; and the
+one guarded call every stage uses, which turns whatever went wrong into a row's status and reason."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from perfkit.core.errors import CaseFailed, PerfkitError, Unsupported, brief
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a guarded call came back with instead of a value: skipped (Unsupported) or failed, and why."""
+
+    status: str
+    reason: str
+
+
+def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
+    """fn(arg) in a fresh process; its PerfkitError and Unsupported are raised here again, anything else is
+    CaseFailed."""
+    ctx = mp.get_context("spawn")  # fork would copy this process's threads and onnxruntime state
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_child, args=(sender, fn, arg), daemon=True)
+    worker.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise CaseFailed(f"timed out after {timeout_s:g} s (hung?) — raise --timeout if it is just slow")
+        try:
+            kind, payload = receiver.recv()
+        except EOFError:
+            worker.join(5)
+            raise CaseFailed(describe_exit(worker.exitcode)) from None
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        worker.join(5)
+        receiver.close()
+    if kind == "user":
+        raise PerfkitError(*payload)
+    if kind == "unsupported":
+        raise Unsupported(payload)
+    if kind == "error":
+        raise CaseFailed(payload)
+    return payload
+
+
+def call_in(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bool) -> T:
+    """fn(arg) in a spawned worker when `isolate` (see call_isolated), else right here (--no-isolate)."""
+    return call_isolated(fn, arg, timeout_s) if isolate else fn(arg)
+
+
+def call_guarded(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bool) -> T | Failure:
+    """fn(arg) as call_in runs it, with every way it can go wrong turned into a Failure: Unsupported is
+    skipped, anything else failed. In-process (--no-isolate), an unanticipated exception's reason names its
+    type, as the worker's would."""
+    try:
+        return call_in(fn, arg, timeout_s, isolate)
+    except Unsupported as exc:
+        return Failure("skipped", str(exc))
+    except (CaseFailed, PerfkitError) as exc:
+        return Failure("failed", str(exc))
+    except Exception as exc:
+        return Failure("failed", brief(exc, 300, typed=True))
+
+
+def _child(sender: Connection, fn: Callable[[Any], Any], arg: Any) -> None:
+    import warnings
+
+    # Frameworks' deprecation chatter would interleave with the parent's table on the shared stderr; what a
+    # worker has to say comes back in its result.
+    warnings.simplefilter("ignore")
+    message: tuple[str, Any]
+    try:
+        message = ("ok", fn(arg))
+    except PerfkitError as exc:
+        message = ("user", (exc.subject, exc.what, exc.fix))
+    except Unsupported as exc:
+        message = ("unsupported", str(exc))
+    except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
+        message = ("error", brief(exc, 300, typed=True))
+    sender.send(message)
+    sender.close()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "worker vanished without an exit code"
+    if code < 0:
+        name = signal.Signals(-code).name
+        if name == "SIGKILL":
+            return "killed (SIGKILL — out of memory?)"
+        return f"crashed ({name})"
+    return f"worker exited with code {code} before reporting"

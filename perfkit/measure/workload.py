@@ -1,0 +1,296 @@
+"""Turn a signature and a Workload into concrete shapes and seeded feeds, or validate the user's data.
+
+Synthetic values (documented in the README):
+- floating point (float16/32/64, bfloat16, float8): uniform in [0, 1) — non-negative, safe for log and sqrt;
+- integers (int8…int64, uint8…uint64): uniform in [1, 8] — never 0 (divisions) — and never past the
+  last row of a table the input indexes (a segment-id table of two rows gets ids of 1);
+- inputs named like a mask (`attention_mask`, `mask`): all ones, i.e. nothing masked, of any type;
+- bool: True or False with equal odds;
+- strings and anything else: not synthesised; the user gives data with --inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfkit.core.errors import PerfkitError
+from perfkit.core.model import Signature, TensorInfo
+from perfkit.core.spec import Workload
+from perfkit.files.data import is_table, read_arrays, read_table
+from perfkit.files.onnx_file import file_digest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BATCH_DEFAULT = 1  # a free first dim is the batch; one item is the latency a single request sees
+OTHER_DIM_DEFAULT = 32  # any other free dim (sequence, image side); a stated size, overridable with --dim
+INT_LOW, INT_HIGH = 1, 8  # inclusive range of synthetic integers
+FLOAT_TYPES = {"float16", "float32", "float64", "bfloat16", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2",
+               "float8e5m2fnuz"}
+INT_TYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Every input's concrete shape, the items one call processes, and the free dims that were filled."""
+
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    batch: int
+    filled: tuple[str, ...]  # "batch=1", "x[1]=32": dims given a default value, named for the warning
+
+
+def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
+    """Concrete shapes from --batch, --dim and --shape, documented defaults for the rest."""
+    names = {i.name for i in sig.inputs}
+    for name, _ in wl.shapes:
+        if name not in names:
+            raise PerfkitError(f"--shape {name}", "no such input", f"the inputs are: {', '.join(sorted(names))}")
+    dims = dict(wl.dims)
+    given = dict(wl.shapes)
+    batch_names = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], str)}
+    all_names = {d for i in sig.inputs for d in (i.shape or ()) if isinstance(d, str)}
+    for name in dims:
+        if name not in all_names:
+            raise PerfkitError(f"--dim {name}", "no input has a dim of that name",
+                               f"named dims are: {', '.join(sorted(all_names)) or 'none'}")
+        if wl.batch is not None and name in batch_names:
+            raise PerfkitError(f"--dim {name}", "is the batch dim, also set by --batch", "give only one of them")
+    values: dict[str, int] = {}
+    filled: list[str] = []
+    out = []
+    for info in sig.inputs:
+        _check_feedable(info, subject, info.name in given)
+        if info.name in given:
+            shape = _match_given(info, given[info.name], values)
+        else:
+            # _check_feedable refused an unknown rank without --shape: info.shape is there
+            shape = tuple(_fill(info, pos, dim, wl.batch, dims, values, filled)
+                          for pos, dim in enumerate(info.shape or ()))
+        out.append((info.name, shape))
+    return Shapes(tuple(out), _items_per_call(wl.batch, [s for _, s in out]), tuple(filled))
+
+
+def _check_feedable(info: TensorInfo, subject: str, shape_given: bool) -> None:
+    if info.kind != "tensor":
+        raise PerfkitError(subject, f"input '{info.name}' is a {info.kind}, not a tensor",
+                           "perfkit feeds tensor inputs only")
+    if info.shape is None and not shape_given:
+        raise PerfkitError(subject, f"input '{info.name}' has unknown rank",
+                           f"give its shape with --shape {info.name}=D1xD2x…")
+
+
+def _fill(info: TensorInfo, pos: int, dim, batch: int | None, dims: dict, values: dict, filled: list) -> int:
+    if isinstance(dim, int):
+        if pos == 0 and batch is not None and dim != batch:
+            raise PerfkitError(f"--batch {batch}", f"input '{info.name}' has a fixed first dim of {dim}",
+                               "re-export the model with a dynamic batch axis, or drop --batch")
+        return dim
+    if pos == 0 and batch is not None:
+        value = batch
+    elif dim in dims:
+        value = dims[dim]
+    elif dim in values:
+        return values[dim]
+    else:
+        value = BATCH_DEFAULT if pos == 0 else OTHER_DIM_DEFAULT
+        filled.append(f"{dim}={value}" if dim else f"{info.name}[{pos}]={value}")
+    if dim:
+        values[dim] = value
+    return value
+
+
+def _match_given(info: TensorInfo, shape: tuple[int, ...], values: dict) -> tuple[int, ...]:
+    if info.shape is not None and len(shape) != len(info.shape):
+        raise PerfkitError(f"--shape {info.name}", f"has rank {len(shape)}, the model's input has rank "
+                           f"{len(info.shape)} ({_show(info.shape)})", "give one size per dim")
+    for want, got in zip(info.shape or (), shape, strict=False):
+        if isinstance(want, int) and want != got:
+            raise PerfkitError(f"--shape {info.name}", f"conflicts with the model's fixed shape {_show(info.shape)}",
+                               "keep the fixed dims as they are")
+        if isinstance(want, str):
+            values.setdefault(want, got)
+    return shape
+
+
+def _items_per_call(batch: int | None, shapes: list[tuple[int, ...]]) -> int:
+    """Items one call processes: the batch when set, else the shared first dim of inputs of rank >= 2."""
+    if batch is not None:
+        return batch
+    firsts = {s[0] for s in shapes if len(s) >= 2}
+    return firsts.pop() if len(firsts) == 1 else 1
+
+
+def _show(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]" if shape else "scalar"
+
+
+def numpy_dtype(name: str):
+    """The numpy dtype for an ONNX element type name; bfloat16 and float8 come from ml_dtypes."""
+    import numpy as np
+
+    if name in ("bfloat16",) or name.startswith("float8"):
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name.replace("float8", "float8_")))
+    if name == "string":
+        return np.dtype(np.str_)
+    return np.dtype(name)
+
+
+def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1,
+               subject: str = "") -> list[dict[str, np.ndarray]]:
+    """`count` seeded feeds; the same seed gives the same values for every variant and every run."""
+    import numpy as np
+
+    infos = {i.name: i for i in sig.inputs}
+    feeds = []
+    for k in range(count):
+        rng = np.random.default_rng([seed, k])
+        feed = {}
+        for name, shape in shapes.shapes:
+            dtype = infos[name].dtype
+            if "mask" in name.lower() and (dtype in FLOAT_TYPES or dtype in INT_TYPES or dtype == "bool"):
+                feed[name] = np.ones(shape, dtype=numpy_dtype(dtype))
+            elif dtype in FLOAT_TYPES:
+                feed[name] = rng.random(shape, dtype=np.float32).astype(numpy_dtype(dtype))
+            elif dtype in INT_TYPES:
+                limit = infos[name].index_limit
+                high = INT_HIGH if limit is None else max(0, min(INT_HIGH, limit))
+                feed[name] = rng.integers(min(INT_LOW, high), high, shape, endpoint=True).astype(dtype)
+            elif dtype == "bool":
+                feed[name] = rng.random(shape) < 0.5
+            else:
+                raise PerfkitError(subject, f"input '{name}' is {dtype}; perfkit cannot synthesise {dtype} values",
+                                   "give data with --inputs data.npz (one array per input name)")
+        feeds.append(feed)
+    return feeds
+
+
+def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], Shapes]:
+    """The user's .npz/.npy (never unpickled) or .csv/.parquet rows, checked against the signature."""
+    if is_table(path_text):
+        arrays = table_arrays(path_text, sig)
+    else:
+        loaded = read_arrays(path_text)
+        arrays = loaded if isinstance(loaded, dict) else _single_npy(loaded, Path(path_text), sig)
+    return arrays, _check_arrays(path_text, arrays, sig)
+
+
+def table_arrays(path_text: str, sig: Signature) -> dict[str, np.ndarray]:
+    """A table of rows as the model's inputs: one input per column (N, 1) when the inputs are named after the
+    columns (a converted pipeline that picks columns by name), else the whole table as the one input."""
+    frame = read_table(path_text)
+    names = [i.name for i in sig.inputs]
+    if all(n in frame.columns for n in names):
+        out = {}
+        for info in sig.inputs:
+            column = frame[[info.name]].to_numpy()
+            out[info.name] = column.astype(object) if info.dtype == "string" else \
+                column.astype(numpy_dtype(info.dtype))
+        return out
+    if len(names) == 1 and sig.inputs[0].dtype != "string":
+        return {names[0]: frame.to_numpy().astype(numpy_dtype(sig.inputs[0].dtype))}
+    raise PerfkitError(path_text, f"its columns ({', '.join(map(str, frame.columns[:8]))}) are not the model's "
+                       f"inputs ({', '.join(names)})", "give a header row with the model's input names")
+
+
+def _single_npy(array, path: Path, sig: Signature) -> dict:
+    if len(sig.inputs) != 1:
+        raise PerfkitError(str(path), f"a .npy holds one array, the model has {len(sig.inputs)} inputs",
+                           "save all inputs by name with np.savez(path, name=array, …)")
+    return {sig.inputs[0].name: array}
+
+
+def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
+    import numpy as np
+
+    wanted = {i.name: i for i in sig.inputs}
+    missing, extra = sorted(wanted.keys() - arrays.keys()), sorted(arrays.keys() - wanted.keys())
+    if missing or extra:
+        raise PerfkitError(subject, f"names do not match the model's inputs (missing: {', '.join(missing) or '-'}; "
+                           f"unexpected: {', '.join(extra) or '-'})",
+                           f"save arrays named {', '.join(sorted(wanted))}")
+    values: dict[str, int] = {}
+    for name, arr in arrays.items():
+        info = wanted[name]
+        want = numpy_dtype(info.dtype) if info.dtype else None
+        if arr.dtype != want and not (info.dtype == "string" and arr.dtype.kind in "UO"):
+            raise PerfkitError(subject, f"'{name}' is {arr.dtype}, the model wants {info.dtype}",
+                               f"save it as arr.astype(np.{info.dtype})" if hasattr(np, info.dtype) else
+                               f"save it as {info.dtype}")
+        if info.shape is not None:
+            ok = len(arr.shape) == len(info.shape) and all(
+                (d == g) if isinstance(d, int) else (values.setdefault(d, g) == g) if d else True
+                for d, g in zip(info.shape, arr.shape, strict=True))
+            if not ok:
+                raise PerfkitError(subject, f"'{name}' has shape {_show(arr.shape)}, the model wants "
+                                   f"{_show(info.shape)}", "save data of the model's shape (named dims must agree)")
+    shapes = tuple((i.name, tuple(arrays[i.name].shape)) for i in sig.inputs)
+    return Shapes(shapes, _items_per_call(None, [s for _, s in shapes]), ())
+
+
+CALIBRATION_SAMPLES = 32  # synthetic calibration items: enough for MinMax ranges to settle on random data
+CALIBRATION_CHUNK = 8  # items per calibration call when the batch dim is free: fewer calls, same ranges
+SYNTHETIC_CALIBRATION = ("int8-static calibrated on synthetic inputs: its ranges come from random data, so "
+                         "its accuracy here misstates accuracy on real inputs — give --calibration data.npz")
+
+
+@dataclass(frozen=True)
+class FeedSet:
+    """A workload made concrete: its shapes, the feeds timed, and the feeds every variant is compared on."""
+
+    shapes: Shapes
+    feeds: tuple[dict[str, Any], ...]  # timed
+    checks: tuple[dict[str, Any], ...]  # compared with the reference
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Feeds for static quantization and where they came from (part of a variant's cache key)."""
+
+    feeds: tuple[dict[str, Any], ...] = ()
+    source: str = ""
+    synthetic: bool = False  # made up from the signature: its accuracy misstates real data's, said so
+
+
+def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str) -> FeedSet:
+    """The user's data as both the timed and the check feed; else seeded synthetic feeds, `checks` of them
+    for comparing (none when nothing is compared)."""
+    if wl.inputs:
+        arrays, shapes = load_inputs(wl.inputs, sig)
+        return FeedSet(shapes, (arrays,), (arrays,))
+    shapes = resolve_shapes(sig, wl, subject)
+    feeds = tuple(synthesize(sig, shapes, wl.seed, max(wl.distinct_feeds, checks), subject))
+    return FeedSet(shapes, feeds[:wl.distinct_feeds], feeds[:checks])
+
+
+def calibration_feeds(sig: Signature, shapes: Shapes, path_text: str | None, seed: int, skip: int) -> Calibration:
+    """Feeds for static quantization. From the user's .npz — one array per input, first axis the samples —
+    split into calls of the model's batch; or synthetic, seeded apart from the `skip` check feeds so
+    calibration never sees the inputs accuracy is judged on."""
+    if path_text is None:
+        per_call = max(shapes.batch, 1)
+        count = max(1, -(-CALIBRATION_SAMPLES // per_call))
+        feeds = synthesize(sig, shapes, seed, skip + count)[skip:]
+        return Calibration(tuple(feeds), f"{count * per_call} synthetic samples (seed {seed})", synthetic=True)
+    arrays, _ = load_inputs(path_text, _samples_signature(sig))
+    samples = {len(a) for a in arrays.values()}
+    if len(samples) != 1 or 0 in samples:
+        raise PerfkitError(path_text, "calibration arrays differ in their number of samples (first axis)",
+                           "give every input the same number of samples")
+    n = samples.pop()
+    fixed = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], int)}
+    chunk = fixed.pop() if len(fixed) == 1 else CALIBRATION_CHUNK
+    chunks = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, n - chunk + 1, chunk))
+    if not chunks:
+        raise PerfkitError(path_text, f"{n} samples, fewer than the model's fixed batch of {chunk}",
+                           f"give at least {chunk} samples")
+    return Calibration(chunks, f"{path_text} ({n} samples, sha256 {file_digest([Path(path_text)])[:12]})")
+
+
+def _samples_signature(sig: Signature) -> Signature:
+    """The signature with a free first dim, so any number of samples passes the shape check."""
+    inputs = tuple(replace(i, shape=("samples", *i.shape[1:])) if i.shape else i for i in sig.inputs)
+    return Signature(inputs, sig.outputs)
