@@ -82,3 +82,19 @@ def plugins(monkeypatch):
     yield _register
     for name in set(TRANSFORMS) - before:
         del TRANSFORMS[name]
+
+
+@pytest.fixture
+def fake_backend(monkeypatch, plugins):
+    """perfkit's onnxruntime backend replaced by the deterministic one in tests/fakes.py, its variants registered
+    as transforms (fast, wrong, same, broken), and `import onnxruntime` made to fail for the test: what passes
+    here needs no onnxruntime."""
+    import sys
+
+    from perfkit import backends
+    from tests import fakes
+
+    monkeypatch.setitem(backends.REGISTRY, "ort", "tests.fakes:FakeBackend")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    plugins(fakes.TRANSFORMS)
+    return fakes

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfkit.cli import main
+from perfkit.core.errors import PerfkitError
 
 QUICK = ["--quick", "--no-isolate", "--min-time", "0", "--max-time", "0.1"]
 
@@ -53,7 +54,8 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(cli, relu_model, tmp_
 
 def test_debug_shows_the_traceback(cli):
     result = cli("bench", "missing.onnx", "--debug")
-    assert result.exit_code != 2 and result.exception is not None
+    assert result.exit_code == 1 and isinstance(result.exception, PerfkitError)  # raised, not turned into exit 2
+    assert str(result.exception) == "missing.onnx: no such file — check the path"
 
 
 def test_failed_rows_exit_3_and_output_file_is_written(cli, nan_model, tmp_path):

@@ -53,3 +53,9 @@ def endless_loop(src, dst, options, ctx):
     out.ir_version = model.ir_version
     onnx.save_model(out, dst)
     return ["loops for ever"]
+
+
+def unsupported(_):
+    from perfkit.core.errors import Unsupported
+
+    raise Unsupported("not on this machine")

@@ -16,21 +16,6 @@ def build(path, chain, tmp_path):
                        isolate=False)
 
 
-def test_levels_write_what_onnxruntime_optimized(save, tmp_path):
-    path = save(models.conv(), "conv.onnx")
-    basic = build(path, "ort-opt:basic", tmp_path)
-    everything = build(path, "ort-opt:all", tmp_path)
-    assert basic.notes == ()
-    assert "machine that runs it" in everything.notes[0]  # `all` is specific to this CPU
-    ops = op_histogram(onnx.load(everything.model.path))
-    assert any(op.startswith("com.microsoft") for op in ops)  # fused Conv+Relu / NCHWc kernels
-    x = {"image": np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)}
-    want = ort.InferenceSession(path).run(None, x)[0]
-    for variant in (basic, everything):
-        np.testing.assert_allclose(ort.InferenceSession(variant.model.path).run(None, x)[0], want, rtol=1e-4,
-                                   atol=1e-5)
-
-
 def test_fusion_detects_bert_and_fuses_attention(save, tmp_path):
     path = save(models.attention(), "attn.onnx")
     proto = onnx.load(path)

@@ -3,7 +3,7 @@ import time
 import pytest
 
 from perfkit.core.errors import CaseFailed, PerfkitError
-from perfkit.measure.isolate import call_isolated, describe_exit
+from perfkit.measure.isolate import Failure, call_guarded, call_isolated, describe_exit
 from tests import workers
 
 
@@ -37,3 +37,11 @@ def test_user_errors_cross_the_process_boundary_intact():
 def test_exit_descriptions():
     assert describe_exit(-9) == "killed (SIGKILL — out of memory?)"
     assert describe_exit(3) == "worker exited with code 3 before reporting"
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_a_guarded_call_turns_every_failure_into_a_status_and_one_line(isolate):
+    assert call_guarded(workers.double, 21, 60, isolate) == 42
+    assert call_guarded(workers.unsupported, None, 60, isolate) == Failure("skipped", "not on this machine")
+    assert call_guarded(workers.raise_user_error, None, 60, isolate) == Failure("failed", "m.onnx: broken — fix it")
+    assert call_guarded(workers.raise_value_error, None, 60, isolate) == Failure("failed", "ValueError: bad thing")

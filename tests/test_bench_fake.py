@@ -1,0 +1,87 @@
+"""perfkit bench's flow on the fake backend (tests/fakes.py): every figure is simulated, so the rows, the
+speed-ups and the pick are the same on every machine, and nothing here needs onnxruntime."""
+
+from __future__ import annotations
+
+import pytest
+
+from perfkit import bench
+from perfkit.analysis.verdict import judge
+from perfkit.core.spec import Plan
+from perfkit.options import make_spec
+from perfkit.output.render import render
+
+# The fake clock moves only when the fake session runs: these bounds are simulated time, not waiting.
+PLAN = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=30, min_time_s=0.0, max_time_s=1.0,
+            max_rounds=200, timeout_s=60, isolate=False)
+
+
+def run(fake_backend, tmp_path, variants=(), **options):
+    model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
+    return bench.run(make_spec(model, plan=PLAN, results_dir=None, variants=variants,
+                               cache_dir=str(tmp_path / "cache"), **options))
+
+
+def test_the_flow_runs_without_onnxruntime(fake_backend, tmp_path):
+    with pytest.raises(ImportError):
+        import onnxruntime  # noqa: F401
+    (row,) = run(fake_backend, tmp_path).results
+    assert row.status == "ok" and row.providers == (fake_backend.PROVIDER,)
+    assert row.summary.median == pytest.approx(1_000_000, rel=0.006)  # the ±2 % pattern's middle
+
+
+def test_a_variant_twice_as_fast_is_the_pick(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("fast",))
+    verdict = judge(report)
+    base, fast = report.results
+    assert fast.model.lineage == ("fast",) and verdict.baseline == (0, 0)
+    assert verdict.speedups[1].value == pytest.approx(2.0, rel=1e-3) and verdict.speedups[1].significant
+    assert verdict.best == (1,)
+    assert "★ fastest inside cos>=0.99 on ort:cpu, batch 1: row 2 fast (2.00×" in render(report, "table", width=250)
+
+
+def test_a_faster_variant_outside_the_budget_is_not_the_pick(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("wrong",), accuracy_budget="max_abs<=1e-3")
+    verdict = judge(report)
+    assert verdict.speedups[1].value == pytest.approx(4.0, rel=1e-3)
+    assert verdict.budget[1] == (False, "y: max_abs 0.5 (budget <=0.001)")
+    assert verdict.best == (0,)
+
+
+def test_the_same_file_under_another_name_is_not_called_faster(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("same",))
+    ratio = judge(report).speedups[1]
+    assert ratio.value == 1.0 and not ratio.significant
+    assert judge(report).best == (0,)  # the model as given, since nothing is faster beyond the noise
+
+
+def test_a_variant_that_breaks_is_one_failed_row_and_the_run_goes_on(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("broken", "fast"))
+    base, broken, fast = report.results
+    assert broken.status == "failed" and broken.reason == "building broken: RuntimeError: this transform always breaks"
+    assert base.status == fast.status == "ok" and report.failed and report.complete
+
+
+def test_a_gpu_target_the_backend_lacks_makes_skipped_rows(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, targets=("ort:cpu", "ort:cuda"))
+    cpu, cuda = report.results
+    assert cpu.status == "ok" and cuda.status == "skipped" and cuda.summary is None
+    assert cuda.reason == "the fake backend has no cuda device — no GPU row is measured here, and none pretends"
+
+
+def test_rows_inside_each_others_noise_are_retimed_and_the_contest_is_kept(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("fast", "fast+same"))
+    (contest,) = report.contests
+    assert contest.rows == (1, 2) and contest.rounds == 4
+    assert contest.medians_ns[0] == contest.medians_ns[1] == pytest.approx(500_000, rel=0.006)
+    assert judge(report).best == (1,)  # a tie goes to the first of the contenders
+
+
+def test_the_flow_makes_the_golden_report(fake_backend, tmp_path):
+    from perfkit.core.report import to_json
+    from tests.output.test_golden import GOLDEN, UPDATE
+
+    made = to_json(fake_backend.golden_run(tmp_path)) + "\n"
+    if UPDATE:
+        (GOLDEN / "report.json").write_text(made)
+    assert made == (GOLDEN / "report.json").read_text()
