@@ -52,6 +52,16 @@ def sniff(path: Path) -> Sniffed:
     return Sniffed("onnx")
 
 
+def sniff_given(path_text: str, empty_fix: str) -> tuple[Path, Sniffed]:
+    """A path the user gave, and what it holds; one line when it is missing, or an empty file."""
+    path = Path(path_text)
+    if not path.exists():
+        raise PerfkitError(path_text, "no such file or folder", "check the path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise PerfkitError(path_text, "the file is empty", empty_fix)
+    return path, sniff(path)
+
+
 def _folder_kind(path: Path) -> str:
     if (path / "MLmodel").is_file():
         return "mlflow"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import NativeModel
-from perfkit.files.formats import Sniffed, legacy_torch, sniff, torch_archive_kind
+from perfkit.files.formats import Sniffed, legacy_torch, sniff, sniff_given, torch_archive_kind
 from perfkit.files.onnx_file import file_digest
 from perfkit.files.trust import require_trust
 from perfkit.native.frameworks import KERAS_SUFFIXES, SKLEARN_SUFFIXES, TORCH_SUFFIXES
@@ -32,12 +32,7 @@ def is_native(path_text: str) -> bool:
 def detect(path_text: str, trusted: bool = False, factory: str | None = None) -> NativeModel:
     """The native model at `path_text`: format, framework, content digest; an MLflow folder is followed to
     the model file of its flavor."""
-    path = Path(path_text)
-    if not path.exists():
-        raise PerfkitError(path_text, "no such file or folder", "check the path")
-    if path.is_file() and path.stat().st_size == 0:
-        raise PerfkitError(path_text, "the file is empty", "save the model again")
-    sniffed = sniff(path)
+    path, sniffed = sniff_given(path_text, "save the model again")
     if sniffed.kind == "mlflow":
         from perfkit.native.mlflow import resolve
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from perfkit.core.errors import PerfkitError, brief
 from perfkit.core.model import TensorInfo
-from perfkit.files.formats import Sniffed, legacy_torch, sniff, torch_archive_kind
+from perfkit.files.formats import Sniffed, legacy_torch, sniff_given, torch_archive_kind
 from perfkit.files.onnx_file import disk_size, external_data_files, open_onnx, read_signature
 from perfkit.files.trust import scan_file
 from perfkit.native.frameworks import EXTRAS, installed
@@ -49,12 +49,7 @@ class Inspection:
 
 
 def inspect_file(path_text: str) -> Inspection:
-    path = Path(path_text)
-    if not path.exists():
-        raise PerfkitError(path_text, "no such file or folder", "check the path")
-    if path.is_file() and path.stat().st_size == 0:
-        raise PerfkitError(path_text, "the file is empty", "re-export or re-download the model")
-    sniffed = sniff(path)
+    path, sniffed = sniff_given(path_text, "re-export or re-download the model")
     describe = DESCRIBERS.get(sniffed.kind)
     if describe is None:
         return _onnx_or_graphdef(path)
