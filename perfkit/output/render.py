@@ -50,7 +50,7 @@ DROP_FIRST = ("p90", "peak RSS", "items/s", "load", "first call", "p99", "size",
 def fit(names: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
     """The columns that fit in `width` (each as wide as its widest cell, plus borders), and those left out."""
     def needed(keep: list[int]) -> int:
-        return sum(max(len(names[k]), *(len(r[k]) for r in rows)) + 3 for k in keep) + 1
+        return sum(max([len(names[k]), *(len(r[k]) for r in rows)]) + 3 for k in keep) + 1
 
     keep = list(range(len(names)))
     hidden = []

@@ -54,3 +54,12 @@ def test_a_narrow_terminal_drops_the_least_needed_columns_and_says_so(report):
     assert "hidden to fit" not in wide and "peak RSS" in wide
     assert "hidden to fit 90 columns: p90, peak RSS" in narrow and "median ± CI" in narrow and "…" not in narrow
     assert max(len(line) for line in narrow.splitlines() if line.startswith(("┃", "│"))) <= 90
+
+
+def test_a_run_that_stopped_before_its_first_row_renders_in_every_format(report):
+    from dataclasses import replace
+
+    empty = replace(report, results=(), complete=False)
+    unfinished = "warning: this run did not finish; the rows above are all it measured"
+    assert unfinished in render(empty, "table", width=120) and unfinished in render(empty, "markdown")
+    assert render(empty, "csv") == "" and '"results": []' in render(empty, "json")
