@@ -1,5 +1,6 @@
-"""`perfkit bench`: spec -> prepared model and feeds -> variants -> one row per case, each measured in its own
-worker and saved as it comes -> rows inside each other's noise re-timed interleaved -> Report."""
+"""`perfkit bench`: spec -> prepared model and feeds -> targets checked -> reference outputs -> variants -> one
+row per case, each measured in its own worker and saved as it comes -> rows inside each other's noise re-timed
+interleaved -> Report."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from perfkit.measure.env import conflicting_runtimes, fingerprint
 from perfkit.measure.targets import check_targets
 from perfkit.measure.workload import SYNTHETIC_CALIBRATION
 from perfkit.output.store import Store
-from perfkit.prepare import Prepared, Progress, build_variants, prepare
+from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, prepare, references
 from perfkit.rows import PlannedCase, measure_row, plan_cases
 from perfkit.transforms.cache import Broken, Variant
 
@@ -35,11 +36,13 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
     if store:
         store.begin(report)
     try:
-        variants: list[Variant | Broken] = [Variant(prepared.model), *build_variants(prepared, env.cpu_flags,
-                                                                                     on_progress)]
+        refs = references(prepared, on_progress, fall_back_to_conversion=True)
+        report = replace(report, warnings=(*report.warnings, *reference_warnings(prepared, refs)))
+        built = build_variants(prepared, refs[0].outputs, env.cpu_flags, on_progress)
+        variants: list[Variant | Broken] = [Variant(prepared.model), *built]
         # Size and op counts once per file, not once per target and batch.
         footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
-        cases = plan_cases(prepared, variants)
+        cases = plan_cases(prepared, refs, variants)
         for i, case in enumerate(cases, 1):
             on_progress(f"[{i}/{len(cases)}] {case.label} on {case.target.label}, batch {case.feeds.shapes.batch}")
             result = measure_row(case, spec, skipped, footprints)
@@ -64,7 +67,7 @@ def retime_close_rows(report: Report, cases: list[PlannedCase], on_progress: Pro
 
 def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
     """What the whole run should be read with: conflicting runtimes, a busy machine, dims filled with defaults,
-    calibration on synthetic data, and references that could not be computed."""
+    calibration on synthetic data."""
     out = []
     if conflict := conflicting_runtimes(env.packages):
         out.append(conflict)
@@ -77,10 +80,16 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
                    "--shape INPUT=D1xD2…, or --batch")
     if prepared.calibration.synthetic and not prepared.spec.calibration:
         out.append(SYNTHETIC_CALIBRATION)
-    for f, ref in zip(prepared.feeds, prepared.references, strict=True):
+    return tuple(out)
+
+
+def reference_warnings(prepared: Prepared, refs: tuple[ReferenceRun, ...]) -> list[str]:
+    """Workloads whose rows are compared with something else than planned, or with nothing."""
+    out = []
+    for f, ref in zip(prepared.feeds, refs, strict=True):
         if ref.native_error:
             out.append(f"batch {f.shapes.batch}: the native model failed on the check feeds ({ref.native_error}); "
                        "the variants are compared with the ONNX conversion instead")
         if ref.error:
             out.append(f"no accuracy for batch {f.shapes.batch}: the reference run failed ({ref.error})")
-    return tuple(out)
+    return out

@@ -14,7 +14,7 @@ from perfkit.files.onnx_file import disk_size
 from perfkit.measure.env import fingerprint
 from perfkit.measure.workload import SYNTHETIC_CALIBRATION
 from perfkit.output.store import write_atomic
-from perfkit.prepare import Prepared, Progress, build_variants, prepare
+from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, prepare, references
 from perfkit.transforms.cache import Broken, Variant
 
 
@@ -62,13 +62,14 @@ def build_all(spec: BenchSpec, output_dir: str, on_progress: Progress = lambda _
     if out.exists() and not out.is_dir():
         raise PerfkitError(output_dir, "exists and is not a folder", "give a folder for the variants")
     prepared = prepare(spec, on_progress, compare=True)
-    built = build_variants(prepared, fingerprint().cpu_flags, on_progress)
+    ref = references(prepared, on_progress)[0]  # `perfkit optimize` has one workload
+    built = build_variants(prepared, ref.outputs, fingerprint().cpu_flags, on_progress)
     out.mkdir(parents=True, exist_ok=True)
     entries = tuple(_keep(variant, "+".join(s.label for s in chain), out)
                     for variant, chain in zip(built, prepared.chains, strict=True))
     manifest = Manifest(model=prepared.model.path, digest=prepared.model.digest,
                         accuracy_budget=prepared.spec.accuracy_budget, calibration=prepared.calibration.source,
-                        variants=entries, warnings=tuple(_warnings(prepared)))
+                        variants=entries, warnings=tuple(_warnings(prepared, ref)))
     write_atomic(out / "manifest.json", manifest.as_json())
     return manifest
 
@@ -92,12 +93,8 @@ def _keep(variant: Variant | Broken, label: str, out: Path) -> BuiltVariant:
                         size_bytes=size, nodes=sum(ops.values()), notes=variant.notes)
 
 
-def _warnings(prepared: Prepared) -> list[str]:
+def _warnings(prepared: Prepared, ref: ReferenceRun) -> list[str]:
     warnings = [SYNTHETIC_CALIBRATION] if prepared.calibration.synthetic and not prepared.spec.calibration else []
-    ref = prepared.references[0]
-    if ref.native_error and ref.outputs is not None:
-        warnings.append(f"the native model failed on the check feeds ({ref.native_error}): fp16 was checked "
-                        "against the ONNX conversion instead")
     if ref.error:
         warnings.append(f"the model's own outputs could not be computed ({ref.error}): fp16 was not checked "
                         "against them")

@@ -1,6 +1,6 @@
 """The pipeline `perfkit bench`, `perfkit optimize` and the pytest plugin share: the model opened (a native one
-converted to ONNX, cached), its feeds, the variant chains, the calibration feeds, and the reference outputs
-every row is compared with; then the variants built from it."""
+converted to ONNX, cached), its feeds, the variant chains and the calibration feeds (`prepare`); the reference
+outputs every row is compared with (`references`); then the variants built from it (`build_variants`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.model import EXPORTED, Model, NativeModel, Signature
 from perfkit.core.records import Outputs
-from perfkit.core.spec import BenchSpec, Target
+from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
@@ -29,8 +29,8 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Reference:
-    """What one workload's rows are compared with: outputs, or why there are none."""
+class ReferenceRun:
+    """What one workload's rows are compared with: the reference outputs, or why there are none."""
 
     outputs: Outputs | None
     error: str = ""  # no reference at all: why it could not run
@@ -44,19 +44,15 @@ class Prepared:
     model: Model  # the ONNX model (a native model's conversion): the base of the variants
     signature: Signature
     chains: tuple[tuple[Step, ...], ...]  # `auto` expanded, each chain once
-    feeds: tuple[FeedSet, ...]  # one per workload
+    feeds: tuple[FeedSet, ...]  # one per workload; with check feeds when rows are compared
     calibration: Calibration  # empty unless a chain quantizes statically
-    references: tuple[Reference, ...]  # one per workload; no outputs when nothing is compared
-
-    @property
-    def subject(self) -> str:
-        """What the reference outputs come from, in words."""
-        return self.native.label if self.native else self.model.path
+    compared: bool  # rows carry accuracy against a reference (variants, or a native model)
 
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
-    """Everything before the first variant is built. `compare` (default: when there are variants or a native
-    model) makes the check feeds and the reference outputs."""
+    """Everything that reads the user's input, before anything is measured: the model (converted when
+    native), feeds, chains and calibration. `compare` (default: when there are variants or a native model)
+    adds the check feeds every row is compared on."""
     native, model, proto = open_model(spec, on_progress)
     if native:
         spec = batch_over_example_shapes(spec)
@@ -69,12 +65,35 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     if any(s.name == "int8-static" for chain in chains for s in chain):
         calibration = calibration_feeds(signature, feeds[0].shapes, spec.calibration, spec.workloads[0].seed,
                                         len(feeds[0].checks))
-    if compare:
-        on_progress(f"reference outputs of {native.label if native else model.path} on {len(feeds[0].checks)} "
-                    "feeds")
-    references = tuple(reference(f, native, model.path, spec) if compare else Reference(None) for f in feeds)
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
-                    calibration=calibration, references=references)
+                    calibration=calibration, compared=compare)
+
+
+def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
+               fall_back_to_conversion: bool = False) -> tuple[ReferenceRun, ...]:
+    """Per workload, the outputs its rows are compared with: the native model's, else the ONNX model's as
+    written; nothing when nothing is compared. `fall_back_to_conversion`: when the native model fails on the
+    check feeds, compare with the conversion the variants were built from instead (`perfkit bench`)."""
+    if not prepared.compared:
+        return tuple(ReferenceRun(None) for _ in prepared.feeds)
+    native, model = prepared.native, prepared.model
+    on_progress(f"reference outputs of {native.label if native else model.path} on "
+                f"{len(prepared.feeds[0].checks)} feeds")
+    fall_back = fall_back_to_conversion and native is not None and bool(prepared.spec.variants)
+    return tuple(_reference(f, native, model.path, prepared.spec, fall_back) for f in prepared.feeds)
+
+
+def _reference(f: FeedSet, native: NativeModel | None, model_path: str, spec: BenchSpec,
+               fall_back: bool) -> ReferenceRun:
+    got = call_guarded(reference_outputs, (native or model_path, f.checks), spec.plan.timeout_s, spec.plan.isolate)
+    if not isinstance(got, Failure):
+        return ReferenceRun(got)
+    if not fall_back:
+        return ReferenceRun(None, error=got.reason)
+    conversion = call_guarded(reference_outputs, (model_path, f.checks), spec.plan.timeout_s, spec.plan.isolate)
+    if isinstance(conversion, Failure):
+        return ReferenceRun(None, error=conversion.reason, native_error=got.reason)
+    return ReferenceRun(conversion, native_error=got.reason)
 
 
 def open_model(spec: BenchSpec, on_progress: Progress) -> tuple[NativeModel | None, Model, onnx.ModelProto]:
@@ -113,58 +132,22 @@ def resolve_chains(spec: BenchSpec, proto: onnx.ModelProto) -> tuple[tuple[Step,
     return tuple(parse_chain(t) for t in dict.fromkeys(texts))
 
 
-def reference(f: FeedSet, native: NativeModel | None, model_path: str, spec: BenchSpec) -> Reference:
-    """The native model's outputs on the check feeds, else the ONNX model's as written; when the native model
-    fails and there are variants, they are compared with the conversion they were built from."""
-    got = call_guarded(reference_outputs, (native or model_path, f.checks), spec.plan.timeout_s, spec.plan.isolate)
-    if not isinstance(got, Failure):
-        return Reference(got)
-    if not (native and spec.variants):
-        return Reference(None, error=got.reason)
-    fallback = call_guarded(reference_outputs, (model_path, f.checks), spec.plan.timeout_s, spec.plan.isolate)
-    if isinstance(fallback, Failure):
-        return Reference(None, error=fallback.reason, native_error=got.reason)
-    return Reference(fallback, native_error=got.reason)
-
-
-def build_context(prepared: Prepared) -> BuildContext:
+def build_context(prepared: Prepared, reference: Outputs | None) -> BuildContext:
     """What the transforms get: calibration feeds, and for fp16's repair the first workload's check feeds,
     the reference outputs on them and the budget."""
     return BuildContext(calibration=prepared.calibration.feeds, calibration_source=prepared.calibration.source,
-                        check_feeds=prepared.feeds[0].checks, reference=prepared.references[0].outputs,
+                        check_feeds=prepared.feeds[0].checks, reference=reference,
                         budget=parse_budget(prepared.spec.accuracy_budget))
 
 
-def build_variants(prepared: Prepared, cpu_flags: tuple[str, ...], on_progress: Progress
-                   ) -> list[Variant | Broken]:
-    """Each chain built from the base model (cached), in order; one that cannot be built is a Broken entry."""
-    ctx, spec, chains = build_context(prepared), prepared.spec, prepared.chains
+def build_variants(prepared: Prepared, reference: Outputs | None, cpu_flags: tuple[str, ...],
+                   on_progress: Progress) -> list[Variant | Broken]:
+    """Each chain built from the base model (cached), in order; one that cannot be built is a Broken entry.
+    `reference`: the first workload's reference outputs, which fp16's repair keeps to the budget."""
+    ctx, spec, chains = build_context(prepared, reference), prepared.spec, prepared.chains
     built: list[Variant | Broken] = []
     for i, chain in enumerate(chains, 1):
         on_progress(f"[build {i}/{len(chains)}] {'+'.join(s.label for s in chain)}")
         built.append(build_variant(prepared.model, chain, ctx, spec.cache_dir, spec.plan.timeout_s,
                                    spec.plan.isolate, cpu_flags))
     return built
-
-
-def native_target(native: NativeModel, spec: BenchSpec) -> Target:
-    """The native model runs on the CPU in its own framework, with the threads asked of onnxruntime."""
-    return Target(native.framework, "cpu", threads=spec.targets[0].threads)
-
-
-def native_targets(native: NativeModel, spec: BenchSpec) -> list[Target]:
-    """The CPU, and for a PyTorch model also torch:cuda when a GPU target was asked for."""
-    targets = [native_target(native, spec)]
-    if native.framework == "torch" and any(t.device in ("cuda", "tensorrt") for t in spec.targets):
-        device_id = next((dict(t.provider_options).get("device_id") for t in spec.targets if t.gpu), None)
-        targets.append(Target("torch", "cuda", (("device_id", device_id),) if device_id else ()))
-    return targets
-
-
-def session_target(variant: Variant, target: Target) -> Target:
-    """A file that ends in `ort-opt:LEVEL` already holds that optimization: its session runs with graph
-    optimization off (as onnxruntime advises for offline-optimized models), so the row shows what LEVEL
-    does, not what the session's own level would redo."""
-    if variant.model.lineage and variant.model.lineage[-1].startswith("ort-opt"):
-        return replace(target, opt_level="disable")
-    return target

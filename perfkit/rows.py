@@ -1,5 +1,7 @@
-"""One planned case -> one Result row: the case run in an isolated worker, then its statistics, warnings,
-status, accuracy against the reference, and what a GPU row's figure includes and leaves out."""
+"""The rows of a run: which cases there are (variants × targets × workloads, the native model's own targets,
+the session a variant's row runs with), and one planned case -> one Result row: the case run in an isolated
+worker, then its statistics, warnings, status, accuracy against the reference, and what a GPU row's figure
+includes and leaves out."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.measure.targets import SKIPPED_GPU
 from perfkit.measure.workload import FeedSet
 from perfkit.output.units import fmt_ns
-from perfkit.prepare import Prepared, native_targets, session_target
+from perfkit.prepare import Prepared, ReferenceRun
 from perfkit.transforms.cache import Broken, Variant
 
 Subject = Variant | Broken | NativeModel
@@ -42,10 +44,11 @@ class PlannedCase:
         return s.label if isinstance(s, NativeModel | Broken) else s.model.label
 
 
-def plan_cases(prepared: Prepared, variants: list[Variant | Broken]) -> list[PlannedCase]:
+def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: list[Variant | Broken]
+               ) -> list[PlannedCase]:
     """Per workload: the native model's rows first (it is the reference), then every variant on every target."""
     spec, native, cases = prepared.spec, prepared.native, []
-    for f, ref in zip(prepared.feeds, prepared.references, strict=True):
+    for f, ref in zip(prepared.feeds, refs, strict=True):
         if native:
             cases += [PlannedCase(f, ref.outputs, t, native) for t in native_targets(native, spec)]
         cases += [PlannedCase(f, ref.outputs, t, v) for t in spec.targets for v in variants]
@@ -60,8 +63,7 @@ def measure_row(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],
     if isinstance(case.subject, NativeModel):
         return measure_native(case, case.subject, spec)
     if isinstance(case.subject, Broken):
-        return _row(case, Model("", "onnx", "", case.subject.lineage), case.subject.status,
-                    reason=case.subject.reason)
+        return _row(case, case.subject.as_model(), case.subject.status, reason=case.subject.reason)
     return measure_variant(case, case.subject, spec, footprints.get(case.subject.model.path))
 
 
@@ -76,9 +78,7 @@ def _row(case: PlannedCase, model: Model, status: str, *, reason: str = "", targ
 def skipped_row(case: PlannedCase, reason: str) -> Result:
     """A case this machine cannot run: a row that says why, with no figure."""
     s = case.subject
-    model = s.as_model() if isinstance(s, NativeModel) else Model("", "onnx", "", s.lineage) \
-        if isinstance(s, Broken) else s.model
-    return _row(case, model, "skipped", reason=reason)
+    return _row(case, s.as_model() if isinstance(s, NativeModel | Broken) else s.model, "skipped", reason=reason)
 
 
 def measure_variant(case: PlannedCase, variant: Variant, spec: BenchSpec,
@@ -151,3 +151,26 @@ def gpu_notes(row: Result, outcome: Outcome, found: Placement | None) -> list[st
         notes.append("int8 on the CUDA provider: it has no kernels for QDQ or QLinear int8 ops, so they run on the "
                      "CPU with copies both ways — use ort:tensorrt,trt_int8_enable=1 for int8 on the GPU, or fp16")
     return notes
+
+
+def native_target(native: NativeModel, spec: BenchSpec) -> Target:
+    """The native model runs on the CPU in its own framework, with the threads asked of onnxruntime."""
+    return Target(native.framework, "cpu", threads=spec.targets[0].threads)
+
+
+def native_targets(native: NativeModel, spec: BenchSpec) -> list[Target]:
+    """The CPU, and for a PyTorch model also torch:cuda when a GPU target was asked for."""
+    targets = [native_target(native, spec)]
+    if native.framework == "torch" and any(t.device in ("cuda", "tensorrt") for t in spec.targets):
+        device_id = next((dict(t.provider_options).get("device_id") for t in spec.targets if t.gpu), None)
+        targets.append(Target("torch", "cuda", (("device_id", device_id),) if device_id else ()))
+    return targets
+
+
+def session_target(variant: Variant, target: Target) -> Target:
+    """A file that ends in `ort-opt:LEVEL` already holds that optimization: its session runs with graph
+    optimization off (as onnxruntime advises for offline-optimized models), so the row shows what LEVEL
+    does, not what the session's own level would redo."""
+    if variant.model.lineage and variant.model.lineage[-1].startswith("ort-opt"):
+        return replace(target, opt_level="disable")
+    return target

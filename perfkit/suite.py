@@ -24,9 +24,9 @@ from perfkit.core.spec import Plan, Target
 from perfkit.measure.env import fingerprint
 from perfkit.measure.timing import measure
 from perfkit.measure.workload import FeedSet
-from perfkit.native.detect import is_native
 from perfkit.options import make_spec
-from perfkit.prepare import build_variants, native_target, prepare, session_target
+from perfkit.prepare import build_variants, prepare, references
+from perfkit.rows import native_target, session_target
 from perfkit.transforms import split_chains
 from perfkit.transforms.cache import Broken, Variant
 
@@ -94,17 +94,17 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
     spec = make_spec(model, targets=(target,), batch=(batch,) if batch else (), dims=dims, shapes=shapes,
                      inputs=inputs, results_dir=None, variants=chain, calibration=calibration, cache_dir=cache_dir,
                      trust=trust, factory=factory, plan=Plan(timeout_s=timeout_s))
-    if variant == "native" and not is_native(model):
-        raise PerfkitError(model, "variant='native' needs a native model", "give the .pkl/.pt/.keras file")
     # The native model is the reference itself: nothing to compare it with.
     prepared = prepare(spec, compare=variant != "native")
-    fed, ref = prepared.feeds[0], prepared.references[0].outputs  # no outputs: no accuracy, as in bench
-    if variant == "native" and prepared.native:
-        native = prepared.native
+    native, fed = prepared.native, prepared.feeds[0]
+    if variant == "native":
+        if native is None:
+            raise PerfkitError(model, "variant='native' needs a native model", "give the .pkl/.pt/.keras file")
         return _open(native.label, (native.label,), native_target(native, prepared.spec), fed, None, native)
+    ref = references(prepared)[0].outputs  # None: the case has no accuracy, as in bench
     built: Variant | Broken = Variant(prepared.model)
     if prepared.chains:
-        (built,) = build_variants(prepared, fingerprint().cpu_flags, lambda _: None)
+        (built,) = build_variants(prepared, ref, fingerprint().cpu_flags, lambda _: None)
     if isinstance(built, Broken):
         raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
     target_used = session_target(built, prepared.spec.targets[0])

@@ -1,7 +1,7 @@
 """The pipeline the flows share, on the fake backend: what is compared, with what, and what gets built."""
 
 from perfkit.options import make_spec
-from perfkit.prepare import Reference, build_variants, prepare
+from perfkit.prepare import ReferenceRun, build_variants, prepare, references
 from perfkit.transforms.cache import Broken, Variant
 from tests.conftest import FAST
 
@@ -12,7 +12,8 @@ def spec(model, tmp_path, **options):
 
 def test_without_variants_nothing_is_compared(fake_backend, tmp_path):
     prepared = prepare(spec(fake_backend.write_model(tmp_path / "m.onnx", 1000), tmp_path))
-    assert prepared.references == (Reference(None),) and prepared.feeds[0].checks == ()
+    assert not prepared.compared and prepared.feeds[0].checks == ()
+    assert references(prepared) == (ReferenceRun(None),)
     assert prepared.chains == () and prepared.calibration.feeds == ()
 
 
@@ -20,15 +21,17 @@ def test_with_variants_every_row_is_compared_with_the_model_as_written(fake_back
     model = fake_backend.write_model(tmp_path / "m.onnx", 1000, offset=0.25)
     prepared = prepare(spec(model, tmp_path, variants=("fast",), batch=(2, 4)))
     assert [f.shapes.batch for f in prepared.feeds] == [2, 4] and len(prepared.feeds[0].checks) == 8
-    first = prepared.references[0].outputs
+    said = []
+    first = references(prepared, said.append)[0].outputs
+    assert said == [f"reference outputs of {model} on 8 feeds"]
     assert first.names == ("y",) and len(first.per_feed) == 8
     assert (first.per_feed[0][0] == prepared.feeds[0].checks[0]["x"] + 0.25).all()  # the fake's own outputs
 
 
 def test_a_reference_that_cannot_run_is_named_and_nothing_is_compared(fake_backend, tmp_path):
     model = fake_backend.write_model(tmp_path / "m.onnx", 1000, refuses="no such kernel")
-    (ref,) = prepare(spec(model, tmp_path, variants=("fast",))).references
-    assert ref == Reference(None, error="RuntimeError: no such kernel")
+    (ref,) = references(prepare(spec(model, tmp_path, variants=("fast",))), fall_back_to_conversion=True)
+    assert ref == ReferenceRun(None, error="RuntimeError: no such kernel")  # an ONNX model has nothing to fall to
 
 
 def test_static_quantization_gets_calibration_feeds_apart_from_the_check_feeds(fake_backend, tmp_path):
@@ -42,6 +45,6 @@ def test_static_quantization_gets_calibration_feeds_apart_from_the_check_feeds(f
 def test_each_chain_is_built_once_and_one_that_breaks_is_a_broken_entry(fake_backend, tmp_path):
     model = fake_backend.write_model(tmp_path / "m.onnx", 1000)
     prepared = prepare(spec(model, tmp_path, variants=("fast", "broken", "fast")))
-    built = build_variants(prepared, (), lambda _: None)
+    built = build_variants(prepared, None, (), lambda _: None)
     assert [type(b) for b in built] == [Variant, Broken]
     assert built[1] == Broken(("broken",), "failed", "building broken: RuntimeError: this transform always breaks")

@@ -44,7 +44,7 @@ def open_onnx(path_text: str) -> tuple[Model, onnx.ModelProto]:
     if not path.exists():
         raise PerfkitError(path_text, "no such file", "check the path")
     kind = sniff(path).kind
-    if kind == "directory":
+    if path.is_dir() and kind not in NATIVE_HINTS:
         raise PerfkitError(path_text, "is a directory", "give the .onnx file inside it")
     if kind in NATIVE_HINTS:
         what, fix = NATIVE_HINTS[kind]

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from perfkit.backends import Clock
 from perfkit.core.spec import Plan
 
-Clock = Callable[[], int]
 CHUNK_TARGET_NS = 50_000_000  # check the stop rules about every 50 ms, without a clock read per sample
 
 

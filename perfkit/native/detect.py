@@ -13,8 +13,8 @@ from perfkit.files.onnx_file import file_digest
 from perfkit.files.trust import require_trust
 from perfkit.native.frameworks import KERAS_SUFFIXES, SKLEARN_SUFFIXES, TORCH_SUFFIXES
 
-# What the sniffer finds that perfkit may load natively; anything else is read as ONNX (and named if not).
-NATIVE_KINDS = ("mlflow", "savedmodel", "hdf5", "pickle", "torch", "keras", "skops", "mleap", "zip", "damaged-zip")
+# Files the sniffer finds that perfkit may load natively; anything else is read as ONNX (and named if not).
+NATIVE_FILE_KINDS = ("hdf5", "pickle", "torch", "keras", "skops", "mleap", "zip", "damaged-zip")
 
 
 def is_native(path_text: str) -> bool:
@@ -26,7 +26,7 @@ def is_native(path_text: str) -> bool:
         return kind in ("mlflow", "savedmodel")
     if path.suffix.lower() == ".onnx":
         return False
-    return kind in NATIVE_KINDS or path.suffix.lower() in SKLEARN_SUFFIXES + TORCH_SUFFIXES + KERAS_SUFFIXES
+    return kind in NATIVE_FILE_KINDS or path.suffix.lower() in SKLEARN_SUFFIXES + TORCH_SUFFIXES + KERAS_SUFFIXES
 
 
 def detect(path_text: str, trusted: bool = False, factory: str | None = None) -> NativeModel:

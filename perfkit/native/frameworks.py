@@ -8,7 +8,6 @@ from types import ModuleType
 
 from perfkit.core.errors import PerfkitError
 
-FRAMEWORKS = ("sklearn", "torch", "keras")
 FRAMEWORK_NAMES = {"sklearn": "scikit-learn", "torch": "PyTorch", "keras": "Keras/TensorFlow"}
 EXTRAS = {"sklearn": "perfkit[sklearn]", "torch": "perfkit[torch]", "keras": "perfkit[tensorflow]"}
 NEEDS = {"sklearn": ("sklearn", "skl2onnx"), "torch": ("torch",), "keras": ("keras", "tensorflow", "tf2onnx")}

@@ -121,22 +121,23 @@ def latency_plot(report: Report) -> str:
 
 
 def speedup_plot(report: Report, verdict: Verdict) -> str:
-    bars = [(i, r, s) for i, r in enumerate(report.results) if (s := verdict.speedups[i])]
+    bars = [(i, r, s, b) for i, r in enumerate(report.results)
+            if (s := verdict.speedups[i]) and (b := verdict.baseline[i]) is not None]
     if not bars:
         return '<p class="empty">no speed-ups: a run without variants has only baselines</p>'
-    hi = max(max(s.high for _, _, s in bars), 1.0) * 1.1
-    labels = [f"{i + 1}. {r.model.label}" for i, r, _ in bars]
+    hi = max(max(s.high for _, _, s, _ in bars), 1.0) * 1.1
+    labels = [f"{i + 1}. {r.model.label}" for i, r, _, _ in bars]
     left = _left(labels)
     x = _scale(0.0, hi, False, left)
     height = 30 + ROW_H * len(bars) + 20
     parts = [f'<svg class="plot" data-plot="speedup" width="{left + PLOT_W + 60}" height="{height}" role="img" '
              f'aria-label="speed-up against the baseline">', _axis(0.0, hi, x, height, lambda v: f"{v:.1f}×", False),
              f'<line x1="{x(1):.1f}" x2="{x(1):.1f}" y1="10" y2="{height - 20}" class="one"/>']
-    for k, (i, r, s) in enumerate(bars):
+    for k, (i, r, s, b) in enumerate(bars):
         y = 20 + ROW_H * k
         color = PALETTE[0] if s.value >= 1 else PALETTE[1]
         tip = (f"row {i + 1} {r.model.label}: {s.value:.2f}× ({s.low:.2f}–{s.high:.2f}) against row "
-               f"{(verdict.baseline[i] or 0) + 1}" + ("" if s.significant else ", inside the noise"))
+               f"{b + 1}" + ("" if s.significant else ", inside the noise"))
         parts.append(
             f'<g class="mark"><title>{html.escape(tip)}</title>'
             f'<text x="{left - 8}" y="{y + 14}" class="label">{html.escape(labels[k])}</text>'

@@ -51,6 +51,10 @@ class Broken:
     def label(self) -> str:
         return "+".join(self.lineage)
 
+    def as_model(self) -> Model:
+        """A row's model for a variant with no file: its lineage says what it would have been."""
+        return Model("", "onnx", "", self.lineage)
+
 
 def default_cache_dir() -> str:
     return os.environ.get("PERFKIT_CACHE", ".perfkit-cache")

@@ -129,3 +129,11 @@ def test_signature_excludes_initializers_and_keeps_dims(save):
     assert [(i.name, i.dtype, i.shape) for i in sig.inputs] == [
         ("x", "float32", ("batch", None, 4)), ("u", "float32", None), ("s", "int64", ())]
     assert sig.outputs[0].shape is None
+
+
+def test_a_folder_is_not_onnx_whatever_it_holds(tmp_path):
+    for name, marker in (("plain", "readme.txt"), ("bundle", "bundle.json"), ("m.mlpackage", "Manifest.json")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / marker).write_text("{}")
+        with pytest.raises(PerfkitError, match="is a directory — give the .onnx file inside it"):
+            open_onnx(str(tmp_path / name))
