@@ -21,6 +21,7 @@ from perfkit.core.errors import CaseFailed, PerfkitError
 from perfkit.core.model import NativeModel
 from perfkit.core.records import OutputAccuracy, Outputs, Ratio, Summary
 from perfkit.core.spec import Plan, Target
+from perfkit.measure.case import outputs_on
 from perfkit.measure.env import fingerprint
 from perfkit.measure.timing import measure
 from perfkit.measure.workload import FeedSet
@@ -118,8 +119,7 @@ def _open(label: str, lineage: tuple[str, ...], target: Target, fed: FeedSet, re
     try:
         prepared = session.prepare(fed.feeds[0])
         session.run(prepared)  # the first call allocates; pytest-benchmark's warm-up does the rest
-        checked = Outputs(session.output_names, tuple(list(session.run(session.prepare(f))) for f in fed.checks)) \
-            if ref else None
+        checked = outputs_on(session, fed.checks) if ref else None
     except Exception:
         session.close()
         raise

@@ -65,7 +65,7 @@ def run_case(case: Case, clock: Clock | None = None) -> Outcome:
         peak = peak_rss()
         device_peak = process_device_bytes(device_id) if case.target.gpu else None
         # After the timing, so neither the extra outputs nor the profiler touch the figures.
-        checked = _outputs_on(session, case.checks) if case.checks else None
+        checked = outputs_on(session, case.checks) if case.checks else None
     if checked:
         bad = bad or tuple(b for out in checked.per_feed for b in nonfinite(out, checked.names))[:4]
     # A GPU row is always profiled once after its timing: where its nodes ran is part of its figure.
@@ -101,10 +101,11 @@ def reference_outputs(job: tuple[str | NativeModel, tuple[dict[str, Any], ...]])
     else:
         backend, target = get_backend("ort"), Target(opt_level="disable")
     with backend.open(source, target) as session:
-        return _outputs_on(session, feeds)
+        return outputs_on(session, feeds)
 
 
-def _outputs_on(session: Any, feeds: tuple[dict[str, Any], ...]) -> Outputs:
+def outputs_on(session: Any, feeds: tuple[dict[str, Any], ...]) -> Outputs:
+    """An open session's outputs on each feed, in the form that crosses to the parent and compares."""
     return Outputs(tuple(session.output_names),
                    tuple([_plain(v) for v in session.run(session.prepare(f))] for f in feeds))
 
