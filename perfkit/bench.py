@@ -1,31 +1,33 @@
 """`perfkit bench`: spec -> prepared model and feeds -> targets checked -> reference outputs -> variants -> one
-row per case, each measured in its own worker and saved as it comes -> rows inside each other's noise re-timed
-interleaved -> Report."""
+row per case, every case in its own worker, all timed together in interleaved rounds (or one after another with
+--no-interleave, each row saved as it comes) -> Report."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
-from perfkit.analysis.verdict import contenders, judge
 from perfkit.core.records import Environment
 from perfkit.core.report import Report, new_run_id
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import disk_size
-from perfkit.measure.contest import contest
 from perfkit.measure.env import conflicting_runtimes, fingerprint
+from perfkit.measure.interleave import Tick
 from perfkit.measure.targets import check_targets
 from perfkit.measure.workload import SYNTHETIC_CALIBRATION
 from perfkit.output.store import Store
 from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, prepare, references
-from perfkit.rows import PlannedCase, measure_row, plan_cases
+from perfkit.rows import measure_row, measure_rows, plan_cases
 from perfkit.transforms.cache import Broken, Variant
 
 BUSY_LOAD = 0.5  # warn when the 1-minute load per core is above this before we start: timings will be noisy
 
 
-def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[str, ...] = ()) -> Report:
-    """Everything user-facing is checked before anything is measured or written; then one row per case."""
+def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[str, ...] = (),
+        on_tick: Callable[[Tick], None] = lambda _: None) -> Report:
+    """Everything user-facing is checked before anything is measured or written; then one row per case.
+    `on_tick` hears from the interleaving scheduler between blocks (a progress bar)."""
     prepared = prepare(spec, on_progress)
     spec = prepared.spec
     skipped = check_targets(prepared.model, spec)
@@ -43,25 +45,24 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
         # Size and op counts once per file, not once per target and batch.
         footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
         cases = plan_cases(prepared, refs, variants)
-        for i, case in enumerate(cases, 1):
-            on_progress(f"[{i}/{len(cases)}] {case.label} on {case.target.label}, batch {case.feeds.shapes.batch}")
-            result = measure_row(case, spec, skipped, footprints)
-            report = replace(report, results=(*report.results, result))
-            if store:
-                store.add(report, result)
-        report = replace(retime_close_rows(report, cases, on_progress), complete=True)
+        if spec.plan.interleave:
+            on_progress(f"timing {len(cases)} rows in interleaved rounds")
+            results, note = measure_rows(cases, spec, skipped, footprints, on_tick)
+            report = replace(report, warnings=(*report.warnings, *([note] if note else [])))
+        else:
+            results = []
+            for i, case in enumerate(cases, 1):
+                on_progress(f"[{i}/{len(cases)}] {case.label} on {case.target.label}, batch {case.feeds.shapes.batch}")
+                results.append(measure_row(case, spec, skipped, footprints))
+                if store:
+                    store.add(replace(report, results=tuple(results)), results[-1])
+        report = replace(report, results=tuple(results), complete=True)
+        if store and spec.plan.interleave:
+            for i, result in enumerate(results, 1):
+                store.add(replace(report, results=tuple(results[:i])), result)
     finally:
         if store:
             store.finish(report)
-    return report
-
-
-def retime_close_rows(report: Report, cases: list[PlannedCase], on_progress: Progress) -> Report:
-    """Rows inside the pick's noise, re-timed with it in interleaved rounds; the report keeps each contest."""
-    for rows in contenders(report, judge(report)):
-        on_progress(f"re-timing rows {', '.join(str(i + 1) for i in rows)} interleaved: inside each other's noise")
-        held = contest(report, rows, [c.feeds.feeds for c in cases], report.spec.plan)
-        report = replace(report, contests=(*report.contests, held))
     return report
 
 

@@ -1,11 +1,12 @@
 """The rows of a run: which cases there are (variants × targets × workloads, the native model's own targets,
-the session a variant's row runs with), and one planned case -> one Result row: the case run in an isolated
-worker, then its statistics, warnings, status, accuracy against the reference, and what a GPU row's figure
-includes and leaves out."""
+the session a variant's row runs with) and which are compared with which; the cases measured together in
+interleaved rounds (or one by one with --no-interleave), each in its own worker; then each row's statistics,
+warnings, status, accuracy against the reference, and what a GPU row's figure includes and leaves out."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,10 +19,12 @@ from perfkit.core.records import Outputs
 from perfkit.core.report import Result
 from perfkit.core.spec import BenchSpec, Target
 from perfkit.measure.case import Case, Outcome, run_case
+from perfkit.measure.env import available_memory
+from perfkit.measure.interleave import Tick, interleave, memory_groups
 from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.measure.targets import SKIPPED_GPU
 from perfkit.measure.workload import FeedSet
-from perfkit.output.units import fmt_ns
+from perfkit.output.units import fmt_bytes, fmt_ns
 from perfkit.prepare import Prepared, ReferenceRun
 from perfkit.transforms.cache import Broken, Variant
 
@@ -55,16 +58,105 @@ def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: lis
     return cases
 
 
+WORKER_BYTES = 100 << 20  # a spawned worker with Python, numpy and onnxruntime loaded, before any model
+NATIVE_WORKER_BYTES = 400 << 20  # and with a framework (torch, TensorFlow) instead
+MEMORY_SHARE = 0.6  # of the memory available at the start, what the open workers of one group may take
+
+
+def measure_rows(cases: list[PlannedCase], spec: BenchSpec, skipped: dict[str, str],
+                 footprints: dict[str, tuple[int, dict[str, int]]], on_tick: Callable[[Tick], None]
+                 ) -> tuple[list[Result], str | None]:
+    """Every case's row: the cases that run measured together in interleaved rounds (each in its own worker),
+    the others (skipped, not built) as they are; and a note when memory split the sweep into groups."""
+    rows: dict[int, Result] = {}
+    jobs: dict[int, tuple[Result, Case]] = {}
+    for k, case in enumerate(cases):
+        job = row_job(case, spec, skipped, footprints)
+        if isinstance(job, Result):
+            rows[k] = job
+        else:
+            jobs[k] = job
+    order = list(jobs)
+    pairs = [(order.index(b), order.index(k)) for b, k in compared_pairs(cases) if b in jobs and k in jobs]
+    sizes = [memory_estimate(jobs[k][0]) for k in order]
+    available = available_memory()
+    groups = memory_groups(sizes, pairs, int(available * MEMORY_SHARE)) if available else [list(range(len(order)))]
+    outcomes = interleave([jobs[k][1] for k in order], spec.plan, pairs, groups=groups, on_tick=on_tick)
+    for k, outcome in zip(order, outcomes, strict=True):
+        rows[k] = finish_job(jobs[k][0], cases[k], outcome, spec)
+    note = None
+    if len(groups) > 1:
+        note = (f"memory: the workers of all {len(order)} rows would need about {fmt_bytes(sum(sizes))}, more than "
+                f"{MEMORY_SHARE:.0%} of the {fmt_bytes(available)} available; measured in {len(groups)} groups of "
+                f"rows ({'; '.join(', '.join(str(order[i] + 1) for i in g) for g in groups)}), each compared row "
+                "with its baseline in the same group — close other programs to measure them all together")
+    return [rows[k] for k in range(len(cases))], note
+
+
+def compared_pairs(cases: list[PlannedCase]) -> list[tuple[int, int]]:
+    """(baseline, row) for every comparison the verdict makes: each variant against the model as given on
+    the same target and feeds; the model as given against its native model on the same feeds."""
+    base_of: dict[tuple[int, str], int] = {}
+    for k, c in enumerate(cases):
+        if isinstance(c.subject, Variant) and c.subject.model.is_base:
+            base_of.setdefault((id(c.feeds), c.target.label), k)
+    pairs = []
+    for k, c in enumerate(cases):
+        if isinstance(c.subject, NativeModel):
+            pairs += [(k, b) for (feeds, _), b in base_of.items() if feeds == id(c.feeds)]
+        elif (b := base_of.get((id(c.feeds), c.target.label))) is not None and b != k:
+            pairs.append((b, k))
+    return pairs
+
+
+def memory_estimate(row: Result) -> int:
+    """What the worker of this row will hold: its model about twice (file and session) and the runtime."""
+    native = bool(row.model.lineage) and row.model.lineage[0].startswith("native:")
+    return (row.size_bytes or 0) * 2 + (NATIVE_WORKER_BYTES if native else WORKER_BYTES)
+
+
 def measure_row(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],
                 footprints: dict[str, tuple[int, dict[str, int]]]) -> Result:
-    """The row for one case: skipped where its target cannot run here, else measured."""
+    """The row for one case timed on its own (`--no-interleave`): skipped where its target cannot run here."""
+    job = row_job(case, spec, skipped, footprints)
+    if isinstance(job, Result):
+        return job
+    row, work = job
+    return finish_job(row, case, call_guarded(run_case, work, spec.plan.timeout_s, spec.plan.isolate), spec)
+
+
+def row_job(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],
+            footprints: dict[str, tuple[int, dict[str, int]]]) -> Result | tuple[Result, Case]:
+    """A finished row for a case that does not run (skipped, not built), else its row so far and the job."""
     if case.target.label in skipped:
         return skipped_row(case, skipped[case.target.label])
+    s = case.subject
+    if isinstance(s, Broken):
+        return _row(case, s.as_model(), s.status, reason=s.reason)
+    if isinstance(s, NativeModel):
+        missing = get_backend(case.target.backend).unavailable(case.target)
+        if missing:
+            return skipped_row(case, f"{missing} — {SKIPPED_GPU}" if case.target.device != "cpu" else missing)
+        native_size = sum(p.stat().st_size for p in Path(s.path).rglob("*") if p.is_file()) \
+            if os.path.isdir(s.path) else os.path.getsize(s.path)
+        return _row(case, s.as_model(), "failed", size_bytes=native_size), \
+            Case(s.path, case.target, case.feeds.feeds, spec.plan, native=s)
+    target = session_target(s, case.target)
+    size, ops = footprints.get(s.model.path) or (None, {})
+    row = _row(case, s.model, "failed", target=target, size_bytes=size, ops=ops, notes=s.notes)
+    checks = case.feeds.checks if case.reference else ()
+    return row, Case(s.model.path, target, case.feeds.feeds, spec.plan, checks, spec.profile)
+
+
+def finish_job(row: Result, case: PlannedCase, outcome: Outcome | Failure, spec: BenchSpec) -> Result:
+    """Any error in one case fails that row only (a native model's Unsupported skips it); the run goes on.
+    The native model is the reference itself, so it has no accuracy of its own."""
+    if isinstance(outcome, Failure):
+        native = isinstance(case.subject, NativeModel)
+        return replace(row, status=outcome.status if native else "failed", reason=outcome.reason)
     if isinstance(case.subject, NativeModel):
-        return measure_native(case, case.subject, spec)
-    if isinstance(case.subject, Broken):
-        return _row(case, case.subject.as_model(), case.subject.status, reason=case.subject.reason)
-    return measure_variant(case, case.subject, spec, footprints.get(case.subject.model.path))
+        return finish_row(row, outcome, None)
+    return finish_row(row, outcome, case.reference, spec.fail_on_fallback)
 
 
 def _row(case: PlannedCase, model: Model, status: str, *, reason: str = "", target: Target | None = None,
@@ -81,38 +173,10 @@ def skipped_row(case: PlannedCase, reason: str) -> Result:
     return _row(case, s.as_model() if isinstance(s, NativeModel | Broken) else s.model, "skipped", reason=reason)
 
 
-def measure_variant(case: PlannedCase, variant: Variant, spec: BenchSpec,
-                    footprint: tuple[int, dict[str, int]] | None) -> Result:
-    model, plan = variant.model, spec.plan
-    target = session_target(variant, case.target)
-    size, ops = footprint or (None, {})
-    row = _row(case, model, "failed", target=target, size_bytes=size, ops=ops, notes=variant.notes)
-    job = Case(model.path, target, case.feeds.feeds, plan, case.feeds.checks if case.reference else (), spec.profile)
-    outcome = call_guarded(run_case, job, plan.timeout_s, plan.isolate)
-    if isinstance(outcome, Failure):  # any error in one case fails that row only; the run goes on
-        return replace(row, reason=outcome.reason)
-    return finish_row(row, outcome, case.reference, spec.fail_on_fallback)
-
-
-def measure_native(case: PlannedCase, native: NativeModel, spec: BenchSpec) -> Result:
-    """The native model in its own framework: the reference itself, so it has no accuracy of its own."""
-    missing = get_backend(case.target.backend).unavailable(case.target)
-    if missing:
-        return skipped_row(case, f"{missing} — {SKIPPED_GPU}" if case.target.device != "cpu" else missing)
-    size = sum(p.stat().st_size for p in Path(native.path).rglob("*") if p.is_file()) \
-        if os.path.isdir(native.path) else os.path.getsize(native.path)
-    row = _row(case, native.as_model(), "failed", size_bytes=size)
-    job = Case(native.path, case.target, case.feeds.feeds, spec.plan, native=native)
-    outcome = call_guarded(run_case, job, spec.plan.timeout_s, spec.plan.isolate)
-    if isinstance(outcome, Failure):
-        return replace(row, status=outcome.status, reason=outcome.reason)
-    return finish_row(row, outcome, None)
-
-
 def finish_row(row: Result, outcome: Outcome, ref: Outputs | None, fail_on_fallback: bool = False) -> Result:
     """A measured row: statistics, stability and fallback warnings, status, accuracy against the reference."""
     m = outcome.measurement
-    summary = summarize(m.samples_ns)
+    summary = summarize(m.samples_ns, m.blocks)
     warnings = stability_warnings(summary, m.harness_ns, m.resolution_ns)
     requested = outcome.settings.get("requested", "")
     fallback = bool(requested) and outcome.providers[0] != requested

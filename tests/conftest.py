@@ -87,13 +87,14 @@ def plugins(monkeypatch):
 @pytest.fixture
 def fake_backend(monkeypatch, plugins):
     """perfkit's onnxruntime backend replaced by the deterministic one in tests/fakes.py, its variants registered
-    as transforms (fast, wrong, same, broken), and `import onnxruntime` made to fail for the test: what passes
+    as transforms (fast, wrong, same, slow10, broken), and `import onnxruntime` made to fail for the test: what passes
     here needs no onnxruntime."""
     import sys
 
     from perfkit import backends
     from tests import fakes
 
+    fakes.MACHINE.reset()
     monkeypatch.setitem(backends.REGISTRY, "ort", "tests.fakes:FakeBackend")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     plugins(fakes.TRANSFORMS)

@@ -1,9 +1,12 @@
 """A deterministic backend for testing the flow, the verdict and the renderers without onnxruntime.
 
+Every session runs on one simulated machine (`MACHINE`), whose time moves only when a session loads or runs and
+whose `drift` can slow it down over time (slow waves, steps, bursts) as a busy real machine does.
+
 A model file says how its fake session behaves, in its ONNX metadata: `fake.latency_ns` (each call's cost, with
 a fixed ±2 % pattern so the statistics have something to summarise), `fake.load_ns`, and `fake.offset` (added to
-every output, so a variant can miss an accuracy budget). The session's clock is simulated: it moves only when
-the session loads or runs, so every figure is the same on every machine, busy or not. Outputs are the first
+every output, so a variant can miss an accuracy budget). The machine's clock is simulated, so every figure is the
+same on every real machine, busy or not. Outputs are the first
 input plus the offset, as float32, one per graph output.
 
 Use it with the `fake_backend` fixture (conftest.py), which also makes `import onnxruntime` fail, so a test
@@ -26,11 +29,13 @@ JITTER = (0.0, 0.01, -0.01, 0.02, -0.02, 0.005, -0.005)  # per-call deviations, 
 PROVIDER = "FakeExecutionProvider"
 
 
-class FakeClock:
-    """Simulated nanoseconds: read like time.perf_counter_ns, moved on by the fake session."""
+class FakeMachine:
+    """Simulated nanoseconds shared by every fake session, read like time.perf_counter_ns and moved on only by
+    them. `drift(now)` scales every call at that moment: a drifting, bursty machine, the same on every run."""
 
     def __init__(self) -> None:
         self.now = 0
+        self.drift: Callable[[int], float] = lambda _: 1.0
 
     def __call__(self) -> int:
         return self.now
@@ -38,10 +43,19 @@ class FakeClock:
     def advance(self, ns: float) -> None:
         self.now += int(ns)
 
+    def run(self, ns: float) -> None:
+        self.advance(ns * self.drift(self.now))
+
+    def reset(self, drift: Callable[[int], float] = lambda _: 1.0) -> None:
+        self.now, self.drift = 0, drift
+
+
+MACHINE = FakeMachine()
+
 
 class FakeBackend:
     def __init__(self) -> None:
-        self.clock = FakeClock()
+        self.clock = MACHINE
 
     def unavailable(self, target: Target) -> str | None:
         return None if target.device == "cpu" else f"the fake backend has no {target.device} device"
@@ -57,7 +71,7 @@ class FakeBackend:
 
 
 class FakeSession(Closing):
-    def __init__(self, clock: FakeClock, latency_ns: float, offset: float, output_names: tuple[str, ...]) -> None:
+    def __init__(self, clock: FakeMachine, latency_ns: float, offset: float, output_names: tuple[str, ...]) -> None:
         self._clock, self._latency, self._offset = clock, latency_ns, offset
         self._calls = 0
         self.output_names = output_names
@@ -68,7 +82,7 @@ class FakeSession(Closing):
         return np.asarray(next(iter(feed.values())), dtype=np.float32)
 
     def run(self, prepared: np.ndarray) -> list[Any]:
-        self._clock.advance(self._latency * (1 + JITTER[self._calls % len(JITTER)]))
+        self._clock.run(self._latency * (1 + JITTER[self._calls % len(JITTER)]))
         self._calls += 1
         return [prepared + np.float32(self._offset) for _ in self.output_names]
 
@@ -123,6 +137,10 @@ def faster_but_wrong(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]
     return _rewrite(src, dst, speed=4.0, offset=0.5) + ["fake: a quarter of the latency, outputs off by 0.5"]
 
 
+def ten_percent_slower(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
+    return _rewrite(src, dst, speed=1 / 1.1) + ["fake: 10 % slower"]
+
+
 def same_speed(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
     return _rewrite(src, dst) + ["fake: the same file under another name"]
 
@@ -132,7 +150,7 @@ def broken(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
 
 
 TRANSFORMS = ("fast=tests.fakes:twice_as_fast;wrong=tests.fakes:faster_but_wrong;same=tests.fakes:same_speed;"
-              "broken=tests.fakes:broken")
+              "slow10=tests.fakes:ten_percent_slower;broken=tests.fakes:broken")
 
 
 # ---- the golden report: a fixed run the renderers' golden files are made from ------------------------------

@@ -90,10 +90,10 @@ def test_a_crashing_case_is_a_failed_row_and_the_sweep_goes_on(relu_model, monke
             raise RuntimeError("boom")
         return real(case)
 
-    from perfkit import rows
+    from perfkit.measure import worker
 
-    real = rows.run_case
-    monkeypatch.setattr(rows, "run_case", flaky)
+    real = worker.OpenCase
+    monkeypatch.setattr(worker, "OpenCase", flaky)
     report = bench.run(spec(relu_model, batch=(1, 2)))
     assert [r.status for r in report.results] == ["failed", "ok"]
     assert report.results[0].reason == "RuntimeError: boom" and report.failed

@@ -3,12 +3,16 @@ speed-ups and the pick are the same on every machine, and nothing here needs onn
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 
 from perfkit import bench
 from perfkit.analysis.verdict import judge
 from perfkit.core.spec import Plan
 from perfkit.options import make_spec
+from perfkit.output.cells import notes
 from perfkit.output.render import render
 
 # The fake clock moves only when the fake session runs: these bounds are simulated time, not waiting.
@@ -18,8 +22,9 @@ PLAN = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=30, 
 
 def run(fake_backend, tmp_path, variants=(), **options):
     model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
-    return bench.run(make_spec(model, plan=PLAN, results_dir=None, variants=variants,
-                               cache_dir=str(tmp_path / "cache"), **options))
+    options.setdefault("plan", PLAN)
+    return bench.run(make_spec(model, results_dir=None, variants=variants, cache_dir=str(tmp_path / "cache"),
+                               **options))
 
 
 def test_the_flow_runs_without_onnxruntime(fake_backend, tmp_path):
@@ -69,12 +74,66 @@ def test_a_gpu_target_the_backend_lacks_makes_skipped_rows(fake_backend, tmp_pat
     assert cuda.reason == "the fake backend has no cuda device — no GPU row is measured here, and none pretends"
 
 
-def test_rows_inside_each_others_noise_are_retimed_and_the_contest_is_kept(fake_backend, tmp_path):
+def test_two_equal_variants_are_interleaved_and_the_first_of_the_tie_is_the_pick(fake_backend, tmp_path):
     report = run(fake_backend, tmp_path, ("fast", "fast+same"))
-    (contest,) = report.contests
-    assert contest.rows == (1, 2) and contest.rounds == 4
-    assert contest.medians_ns[0] == contest.medians_ns[1] == pytest.approx(500_000, rel=0.006)
-    assert judge(report).best == (1,)  # a tie goes to the first of the contenders
+    base, fast, same = report.results
+    rounds = [b.round for b in base.measurement.blocks]
+    assert rounds == [b.round for b in fast.measurement.blocks][:len(rounds)] and len(rounds) >= 10
+    assert judge(report).best == (1,)
+
+
+# A busy machine, simulated: slow waves, a step, bursts. One row timed after another sees another machine.
+PERIOD_NS = 400_000_000  # a wave a few rows long
+
+
+def waves(now: int) -> float:
+    return 1 + 0.3 * math.sin(2 * math.pi * now / PERIOD_NS)
+
+
+def step(now: int) -> float:
+    return 1.0 if now < 150_000_000 else 1.25
+
+
+def bursts(now: int) -> float:
+    return 2.5 if (now // 7_000_000) % 9 == 0 else 1.0  # 7 ms of triple-slow calls in every 63 ms
+
+
+DRIFTS = {"waves": waves, "step": step, "bursts": bursts}
+BUSY = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=30, min_time_s=0.1, max_time_s=0.3,
+            max_rounds=2000, timeout_s=60, isolate=False)
+
+
+@pytest.mark.parametrize("drift", DRIFTS)
+def test_on_a_drifting_machine_a_copy_is_never_called_different_when_interleaved(fake_backend, tmp_path, drift):
+    fake_backend.MACHINE.reset(DRIFTS[drift])
+    report = run(fake_backend, tmp_path, ("same",), plan=BUSY)
+    ratio = judge(report).speedups[1]
+    assert not ratio.significant and ratio.low <= 1 <= ratio.high and ratio.rounds >= 10, ratio
+
+
+@pytest.mark.parametrize("drift", ["waves", "step"])
+def test_timed_one_after_the_other_the_same_copy_is_called_different(fake_backend, tmp_path, drift):
+    """The design interleaving replaces, on the same simulated machine: it is fooled by the drift."""
+    fake_backend.MACHINE.reset(DRIFTS[drift])
+    report = run(fake_backend, tmp_path, ("same",), plan=replace(BUSY, interleave=False))
+    ratio = judge(report).speedups[1]
+    assert ratio.significant and ratio.rounds == 0 and abs(ratio.value - 1) > 0.05, ratio
+
+
+@pytest.mark.parametrize("drift", DRIFTS)
+def test_on_a_drifting_machine_a_planted_ten_percent_slowdown_is_found(fake_backend, tmp_path, drift):
+    fake_backend.MACHINE.reset(DRIFTS[drift])
+    report = run(fake_backend, tmp_path, ("slow10",), plan=BUSY)
+    ratio = judge(report).speedups[1]
+    assert ratio.significant and ratio.high < 1 and ratio.value == pytest.approx(1 / 1.1, rel=0.02), ratio
+
+
+def test_a_noisy_run_says_so_once_under_the_table(fake_backend, tmp_path):
+    fake_backend.MACHINE.reset(bursts)
+    report = run(fake_backend, tmp_path, ("same", "slow10"), plan=BUSY)
+    lines = notes(report, judge(report))
+    (line,) = [t for t in lines if "far slower" in t]  # not once per row as well
+    assert line.startswith("noise: noisy — ") and "rows 1–3 stalled" in line and "perfkit doctor" in line
 
 
 def test_the_flow_makes_the_golden_report(fake_backend, tmp_path):

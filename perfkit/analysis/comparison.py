@@ -131,13 +131,13 @@ def environment_differences(old: Report, new: Report) -> list[str]:
     return [f"{w} — a change may be the environment's, not the model's" for w in out]
 
 
-def parse_threshold(text: str) -> float:
+def parse_threshold(text: str, option: str = "--fail-on-regression") -> float:
     """`5%` or `0.05` -> 0.05."""
     raw = text.strip()
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise PerfkitError(f"--fail-on-regression {text}", "not a percentage", "write e.g. 5%") from None
-    if not 0 < value < 10:
-        raise PerfkitError(f"--fail-on-regression {text}", "out of range", "give a share such as 5% or 0.05")
+        raise PerfkitError(f"{option} {text}", "not a percentage", "write e.g. 5%") from None
+    if not 0 <= value < 10:
+        raise PerfkitError(f"{option} {text}", "out of range", "give a share such as 5% or 0.05")
     return value

@@ -1,4 +1,5 @@
-"""Pure statistics over raw latency samples: percentiles, the median's interval, spread, outliers, warnings."""
+"""Pure statistics over raw latency samples and interleaved blocks: percentiles, the median's interval (over
+rounds when the row was interleaved), spread, outliers, the paired speed-up, warnings."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import math
 from collections.abc import Sequence
 
 from perfkit.core.records import Ratio, Summary
+from perfkit.core.report import Block
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
 TAIL_SAMPLES = 5  # a percentile is reported only with at least this many samples beyond it
-CV_LIMIT = 0.10  # above 10 % spread the median is hard to trust on a shared machine
 OUTLIER_Z = 3.5  # modified z-score beyond which a sample is an outlier (Iglewicz & Hoaglin)
-OUTLIER_SHARE = 0.02  # flag when more than 2 % of the samples are outliers: stalls, not jitter
 HARNESS_SHARE = 0.01  # the timer's or the harness's own cost above 1 % of the latency is called out
 
 
@@ -41,6 +41,12 @@ def median_ci(sorted_values: list[float]) -> tuple[float, float] | None:
     return sorted_values[lo], sorted_values[hi]
 
 
+def rounds_ci(blocks: Sequence[Block], median: float) -> tuple[float, float] | None:
+    """The order-statistic interval of the block medians, stretched to hold the pooled median."""
+    ci = median_ci(sorted(b.median_ns for b in blocks))
+    return (min(ci[0], median), max(ci[1], median)) if ci else None
+
+
 def count_outliers(sorted_values: list[float], median: float) -> int:
     """Samples whose modified z-score (from the median absolute deviation) exceeds OUTLIER_Z."""
     deviations = sorted(abs(v - median) for v in sorted_values)
@@ -54,7 +60,13 @@ def count_outliers(sorted_values: list[float], median: float) -> int:
     return sum(1 for d in deviations if d / (1.253314 * mean_ad) > OUTLIER_Z)
 
 
-def summarize(samples: Sequence[int] | Sequence[float]) -> Summary:
+MIN_PAIRS = 6  # the fewest rounds that give the median of the per-round ratios an interval
+
+
+def summarize(samples: Sequence[int] | Sequence[float], blocks: Sequence[Block] = ()) -> Summary:
+    """Percentiles and spread over every sample; the median's interval over the blocks' medians when the
+    row was interleaved (calls of one block share the machine's state, so they are not independent: an
+    interval over calls is narrower than the truth), else over the calls."""
     values = sorted(float(v) for v in samples)
     n = len(values)
     if n == 0:
@@ -62,7 +74,7 @@ def summarize(samples: Sequence[int] | Sequence[float]) -> Summary:
     mean = sum(values) / n
     stdev = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     median = percentile(values, 50)
-    ci = median_ci(values)
+    ci = rounds_ci(blocks, median) if len(blocks) >= MIN_PAIRS else median_ci(values)
     return Summary(
         n=n, median=median, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
         mean=mean, stdev=stdev, cv=stdev / mean if mean > 0 else 0.0,
@@ -80,17 +92,9 @@ def throughput(items_per_call: int, median_ns: float) -> float | None:
 
 
 def stability_warnings(s: Summary, harness_ns: float, resolution_ns: float) -> list[str]:
-    """Warnings with a hint each, for results whose figures should not be taken at face value."""
+    """What is wrong with one row's figure alone: a call too short for the harness or the clock. How noisy
+    the machine was is said once for the whole run (analysis.noise)."""
     out = []
-    if s.cv > CV_LIMIT:
-        width = s.ci_rel
-        held = f"; the median holds to ±{max(width, 0.001):.1%}, the tail does not" \
-            if width is not None and width < 0.02 else ""
-        out.append(f"unstable: CV {s.cv:.0%} (> {CV_LIMIT:.0%}){held} — close other programs, pin --threads, "
-                   "or raise --min-time")
-    if s.n and s.outliers / s.n > OUTLIER_SHARE:
-        out.append(f"{s.outliers} of {s.n} calls ({s.outliers / s.n:.1%}) far slower than the median — stalls from "
-                   "other programs or thread-pool contention; try --threads 1 or a quieter machine")
     if s.median > 0 and harness_ns / s.median > HARNESS_SHARE:
         out.append(f"harness cost {harness_ns:.0f} ns is {harness_ns / s.median:.1%} of the median — the call "
                    "is too short to time alone; compare ratios, not absolute figures")
@@ -99,13 +103,39 @@ def stability_warnings(s: Summary, harness_ns: float, resolution_ns: float) -> l
     return out
 
 
-def speedup(baseline: Summary, other: Summary) -> Ratio | None:
-    """baseline median / other median; the range from both medians' intervals (relative widths added in
-    quadrature); not significant when the intervals overlap. None without intervals (n < 6)."""
+def paired_ratio(base: Sequence[Block], row: Sequence[Block], threshold: float) -> Ratio | None:
+    """How many times faster `row` ran than `base`: the median of the per-round ratios (base block median
+    over row block median, same round), with the distribution-free interval of that median over rounds.
+    Drift slower than a round moves both blocks of a round alike and cancels in their ratio; faster noise
+    widens the interval instead of faking a difference. None with fewer than MIN_PAIRS shared rounds."""
+    by_round = {b.round: b.median_ns for b in base}
+    ratios = sorted(by_round[b.round] / b.median_ns for b in row if b.round in by_round and b.median_ns > 0)
+    ci = median_ci(ratios) if len(ratios) >= MIN_PAIRS else None
+    if ci is None:
+        return None
+    value = percentile(ratios, 50)
+    return Ratio(value, ci[0], ci[1], _called(value, ci, threshold), rounds=len(ratios))
+
+
+def per_round_ratios(base: Sequence[Block], row: Sequence[Block]) -> list[float]:
+    by_round = {b.round: b.median_ns for b in base}
+    return [by_round[b.round] / b.median_ns for b in row if b.round in by_round and b.median_ns > 0]
+
+
+def speedup(baseline: Summary, other: Summary, threshold: float = 0.0) -> Ratio | None:
+    """Two rows timed apart (no shared rounds: an old run, or --no-interleave): baseline median / other
+    median, its range from both medians' intervals (relative widths added in quadrature, in log space so a
+    wide one never crosses zero). Drift between the two rows is invisible here, which is why rows that are
+    compared are interleaved. None without intervals (n < 6)."""
     b_ci, o_ci, rel_b, rel_o = baseline.interval(), other.interval(), baseline.ci_rel, other.ci_rel
     if b_ci is None or o_ci is None or rel_b is None or rel_o is None or other.median <= 0 or baseline.median <= 0:
         return None
     value = baseline.median / other.median
-    rel = math.hypot(rel_b, rel_o)
+    spread = math.exp(math.hypot(math.log1p(rel_b), math.log1p(rel_o)))
     overlap = b_ci[0] <= o_ci[1] and o_ci[0] <= b_ci[1]
-    return Ratio(value, value * (1 - rel), value * (1 + rel), not overlap)
+    return Ratio(value, value / spread, value * spread, not overlap and abs(value - 1) >= threshold)
+
+
+def _called(value: float, ci: tuple[float, float], threshold: float) -> bool:
+    """A difference: the interval excludes 1 and the change is at least the practical threshold."""
+    return (ci[0] > 1 or ci[1] < 1) and abs(value - 1) >= threshold

@@ -12,12 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfkit.analysis.accuracy import parse_budget, within
-from perfkit.analysis.stats import speedup
+from perfkit.analysis.stats import paired_ratio, speedup
 from perfkit.core.records import Environment, OpTime, Ratio
 from perfkit.core.report import Report, Result
 
-CONTEST_MARGIN = 0.25  # rows timed one after another drifted up to 15 % apart on this shared machine; with room
-CONTEST_MAX = 4  # the pick and its three closest rivals: 3 rounds each stay under a minute at default times
 SMALL_CALL_NS = 200_000  # below 0.2 ms a call, per-op overheads (Q/DQ, Casts) weigh as much as arithmetic
 GROUPS = {"QuantizeLinear": "Q/DQ", "DequantizeLinear": "Q/DQ", "DynamicQuantizeLinear": "Q/DQ",
           "com.microsoft:QuantizeLinear": "Q/DQ", "com.microsoft:DequantizeLinear": "Q/DQ"}
@@ -36,8 +34,7 @@ class Verdict:
 
 def judge(report: Report) -> Verdict:
     """Baselines, speed-ups, budget checks and the pick. Within a group the pick is the fastest row inside
-    the budget; the baseline instead when that row is not faster beyond the noise; and when other rows
-    are inside the pick's noise, the winner of their interleaved re-timing (`Report.contests`)."""
+    the budget; the baseline instead when that row is not faster beyond the noise and the threshold."""
     rows = report.results
     budget = parse_budget(report.spec.accuracy_budget)
     base_of: dict[tuple, int] = {}
@@ -45,7 +42,9 @@ def judge(report: Report) -> Verdict:
         if r.model.is_base and r.model.path:
             base_of.setdefault(_group(r), i)
     baseline = tuple(base_of.get(_group(r)) for r in rows)
-    speedups = tuple(_speedup(rows, i, b) for i, b in enumerate(baseline))
+    threshold = report.spec.plan.threshold
+    speedups = tuple(None if b is None or b == i else ratio_between(rows[b], rows[i], threshold)
+                     for i, b in enumerate(baseline))
     checks = tuple(within(r.accuracy, budget) if r.status == "ok" and r.accuracy else None for r in rows)
     picks = (_pick(report, group, baseline, speedups, checks) for group in dict.fromkeys(_group(r) for r in rows))
     best = tuple(p for p in picks if p is not None)
@@ -54,12 +53,13 @@ def judge(report: Report) -> Verdict:
     return Verdict(baseline, speedups, checks, best, diagnoses)
 
 
-def _speedup(rows: tuple[Result, ...], i: int, b: int | None) -> Ratio | None:
-    """Row i against its baseline row b; None for the baseline itself or a row without figures."""
-    if b is None or b == i:
+def ratio_between(base: Result, row: Result, threshold: float) -> Ratio | None:
+    """How many times faster `row` ran than `base`: paired over the rounds they shared when interleaved,
+    else from their two medians (an old run, --no-interleave); None for a row without figures."""
+    if not (base.summary and row.summary and base.measurement and row.measurement):
         return None
-    base, row = rows[b].summary, rows[i].summary
-    return speedup(base, row) if base and row else None
+    paired = paired_ratio(base.measurement.blocks, row.measurement.blocks, threshold)
+    return paired or speedup(base.summary, row.summary, threshold)
 
 
 def _pick(report: Report, group: tuple, baseline: tuple[int | None, ...], speedups: tuple[Ratio | None, ...],
@@ -74,40 +74,12 @@ def _pick(report: Report, group: tuple, baseline: tuple[int | None, ...], speedu
     # A variant is worth shipping only when it is faster beyond the noise; else the model as it is.
     if base is not None and base in medians and (ratio is None or not ratio.significant):
         fastest = base
-    contest = next((c for c in report.contests if fastest in c.rows), None)
-    if contest and base not in contest.rows:
-        fastest = contest.rows[contest.medians_ns.index(min(contest.medians_ns))]
     return fastest
 
 
 def _inside(row: Result, check: tuple[bool, str] | None) -> bool:
     """Inside the budget: a variant that passed it, or the model as given, which has nothing to compare with."""
     return check[0] if check is not None else row.model.is_base
-
-
-def contenders(report: Report, verdict: Verdict) -> list[list[int]]:
-    """For each pick that is a variant: it and the (at most CONTEST_MAX - 1) rows inside the budget whose
-    medians are within CONTEST_MARGIN of its, or not apart from it beyond their intervals — when there are
-    any."""
-    rows = report.results
-    out = []
-    for b in verdict.best:
-        pick = rows[b].summary
-        if rows[b].model.is_base or pick is None:
-            continue
-        close: dict[int, float] = {}
-        for i, r in enumerate(rows):
-            check = verdict.budget[i]
-            if i == b or _group(r) != _group(rows[b]) or r.status != "ok" or not r.summary or r.model.is_base:
-                continue
-            if check is None or not check[0]:
-                continue
-            ratio = speedup(r.summary, pick)
-            if r.summary.median <= pick.median * (1 + CONTEST_MARGIN) or (ratio and not ratio.significant):
-                close[i] = r.summary.median
-        if close:
-            out.append(sorted([b, *sorted(close, key=close.__getitem__)[:CONTEST_MAX - 1]]))
-    return out
 
 
 def is_native_row(r: Result) -> bool:
@@ -124,7 +96,7 @@ def native_speedups(report: Report) -> list[tuple[int, int, Ratio]]:
             continue
         for i, r in enumerate(rows):
             if r.model.is_base and r.model.lineage and r.summary and (r.batch, r.shapes) == (nat.batch, nat.shapes):
-                ratio = speedup(nat.summary, r.summary)
+                ratio = ratio_between(nat, r, report.spec.plan.threshold)
                 if ratio:
                     out.append((n, i, ratio))
     return out

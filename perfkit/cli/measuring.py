@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 @click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing at most [20].")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds before a case counts as hung [300].")
 @click.option("--no-isolate", is_flag=True, help="Run cases in this process (faster start, no crash safety).")
+@click.option("--no-interleave", is_flag=True,
+              help="Time rows one after another instead of in interleaved rounds (drift then skews ratios).")
+@click.option("--threshold", default="2%", show_default=True, metavar="PCT",
+              help="Smallest speed-up or slow-down called a difference, however significant.")
 @click.option("--no-save", is_flag=True, help="Keep nothing in the results folder.")
 @variants_option
 @click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
@@ -68,7 +72,7 @@ if TYPE_CHECKING:
 @store_option
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
-          min_time, max_time, timeout, no_isolate, no_save, variants, accuracy_budget, calibration, cache_dir,
+          min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget, calibration, cache_dir,
           profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
@@ -77,12 +81,15 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
     own framework beside its ONNX conversion, and is then the accuracy reference."""
     from dataclasses import replace
 
+    from perfkit.analysis.comparison import parse_threshold
     from perfkit.core.spec import QUICK_PLAN, Plan, parse_batches
     from perfkit.options import make_spec
 
     plan = QUICK_PLAN if quick else Plan()
     overrides = {"min_time_s": min_time, "max_time_s": max_time, "timeout_s": timeout}
-    plan = replace(plan, isolate=not no_isolate, **{k: v for k, v in overrides.items() if v is not None})
+    plan = replace(plan, isolate=not no_isolate, interleave=not no_interleave,
+                   threshold=parse_threshold(threshold, "--threshold"),
+                   **{k: v for k, v in overrides.items() if v is not None})
     if plan.max_time_s < plan.min_time_s:
         plan = replace(plan, min_time_s=plan.max_time_s)
     spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
@@ -197,13 +204,13 @@ def demo(quick, fmt, results_dir, store) -> None:
 
 def _run_and_print(spec: BenchSpec, fmt: str, output: str | None) -> None:
     from perfkit import bench as bench_module
+    from perfkit.cli.progress import Progress
 
-    # Plain lines, not a live spinner: a spinner's redraw thread would compete with the timed loop for the GIL.
-    def progress(text: str) -> None:
-        if sys.stderr.isatty():
-            click.echo(f"{text} …", err=True)
-
-    report = bench_module.run(spec, on_progress=progress, command=tuple(sys.argv))
+    progress = Progress()
+    try:
+        report = bench_module.run(spec, on_progress=progress.step, command=tuple(sys.argv), on_tick=progress.tick)
+    finally:
+        progress.clear()
     emit(report, fmt, output)
     if spec.results_dir:
         where = "the PostgreSQL store" if spec.store else f"{spec.results_dir}/"

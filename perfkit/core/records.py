@@ -47,7 +47,8 @@ class Ratio:
     value: float
     low: float
     high: float
-    significant: bool  # False: the two medians' intervals overlap, the difference is inside the noise
+    significant: bool  # the interval excludes 1 and the change passes the practical threshold
+    rounds: int = 0  # interleaved rounds the ratio was paired over; 0: two rows timed apart, medians compared
 
 
 @dataclass(frozen=True)

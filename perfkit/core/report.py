@@ -18,8 +18,18 @@ from perfkit.core.model import Model
 from perfkit.core.records import Environment, OpTime, OutputAccuracy, Summary
 from perfkit.core.spec import BenchSpec, Target
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "skipped", "failed", "invalid")  # invalid: it ran, but its outputs cannot be trusted
+
+
+@dataclass(frozen=True)
+class Block:
+    """One interleaved block of a row: the round it ran in, its timed calls, their median. Two rows' blocks of
+    the same round ran minutes apart at most seconds, so their ratio is free of the machine's slow drift."""
+
+    round: int
+    calls: int
+    median_ns: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +47,7 @@ class Measurement:
     peak_rss_bytes: int | None = None
     device_base_bytes: int | None = None  # GPU memory of the process before the session (NVML), GPU rows only
     device_peak_bytes: int | None = None  # and after the timed calls: allocators keep their peak
+    blocks: tuple[Block, ...] = ()  # interleaved rounds, in order; empty when the row was timed on its own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,15 +75,6 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Contest:
-    """Rows whose medians were inside each other's noise, re-timed in interleaved rounds to pick one."""
-
-    rows: tuple[int, ...]  # indexes into Report.results
-    medians_ns: tuple[float, ...]  # per row: the median of its per-round medians
-    rounds: int
-
-
-@dataclass(frozen=True)
 class Report:
     run_id: str
     created: str
@@ -82,7 +84,6 @@ class Report:
     warnings: tuple[str, ...] = ()
     complete: bool = False  # False while running, and for ever if the run was interrupted
     command: tuple[str, ...] = ()
-    contests: tuple[Contest, ...] = ()  # the pick's tie-breaks (see verdict.py)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -123,6 +124,9 @@ def from_json(text: str, source: str) -> Report:
 UPGRADES: dict[int, typing.Callable[[dict], dict]] = {
     # 2 added accuracy, size, ops, notes and profile to results; each has a default.
     1: lambda data: {**data, "schema_version": 2},
+    # 3 added interleaved blocks to measurements (default: none) and dropped the re-timing contests, which
+    # the interleaved rounds replace.
+    2: lambda data: {**{k: v for k, v in data.items() if k != "contests"}, "schema_version": 3},
 }
 
 

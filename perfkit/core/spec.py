@@ -79,6 +79,8 @@ class Plan:
     max_rounds: int = 20_000  # 200 samples in the p99 tail; bounds the raw samples kept per row
     timeout_s: float = 300.0  # a case (load + warm-up + timing) taking longer is treated as hung
     isolate: bool = True  # each case in a spawned worker, so a crash or hang is one failed row
+    interleave: bool = True  # rows timed in rounds of short blocks, so the machine's drift lands on all alike
+    threshold: float = 0.02  # the smallest speed-up or slow-down called a difference, however significant
 
 
 QUICK_PLAN = Plan(warmup_calls=3, warmup_time_s=0.2, warmup_max_s=2.0, min_rounds=10,

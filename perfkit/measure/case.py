@@ -16,11 +16,11 @@ from perfkit.analysis.accuracy import nonfinite
 from perfkit.backends import Clock, get_backend
 from perfkit.core.model import NativeModel
 from perfkit.core.records import OpTime, Outputs
-from perfkit.core.report import Measurement
+from perfkit.core.report import Block, Measurement
 from perfkit.core.spec import Plan, Target
 from perfkit.measure.nvml import process_device_bytes
 from perfkit.measure.profile import profile_ort
-from perfkit.measure.timing import measure
+from perfkit.measure.timing import harness_cost, timed_calls, timed_rounds, warm_up
 
 
 @dataclass(frozen=True)
@@ -46,37 +46,71 @@ class Outcome:
     profile: tuple[OpTime, ...] = ()
 
 
+class OpenCase:
+    """A case's session held open: opened, checked and warmed up once, then timed in blocks for as long as the
+    caller asks (the interleaving scheduler's rounds, or one long stretch), then finished: memory, outputs on
+    the check feeds, the profile. Nothing here decides how long to time."""
+
+    def __init__(self, case: Case, clock: Clock | None = None) -> None:
+        self.case = case
+        self._base_rss = reset_peak_rss()
+        self._device_id = int(dict(case.target.provider_options).get("device_id", 0) or 0)
+        self._device_base = process_device_bytes(self._device_id) if case.target.gpu else None
+        backend = get_backend(case.target.backend)
+        self.clock = clock or backend.clock
+        t0 = self.clock()
+        self._session = backend.open(case.native or case.model_path, case.target)
+        try:
+            self.load_ns = self.clock() - t0
+            self._prepared = [self._session.prepare(f) for f in case.feeds]
+            t0 = self.clock()
+            outputs = self._session.run(self._prepared[0])
+            self.first_ns = self.clock() - t0
+            self._nonfinite = nonfinite(outputs, self._session.output_names)
+            self.call = _cycling(self._session, self._prepared)
+            self.warmup_calls, self.warmup_ns, self.estimate_ns = warm_up(self.call, case.plan, self.clock)
+        except BaseException:
+            self._session.close()
+            raise
+
+    def block(self, calls: int, rewarm: int = 0) -> list[int]:
+        """`rewarm` untimed calls (caches refill after another case ran), then `calls` timed ones, GC off."""
+        for _ in range(rewarm):
+            self.call()
+        return timed_calls(self.call, calls, self.clock)
+
+    def finish(self, samples: tuple[int, ...], blocks: tuple[Block, ...] = ()) -> Outcome:
+        """The outcome of the calls timed so far; closes the session."""
+        case, session = self.case, self._session
+        try:
+            peak = peak_rss()
+            device_peak = process_device_bytes(self._device_id) if case.target.gpu else None
+            # After the timing, so neither the extra outputs nor the profiler touch the figures.
+            checked = outputs_on(session, case.checks) if case.checks else None
+            harness, resolution = harness_cost(self.clock)
+        finally:
+            session.close()
+        bad = self._nonfinite
+        if checked:
+            bad = bad or tuple(b for out in checked.per_feed for b in nonfinite(out, checked.names))[:4]
+        # A GPU row is always profiled once after its timing: where its nodes ran is part of its figure.
+        wanted = (case.profile or case.target.gpu) and not case.native
+        profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if wanted else ()
+        measurement = Measurement(
+            samples_ns=samples, warmup_calls=self.warmup_calls, warmup_ns=self.warmup_ns, load_ns=self.load_ns,
+            first_call_ns=self.first_ns, harness_ns=harness, resolution_ns=resolution,
+            base_rss_bytes=self._base_rss, peak_rss_bytes=peak, device_base_bytes=self._device_base,
+            device_peak_bytes=device_peak, blocks=blocks)
+        return Outcome(providers=session.providers, settings=session.settings, measurement=measurement,
+                       nonfinite=bad, checked=checked, profile=profiled)
+
+
 def run_case(case: Case, clock: Clock | None = None) -> Outcome:
-    """The case timed with `clock` (default: the backend's own)."""
-    base_rss = reset_peak_rss()
-    device_id = int(dict(case.target.provider_options).get("device_id", 0) or 0)
-    device_base = process_device_bytes(device_id) if case.target.gpu else None
-    backend = get_backend(case.target.backend)
-    clock = clock or backend.clock
-    t0 = clock()
-    with backend.open(case.native or case.model_path, case.target) as session:
-        load_ns = clock() - t0
-        prepared = [session.prepare(f) for f in case.feeds]
-        t0 = clock()
-        outputs = session.run(prepared[0])
-        first_ns = clock() - t0
-        bad = nonfinite(outputs, session.output_names)
-        timing = measure(_cycling(session, prepared), case.plan, clock)
-        peak = peak_rss()
-        device_peak = process_device_bytes(device_id) if case.target.gpu else None
-        # After the timing, so neither the extra outputs nor the profiler touch the figures.
-        checked = outputs_on(session, case.checks) if case.checks else None
-    if checked:
-        bad = bad or tuple(b for out in checked.per_feed for b in nonfinite(out, checked.names))[:4]
-    # A GPU row is always profiled once after its timing: where its nodes ran is part of its figure.
-    wanted = (case.profile or case.target.gpu) and not case.native
-    profiled = profile_ort(case.model_path, case.target, case.feeds[0]) if wanted else ()
-    measurement = Measurement(
-        samples_ns=timing.samples_ns, warmup_calls=timing.warmup_calls, warmup_ns=timing.warmup_ns,
-        load_ns=load_ns, first_call_ns=first_ns, harness_ns=timing.harness_ns, resolution_ns=timing.resolution_ns,
-        base_rss_bytes=base_rss, peak_rss_bytes=peak, device_base_bytes=device_base, device_peak_bytes=device_peak)
-    return Outcome(providers=session.providers, settings=session.settings, measurement=measurement, nonfinite=bad,
-                   checked=checked, profile=profiled)
+    """The case timed on its own, in one stretch (`--no-interleave`, and single measurements), with `clock`
+    (default: the backend's own)."""
+    opened = OpenCase(case, clock)
+    samples = timed_rounds(opened.call, case.plan, opened.estimate_ns, opened.clock)
+    return opened.finish(tuple(samples))
 
 
 def _cycling(session: Any, prepared: list[Any]) -> Callable[[], object]:

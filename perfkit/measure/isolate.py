@@ -44,6 +44,11 @@ def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
             worker.kill()
         worker.join(5)
         receiver.close()
+    return unpack(kind, payload)
+
+
+def unpack(kind: str, payload: Any) -> Any:
+    """A worker's message back in the parent: its value, or its error raised again here."""
     if kind == "user":
         raise PerfkitError(*payload)
     if kind == "unsupported":
@@ -51,6 +56,25 @@ def call_isolated(fn: Callable[[Any], T], arg: Any, timeout_s: float) -> T:
     if kind == "error":
         raise CaseFailed(payload)
     return payload
+
+
+def pack(exc: BaseException) -> tuple[str, Any]:
+    """An error inside a worker as the message that crosses to the parent."""
+    if isinstance(exc, PerfkitError):
+        return "user", (exc.subject, exc.what, exc.fix)
+    if isinstance(exc, Unsupported):
+        return "unsupported", str(exc)
+    return "error", brief(exc, 300, typed=True)
+
+
+def guarded(exc: BaseException) -> Failure:
+    """What went wrong in a case, as its row's status and reason: Unsupported is skipped, anything else
+    failed; an unanticipated exception's reason names its type, as a worker's would."""
+    if isinstance(exc, Unsupported):
+        return Failure("skipped", str(exc))
+    if isinstance(exc, CaseFailed | PerfkitError):
+        return Failure("failed", str(exc))
+    return Failure("failed", brief(exc, 300, typed=True))
 
 
 def call_in(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bool) -> T:
@@ -64,31 +88,27 @@ def call_guarded(fn: Callable[[Any], T], arg: Any, timeout_s: float, isolate: bo
     type, as the worker's would."""
     try:
         return call_in(fn, arg, timeout_s, isolate)
-    except Unsupported as exc:
-        return Failure("skipped", str(exc))
-    except (CaseFailed, PerfkitError) as exc:
-        return Failure("failed", str(exc))
     except Exception as exc:
-        return Failure("failed", brief(exc, 300, typed=True))
+        return guarded(exc)
 
 
 def _child(sender: Connection, fn: Callable[[Any], Any], arg: Any) -> None:
+    quiet_worker()
+    message: tuple[str, Any]
+    try:
+        message = ("ok", fn(arg))
+    except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
+        message = pack(exc)
+    sender.send(message)
+    sender.close()
+
+
+def quiet_worker() -> None:
     import warnings
 
     # Frameworks' deprecation chatter would interleave with the parent's table on the shared stderr; what a
     # worker has to say comes back in its result.
     warnings.simplefilter("ignore")
-    message: tuple[str, Any]
-    try:
-        message = ("ok", fn(arg))
-    except PerfkitError as exc:
-        message = ("user", (exc.subject, exc.what, exc.fix))
-    except Unsupported as exc:
-        message = ("unsupported", str(exc))
-    except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
-        message = ("error", brief(exc, 300, typed=True))
-    sender.send(message)
-    sender.close()
 
 
 def describe_exit(code: int | None) -> str:

@@ -71,6 +71,17 @@ def timed_rounds(call: Callable[[], object], plan: Plan, estimate_ns: int,
     return samples
 
 
+def timed_calls(call: Callable[[], object], n: int, clock: Clock = time.perf_counter_ns) -> list[int]:
+    """Exactly n timed calls with GC off: one interleaved block."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _loop(call, n, clock)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
 def harness_cost(clock: Clock = time.perf_counter_ns, rounds: int = 2000) -> tuple[float, float]:
     """(median ns the loop adds around a call that does nothing, smallest clock step seen)."""
     def nothing() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 
+from perfkit.analysis.noise import assess, is_row_noise, noise_line, rows_named
 from perfkit.analysis.stats import required_n
 from perfkit.analysis.verdict import Verdict, is_native_row, native_speedups, node_change, profile_change
 from perfkit.core.records import Environment, OutputAccuracy
@@ -103,10 +104,9 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     """Warnings and reasons under the table, each naming the row it belongs to; with variants, the pick
     and a diagnosis of every row slower than its baseline."""
     out = [f"warning: {w}" for w in report.warnings]
-    for i, r in enumerate(report.results, 1):
-        if r.reason:
-            out.append(f"row {i} {r.status}: {r.reason}")
-        out.extend(f"row {i}: {w}" for w in r.warnings)
+    out += row_warnings(report)
+    if line := noise_line(assess(report, verdict.baseline)):
+        out.append(line)
     for n, i, ratio in native_speedups(report):
         r = report.results[i]
         out.append(f"native vs ONNX, batch {r.batch}: row {i + 1} ({r.model.label} on {r.target.label}) runs "
@@ -116,6 +116,20 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")
     return out
+
+
+def row_warnings(report: Report) -> list[str]:
+    """Why rows failed or were skipped, then their warnings; what several rows share printed once, naming them."""
+    reasons: dict[tuple[str, str], list[int]] = {}
+    rows_of: dict[str, list[int]] = {}
+    for i, r in enumerate(report.results):
+        if r.reason:
+            reasons.setdefault((r.status, r.reason), []).append(i)
+        for w in r.warnings:
+            if not is_row_noise(w):
+                rows_of.setdefault(w, []).append(i)
+    return [f"{rows_named(rows)} {status}: {reason}" for (status, reason), rows in reasons.items()] + \
+        [f"{rows_named(rows)}: {w}" for w, rows in rows_of.items()]
 
 
 def variant_notes(report: Report, verdict: Verdict) -> list[str]:
@@ -147,11 +161,6 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
         base = verdict.baseline[b]
         why = "no variant is faster beyond the noise inside the budget" if r.model.is_base else \
             fmt_ratio(verdict.speedups[b]) + (f" vs row {base + 1}" if base is not None else "")
-        contest = next((c for c in report.contests if b in c.rows), None)
-        if contest:
-            times = ", ".join(f"row {i + 1} {fmt_ns(m)}" for i, m in zip(contest.rows, contest.medians_ns,
-                                                                          strict=True))
-            why += f"; re-timed in {contest.rounds} interleaved rounds against the rows inside its noise: {times}"
         out.append(f"{BEST}fastest inside {report.spec.accuracy_budget} on {r.target.label}, batch {r.batch}: "
                    f"row {b + 1} {r.model.label} ({why})")
     return out

@@ -32,8 +32,10 @@ def render_table(report: Report, verdict: Verdict, width: int = 160, color: bool
     console.print(table)
     n_samples = [r.summary.n for r in report.results if r.summary]
     if n_samples:
+        rounds = max((len(r.measurement.blocks) for r in report.results if r.measurement), default=0)
+        over = f" over {rounds} interleaved rounds (speed-ups paired round by round)" if rounds else ""
         console.print(f"n = {min(n_samples)}–{max(n_samples)} timed calls per row after warm-up; "
-                      "CI: 95 % interval of the median", style="dim", markup=False)
+                      f"CI: 95 % interval of the median{over}", style="dim", markup=False)
     if hidden:
         console.print(f"hidden to fit {width} columns: {', '.join(hidden)} — a wider terminal, --format csv or "
                       "--format json shows them", style="dim", markup=False)

@@ -33,15 +33,15 @@ def fmt_rate(rate: float | None) -> str:
 
 
 def fmt_ratio(r: Ratio | None) -> str:
-    """"2.31× ±2%", or "≈1.02×" when the difference is inside the noise."""
+    """"2.31× ±2%"; "≈1.02× ±3%" when the difference is inside the noise or under the threshold. The ± is the
+    interval's farther side."""
     if r is None:
         return "-"
-    if not r.significant:
-        return f"≈{r.value:.2f}×"
     if not r.value:
         return "0×"
-    spread = (r.high - r.value) / r.value
-    return f"{r.value:.2f}× ±{spread:.1%}" if spread < 0.01 else f"{r.value:.2f}× ±{spread:.0%}"
+    spread = max(r.high - r.value, r.value - r.low) / r.value
+    text = f"{r.value:.2f}× ±{spread:.1%}" if spread < 0.01 else f"{r.value:.2f}× ±{spread:.0%}"
+    return text if r.significant else "≈" + text
 
 
 def fmt_cos(value: float) -> str:

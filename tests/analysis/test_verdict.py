@@ -95,38 +95,36 @@ def test_the_fastest_row_inside_the_budget_is_picked(save, tmp_path):
     assert judge(strict).best == (0,) or report.results[0].accuracy[0].max_abs > 1e-12
 
 
-def test_rows_inside_the_picks_noise_are_contested_and_the_contest_decides(relu_model, tmp_path):
-    from perfkit.core.report import Contest
+def interleaved(r, medians):
+    from perfkit.core.report import Block, Measurement
 
+    blocks = tuple(Block(k, 10, float(m)) for k, m in enumerate(medians))
+    return replace(r, measurement=Measurement(samples_ns=tuple(int(m) for m in medians for _ in range(10)),
+                                              warmup_calls=1, warmup_ns=1, load_ns=1, first_call_ns=1, harness_ns=1.0,
+                                              resolution_ns=1.0, blocks=blocks))
+
+
+def test_the_verdict_pairs_interleaved_rows_round_by_round(relu_model, tmp_path):
+    """Drift moves the medians of whole rounds; the pairs see through it where the two medians could not."""
     report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None, variants=("ort-opt:basic",),
                                  cache_dir=str(tmp_path / "c")))
     base = report.results[0]
-    a = replace(row("int8-dynamic", median=500.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
-    b = replace(row("int8-static", median=510.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
-    far = replace(row("fp16", median=700.0), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
-    base = replace(base, summary=summarize([1000.0 + k % 3 for k in range(200)]))
-    spec = replace(report.spec, variants=("int8-dynamic", "int8-static", "fp16"))
-    report = replace(report, spec=spec, results=(base, a, b, far))
-    verdict = judge(report)
-    assert verdict.best == (1,)
-    from perfkit.analysis.verdict import contenders
-
-    assert contenders(report, verdict) == [[1, 2]]  # 510 is within 25 % of 500; 700 is not
-    crowd = tuple(replace(a, model=replace(a.model, lineage=(f"v{k}",)), summary=summarize([500.0 + k] * 50))
-                  for k in range(6))
-    crowded = replace(report, results=(base, *crowd))
-    assert contenders(crowded, judge(crowded)) == [[1, 2, 3, 4]]  # the pick and its three closest rivals
-    decided = replace(report, contests=(Contest((1, 2), (520.0, 505.0), 3),))
-    assert judge(decided).best == (2,)
-    from perfkit.output.render import render
-
-    assert "re-timed in 3 interleaved rounds against the rows inside its noise: row 2 520 ns, row 3 505 ns" in \
-        render(decided, "table", width=400)
+    drift = [1000 * (1 + 0.4 * (k % 4)) for k in range(16)]
+    faster = replace(row("int8-dynamic"), accuracy=base.accuracy, target=base.target, shapes=base.shapes)
+    rows = (interleaved(base, drift), interleaved(faster, [m / 1.05 for m in drift]))
+    rows = tuple(replace(r, summary=summarize(r.measurement.samples_ns, r.measurement.blocks)) for r in rows)
+    verdict = judge(replace(report, results=rows))
+    ratio = verdict.speedups[1]
+    assert ratio.rounds == 16 and ratio.significant and ratio.value == 1.05 and verdict.best == (1,)
 
 
-def test_a_run_with_close_rows_records_its_contest(relu_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "contenders", lambda report, verdict: [[1, 2]])
+def test_a_real_run_times_every_row_in_the_same_rounds(relu_model, tmp_path):
     report = bench.run(make_spec(relu_model, plan=FAST, results_dir=None, variants=("ort-opt:basic", "ort-opt:all"),
                                  cache_dir=str(tmp_path / "c")))
-    (contest,) = report.contests
-    assert contest.rows == (1, 2) and contest.rounds == 4 and all(m > 0 for m in contest.medians_ns)
+    base, *variants = [[b.round for b in r.measurement.blocks] for r in report.results]
+    # Every row in the first rounds; a row whose interval is still wide stays on with its baseline.
+    assert all(v[:10] == base[:10] == list(range(10)) and set(v) <= set(base) for v in variants)
+    assert all(r.summary.n == sum(b.calls for b in r.measurement.blocks) for r in report.results)
+    assert [s.rounds for s in judge(report).speedups[1:]] == [len(v) for v in variants]
+
+

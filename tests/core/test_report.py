@@ -48,10 +48,12 @@ def test_dataframe_has_a_row_per_result(report):
 def test_schema_1_runs_still_load(report):
     data = json.loads(to_json(report))
     data["schema_version"] = 1
-    del data["contests"]
+    data["contests"] = []  # schema 2's re-timing, which the interleaved rounds replaced
     for row in data["results"]:
         for key in ("accuracy", "size_bytes", "ops", "notes", "profile"):
             del row[key]
+        del row["measurement"]["blocks"]
     old = from_json(json.dumps(data), "old.json")
-    assert old.schema_version == SCHEMA_VERSION and old.results[0].accuracy == () and old.contests == ()
+    assert old.schema_version == SCHEMA_VERSION and old.results[0].accuracy == ()
+    assert old.results[0].measurement.blocks == () and not hasattr(old, "contests")
     assert old.results[0].summary == report.results[0].summary

@@ -39,7 +39,7 @@ def test_an_interrupted_run_stays_readable_and_marked(relu_model, tmp_path, monk
     def interrupted(*_args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench, "measure_row", interrupted)
+    monkeypatch.setattr(bench, "measure_rows", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench.run(make_spec(relu_model, plan=FAST, results_dir=str(tmp_path)))
     (row,) = Store(tmp_path).runs()
