@@ -1,6 +1,6 @@
 """One model variant opened in this process for a test suite: the callable pytest-benchmark times, and what
 it lacks — the providers that ran, the variant's lineage, accuracy against the reference — plus perfkit's
-own interleaved measurement of two cases for speed-up gates.
+own interleaved measurement of two cases for speed-up gates, paired round by round.
 
 The variant is built (and cached) and the reference computed in spawned workers, as in `perfkit bench`;
 the timed session lives in the test's process, because pytest-benchmark calls it there.
@@ -8,22 +8,24 @@ the timed session lives in the test's process, because pytest-benchmark calls it
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from perfkit.analysis.accuracy import against
-from perfkit.analysis.stats import speedup as ratio_of
-from perfkit.analysis.stats import summarize
+from perfkit.analysis.stats import paired_ratio, summarize
 from perfkit.backends import get_backend
 from perfkit.core.errors import CaseFailed, PerfkitError
 from perfkit.core.model import NativeModel
 from perfkit.core.records import OutputAccuracy, Outputs, Ratio, Summary
+from perfkit.core.report import Block
 from perfkit.core.spec import Plan, Target
 from perfkit.measure.case import outputs_on
 from perfkit.measure.env import fingerprint
-from perfkit.measure.timing import measure
+from perfkit.measure.timing import measure, timed_calls, warm_up
 from perfkit.measure.workload import FeedSet
 from perfkit.options import make_spec
 from perfkit.prepare import build_variants, prepare, references
@@ -31,9 +33,10 @@ from perfkit.rows import native_target, session_target
 from perfkit.transforms import split_chains
 from perfkit.transforms.cache import Broken, Variant
 
-# Each side of a speed-up gate is timed in this many interleaved turns, so drift lands on both alike.
-SPEEDUP_ROUNDS = 4
-SPEEDUP_PLAN = Plan(warmup_calls=5, warmup_time_s=0.2, min_rounds=30, min_time_s=0.5, max_time_s=3.0,
+# Both sides of a speed-up gate are timed in this many interleaved rounds, so drift lands on both alike and
+# the per-round ratios give the interval.
+SPEEDUP_ROUNDS = 20
+SPEEDUP_PLAN = Plan(warmup_calls=5, warmup_time_s=0.2, min_rounds=30, min_time_s=1.0, max_time_s=3.0,
                     isolate=False)
 
 
@@ -130,16 +133,27 @@ def _open(label: str, lineage: tuple[str, ...], target: Target, fed: FeedSet, re
 
 
 def speedup(base: SuiteCase, other: SuiteCase, rounds: int = SPEEDUP_ROUNDS, plan: Plan = SPEEDUP_PLAN) -> Ratio:
-    """How many times faster `other` runs than `base`: both timed with perfkit's loop in `rounds` interleaved
-    turns (A B, B A, …); the ratio of the medians of all their samples, with its interval."""
-    samples: dict[int, list[int]] = {0: [], 1: []}
-    for turn in range(rounds):
-        for side in ((0, 1) if turn % 2 == 0 else (1, 0)):
-            case = (base, other)[side]
-            samples[side] += measure(case.call, replace(plan, min_rounds=max(plan.min_rounds // rounds, 8))).samples_ns
-    ratio = ratio_of(summarize(samples[0]), summarize(samples[1]))
+    """How many times faster `other` runs than `base`, timed side by side in `rounds` interleaved rounds (each
+    round both cases run one block, in a seeded random order, the first call of each block untimed): the
+    median of the per-round ratios, with its distribution-free interval over rounds (`Ratio.rounds`).
+    Significant: the interval excludes 1 and the change is at least the plan's threshold."""
+    cases = (base, other)
+    for case in cases:
+        warm_up(case.call, plan)
+    estimates = [max(statistics.median(timed_calls(c.call, 5)), 1) for c in cases]
+    block_ns = plan.min_time_s * 1e9 / rounds
+    calls = [int(min(max(1, block_ns // e), plan.max_rounds // rounds)) for e in estimates]
+    blocks: tuple[list[Block], list[Block]] = ([], [])
+    for r in range(rounds):
+        order = [0, 1]
+        random.Random(r).shuffle(order)
+        for side in order:
+            cases[side].call()  # caches refill after the other case ran: not timed
+            samples = timed_calls(cases[side].call, calls[side])
+            blocks[side].append(Block(r, len(samples), float(statistics.median(samples))))
+    ratio = paired_ratio(blocks[0], blocks[1], plan.threshold)
     if ratio is None:
-        raise CaseFailed("too few samples for a speed-up interval")
+        raise CaseFailed("too few rounds for a speed-up interval")
     return ratio
 
 

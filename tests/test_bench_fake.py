@@ -144,3 +144,18 @@ def test_the_flow_makes_the_golden_report(fake_backend, tmp_path):
     if UPDATE:
         (GOLDEN / "report.json").write_text(made)
     assert made == (GOLDEN / "report.json").read_text()
+
+
+def test_rows_too_large_for_memory_together_are_measured_in_groups_and_say_so(fake_backend, tmp_path, monkeypatch):
+    from perfkit import rows
+
+    monkeypatch.setattr(rows, "available_memory", lambda: int(2.5 * rows.WORKER_BYTES / rows.MEMORY_SHARE))
+    report = run(fake_backend, tmp_path, ("same", "fast", "slow10"))
+    note = next(w for w in report.warnings if w.startswith("memory:"))
+    assert "measured in 3 groups of rows (1, 2; 1, 3; 1, 4)" in note
+    base = report.results[0].measurement.blocks
+    verdict = judge(report)
+    # The baseline was timed with each group, so every variant is still paired with it, round by round.
+    assert len(base) == sum(len(r.measurement.blocks) for r in report.results[1:])
+    assert [round(verdict.speedups[i].value, 2) for i in (1, 2, 3)] == [1.0, 2.0, 0.91]
+    assert all(verdict.speedups[i].rounds >= 10 for i in (1, 2, 3))

@@ -52,6 +52,22 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(cli, relu_model, tmp_
     assert not (tmp_path / "results").exists()
 
 
+def test_the_threshold_and_the_sequential_design_are_options(cli, relu_model, tmp_path):
+    result = cli("bench", relu_model, "--threshold", "5%", "--no-interleave", *QUICK)
+    assert result.exit_code == 0, result.output
+    (run_file,) = (tmp_path / "results" / "runs").glob("*.json")
+    run = json.loads(run_file.read_text())
+    assert run["spec"]["plan"]["threshold"] == 0.05 and run["spec"]["plan"]["interleave"] is False
+    assert run["results"][0]["measurement"]["blocks"] == []
+    bad = cli("bench", relu_model, "--threshold", "lots", *QUICK)
+    assert bad.exit_code == 2 and bad.stderr.startswith("perfkit: error: --threshold lots: not a percentage")
+
+
+def test_compare_of_two_model_files_with_a_bad_path_is_one_line(cli, relu_model, tmp_path):
+    result = cli("compare", relu_model, tmp_path / "absent.onnx")
+    assert result.exit_code == 2 and result.stderr.startswith(f"perfkit: error: {tmp_path / 'absent.onnx'}: no such")
+
+
 def test_debug_shows_the_traceback(cli):
     result = cli("bench", "missing.onnx", "--debug")
     assert result.exit_code == 1 and isinstance(result.exception, PerfkitError)  # raised, not turned into exit 2

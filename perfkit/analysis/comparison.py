@@ -1,8 +1,12 @@
-"""Two runs, case by case: the change of the median, a rank test on the raw samples, and a practical
-threshold. A change is called only when it is both significant and large enough to matter; else "≈".
+"""Two runs, case by case, and the verdict of a regression gate. A change is called only when its interval
+excludes no change and it is at least the practical threshold; else "≈".
 
-The samples of one run are not independent draws (a noisy minute shifts hundreds of them together), so
-the test's p-value is optimistic: that is why a change must also pass the practical threshold.
+Two models measured now, interleaved (`perfkit compare OLD.onnx NEW.onnx`), are judged on the paired per-round
+ratio: drift cancels round by round. Two stored runs were measured apart, and the machine may have changed in
+between: their change is judged against how much each run's own rounds moved (a machine whose block medians
+wandered 10 % within a run can move that much between runs too), at least the machine's A/A floor where
+`perfkit doctor` measured it; and when nothing perfkit can see changed between the runs (the model's bytes,
+the session settings, the software, the CPU), a difference is the machine's, and said so.
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from perfkit.analysis.stats import percentile
 from perfkit.core.errors import PerfkitError
+from perfkit.core.records import Ratio
 from perfkit.core.report import Report, Result
 
-ALPHA = 0.01  # rank-test significance; strict because within-run samples are correlated
-PRACTICAL = 0.02  # a change of the median under 2 % is "≈" whatever the test says: run-to-run drift is that large
+PRACTICAL = 0.02  # a change of the median under 2 % is "≈" however sure: run-to-run drift is that large
+Z95 = 1.959964
+UNROUNDED_SPREAD = 0.05  # an old run without rounds: its drift is unknown, assume this much
+BUSY_LOAD = 0.5  # load per core above which a run is said to be from a busy machine
 
 
 @dataclass(frozen=True)
@@ -23,8 +31,10 @@ class CaseChange:
     old_ns: float | None
     new_ns: float | None
     change: float | None  # new / old - 1: +0.10 is 10 % slower
-    p_value: float | None
+    low: float | None  # the change's 95 % interval
+    high: float | None
     verdict: str  # slower, faster, ≈, new, gone, failed
+    why: str = ""  # what the verdict rests on, when it is not the interval alone
 
     @property
     def regression(self) -> float:
@@ -33,39 +43,32 @@ class CaseChange:
 
 @dataclass(frozen=True)
 class Comparison:
-    old: Report
-    new: Report
+    title: str  # what was compared with what, and how
     cases: tuple[CaseChange, ...]
-    warnings: tuple[str, ...]  # the two environments or settings differ: the change may be theirs
+    warnings: tuple[str, ...]  # the two environments or settings differ, a machine was busy: the change may be theirs
     practical: float = PRACTICAL
+    notes: tuple[str, ...] = ()  # said under the title: a new model version, for one
 
     def worst_regression(self) -> float:
         return max((c.regression for c in self.cases), default=0.0)
 
 
-def mann_whitney(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie and continuity
-    corrections; fine from about 8 samples a side, which perfkit's plans always exceed)."""
-    import numpy as np
+def call(change: float, low: float, high: float, practical: float) -> str:
+    if low > 0 and change >= practical:
+        return "slower"
+    if high < 0 and -change >= practical:
+        return "faster"
+    return "≈"
 
-    n1, n2 = len(a), len(b)
-    if n1 == 0 or n2 == 0:
-        return 1.0
-    values = np.concatenate([np.asarray(a, float), np.asarray(b, float)])
-    order = values.argsort(kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
-    average = first + (counts + 1) / 2  # 1-based average rank of each group of ties
-    ranks[order] = np.repeat(average, counts)
-    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2
-    n = n1 + n2
-    ties = float(((counts ** 3) - counts).sum())
-    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))) if n > 1 else 0.0
-    if sigma == 0:
-        return 1.0
-    z = (abs(u1 - n1 * n2 / 2) - 0.5) / sigma
-    return math.erfc(max(z, 0.0) / math.sqrt(2))
+
+def from_ratio(key: str, old: Result, new: Result, ratio: Ratio | None, practical: float) -> CaseChange:
+    """Two rows measured together: the change is the inverse of the paired speed-up, its interval too."""
+    if ratio is None or not old.summary or not new.summary:
+        return CaseChange(key, _median(old), _median(new), None, None, None, "failed")
+    change, low, high = 1 / ratio.value - 1, 1 / ratio.high - 1, 1 / ratio.low - 1
+    basis = f"paired over {ratio.rounds} rounds" if ratio.rounds else "medians of rows timed apart"
+    return CaseChange(key, old.summary.median, new.summary.median, change, low, high,
+                      call(change, low, high, practical), basis)
 
 
 def case_key(r: Result) -> str:
@@ -74,24 +77,79 @@ def case_key(r: Result) -> str:
     return f"{r.model.label} on {r.target.label}, batch {r.batch}" + (f" ({shapes})" if shapes else "")
 
 
-def compare_runs(old: Report, new: Report, practical: float = PRACTICAL, alpha: float = ALPHA) -> Comparison:
+def compare_runs(old: Report, new: Report, practical: float = PRACTICAL,
+                 floors: dict[str, float] | None = None) -> Comparison:
+    """Two stored runs, case by case. `floors`: the smallest difference `perfkit doctor` found this machine
+    can resolve, by model digest."""
     olds = {case_key(r): r for r in old.results}
     news = {case_key(r): r for r in new.results}
+    alike = same_software(old, new)
     cases = []
     for key in dict.fromkeys([*olds, *news]):
         o, n = olds.get(key), news.get(key)
         if o is None or n is None:
-            cases.append(CaseChange(key, _median(o), _median(n), None, None, "new" if o is None else "gone"))
-            continue
-        if not (o.summary and n.summary and o.measurement and n.measurement):
-            cases.append(CaseChange(key, _median(o), _median(n), None, None, "failed"))
-            continue
-        change = n.summary.median / o.summary.median - 1
-        p = mann_whitney(list(o.measurement.samples_ns), list(n.measurement.samples_ns))
-        verdict = "≈" if p >= alpha or abs(change) < practical else "slower" if change > 0 else "faster"
-        cases.append(CaseChange(key, o.summary.median, n.summary.median, change, p, verdict))
-    warnings = environment_differences(old, new) + setting_differences(olds, news)
-    return Comparison(old, new, tuple(cases), tuple(warnings), practical)
+            cases.append(CaseChange(key, _median(o), _median(n), None, None, None, "new" if o is None else "gone"))
+        elif not (o.summary and n.summary and o.measurement and n.measurement):
+            cases.append(CaseChange(key, _median(o), _median(n), None, None, None, "failed"))
+        else:
+            cases.append(_between_runs(key, o, n, practical, alike, (floors or {}).get(n.model.digest, 0.0)))
+    warnings = environment_differences(old, new) + setting_differences(olds, news) + busy_machines(old, new)
+    title = (f"{old.run_id} → {new.run_id}  (stored runs: a change is called when it exceeds each run's own "
+             f"drift and at least {practical:.0%})")
+    return Comparison(title, tuple(cases), tuple(warnings), practical, model_change(old, new))
+
+
+def model_change(old: Report, new: Report) -> tuple[str, ...]:
+    """A new model version is the point of many comparisons: said, so it is not a surprise."""
+    before, after = (sorted({r.model.digest[:12] for r in run.results if r.model.is_base and r.model.digest})
+                     for run in (old, new))
+    if before == after:
+        return ()
+    return (f"the model changed between the runs: {old.spec.model} ({', '.join(before)}) → {new.spec.model} "
+            f"({', '.join(after)})",)
+
+
+def _between_runs(key: str, o: Result, n: Result, practical: float, alike: bool, floor: float) -> CaseChange:
+    assert o.summary and n.summary
+    change = n.summary.median / o.summary.median - 1
+    if alike and o.model.digest and o.model.digest == n.model.digest and o.target == n.target:
+        return CaseChange(key, o.summary.median, n.summary.median, change, None, None, "≈",
+                          "same model bytes, settings and software: the difference is this machine's, between runs")
+    spread = math.hypot(run_spread(o), run_spread(n))
+    half = max(Z95 * spread, floor)
+    low, high = (1 + change) * math.exp(-half) - 1, (1 + change) * math.exp(half) - 1
+    why = f"±{half:.1%} from the runs' own drift" + (f" and the A/A floor {floor:.1%}" if floor else "")
+    return CaseChange(key, o.summary.median, n.summary.median, change, low, high,
+                      call(change, low, high, practical), why)
+
+
+def run_spread(r: Result) -> float:
+    """How far one run's level can sit from another's on this machine, in log terms: the spread of its block
+    medians over its rounds (half the 16th-84th percentile range, about one standard deviation)."""
+    blocks = r.measurement.blocks if r.measurement else ()
+    if len(blocks) < 5:
+        return UNROUNDED_SPREAD
+    logs = sorted(math.log(b.median_ns) for b in blocks if b.median_ns > 0)
+    return (percentile(logs, 84) - percentile(logs, 16)) / 2
+
+
+def same_software(old: Report, new: Report) -> bool:
+    a, b = old.environment, new.environment
+    strip = ("perfkit",)
+    return (a.cpu_model, a.logical_cores, a.os) == (b.cpu_model, b.logical_cores, b.os) and \
+        {k: v for k, v in a.packages.items() if k not in strip} == {k: v for k, v in b.packages.items()
+                                                                     if k not in strip}
+
+
+def busy_machines(old: Report, new: Report) -> list[str]:
+    out = []
+    for name, run in (("old", old), ("new", new)):
+        env = run.environment
+        if env.load_average is not None and env.load_average / env.logical_cores > BUSY_LOAD:
+            out.append(f"the {name} run was taken on a busy machine (load {env.load_average:.1f} on "
+                       f"{env.logical_cores} cores) — runs taken apart cannot cancel that; "
+                       "`perfkit compare OLD.onnx NEW.onnx` measures both now, interleaved")
+    return out
 
 
 def setting_differences(olds: dict[str, Result], news: dict[str, Result]) -> list[str]:

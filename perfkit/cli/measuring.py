@@ -72,8 +72,9 @@ if TYPE_CHECKING:
 @store_option
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
-          min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget, calibration, cache_dir,
-          profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir, store) -> None:
+          min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget,
+          calibration, cache_dir, profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir,
+          store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,

@@ -1,8 +1,6 @@
-"""Commands over stored runs: show, report, runs, compare, history, baseline; and env."""
+"""Commands over stored runs: show, report, runs, history, baseline; and env."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
@@ -71,34 +69,6 @@ def runs(limit, results_dir, store) -> None:
     for r in rows:
         state = "complete" if r.complete else "incomplete"
         click.echo(f"{r.run_id:<26} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
-
-
-@main.command()
-@click.argument("old")
-@click.argument("new", default="latest")
-@click.option("--fail-on-regression", "fail_on", metavar="PCT",
-              help="Exit 1 when a case is slower by more than this (e.g. 5%) and the change is significant.")
-@click.option("--threshold", default="2%", show_default=True, metavar="PCT",
-              help="Smallest change of the median that counts, however significant.")
-@results_option
-@store_option
-@debug_option
-def compare(old, new, fail_on, threshold, results_dir, store) -> None:
-    """Compare two runs case by case (ids, prefixes, 'latest', baseline names or .json paths)."""
-    from perfkit.analysis.comparison import compare_runs, parse_threshold
-    from perfkit.output.lines import comparison_lines
-    from perfkit.output.store import Store
-
-    limit = parse_threshold(fail_on) if fail_on else None
-    practical = parse_threshold(threshold)
-    store = Store(results_dir, store)
-    result = compare_runs(store.load(old), store.load(new), practical=practical)
-    for line in comparison_lines(result):
-        click.echo(line)
-    if limit is not None and result.worst_regression() > limit:
-        click.echo(f"perfkit: regression: a case is {result.worst_regression():.1%} slower (limit {limit:.1%})",
-                   err=True)
-        sys.exit(1)
 
 
 @main.command()

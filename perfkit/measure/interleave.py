@@ -4,10 +4,13 @@ seeded random order, one worker at a time. Slow drift of the machine (other prog
 neighbour VM) then lands on every row of a round alike and cancels in their per-round ratios.
 
 How long: every case is timed for at least the plan's minimum time (as a sequential sweep would be) and
-MIN_ROUNDS rounds; a case then stays in the rotation only while one of its comparisons is still wider than
-the practical threshold, up to the plan's maximum time. With many or large cases, not every worker fits in
-memory at once: cases are measured in groups under a memory cap (`memory_groups`), a group's baseline with
-each of its groups, so every comparison still has its pairs.
+MIN_ROUNDS rounds; a case then stays in the rotation only while one of its comparisons is still undecided
+(wider than the practical threshold, not wholly beyond it, and narrow enough that the time left can decide
+it), up to the plan's maximum time. Halfway through the expected rounds each case moves to a second worker,
+spawned with the first: two processes running the same bytes can differ for their whole lives, and the
+interval should hold that too. With many or large cases, not every worker fits in memory at once: cases are
+measured in groups under a memory cap (`memory_groups`), a group's baseline with each of its groups, so every
+comparison still has its pairs.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class _Slot:
 
     index: int
     worker: LocalWorker | ProcessWorker | None = None
+    spare: LocalWorker | ProcessWorker | None = None  # the second half's worker, spawned with the first
     estimate_ns: float = 0.0
     samples: list[int] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
@@ -93,10 +97,15 @@ class _Sweep:
 
     def run(self) -> dict[int, Outcome | Failure]:
         try:
-            for slot in self.slots.values():
-                self._attempt(slot, lambda s: self._start(s))
+            for step in (self._spawn, self._ready, self._start):
+                # Every process spawned at once, their imports in parallel; then the sessions, one at a time.
+                for slot in self.slots.values():
+                    self._attempt(slot, step)
             self.started = self.clock()
             while active := self._active():
+                if self.round - self.first_round == self.expected // 2:
+                    for i in active:
+                        self._attempt(self.slots[i], self._restart)
                 order = sorted(active)
                 random.Random(self.round).shuffle(order)  # a fresh seeded order every round
                 for i in order:
@@ -106,12 +115,33 @@ class _Sweep:
             return {i: self._finish(s) for i, s in self.slots.items()}
         finally:
             for slot in self.slots.values():
-                if slot.worker is not None:
-                    slot.worker.close()
+                for worker in (slot.worker, slot.spare):
+                    if worker is not None:
+                        worker.close()
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.worker = open_worker(self.cases[slot.index])
+        if isinstance(slot.worker, ProcessWorker):  # in this process (--no-isolate) there is no second one
+            slot.spare = open_worker(self.cases[slot.index])
+
+    def _ready(self, slot: _Slot) -> None:
+        for worker in (slot.worker, slot.spare):
+            if isinstance(worker, ProcessWorker):
+                worker.ready()
 
     def _start(self, slot: _Slot) -> None:
-        slot.worker = open_worker(self.cases[slot.index])
-        slot.estimate_ns = max(float(slot.worker.estimate_ns), 1.0)
+        """This case's session opened and warmed up, alone."""
+        assert slot.worker is not None
+        slot.estimate_ns = max(float(slot.worker.open()), 1.0)
+
+    def _restart(self, slot: _Slot) -> None:
+        """A fresh worker for the second half: two processes running the same bytes were seen to differ by up
+        to 3 % for the whole of their lives (where their memory landed), which no number of rounds with one
+        process can show; with two in turn, the per-round ratios carry that difference into the interval."""
+        if slot.worker is not None and slot.spare is not None:
+            slot.worker.close()
+            slot.worker, slot.spare = slot.spare, None
+            slot.worker.open()
 
     def _block(self, slot: _Slot) -> None:
         assert slot.worker is not None
@@ -132,8 +162,9 @@ class _Sweep:
             step(slot)
         except Exception as exc:
             slot.failure = guarded(exc)
-            if slot.worker is not None:
-                slot.worker.close()
+            for worker in (slot.worker, slot.spare):
+                if worker is not None:
+                    worker.close()
 
     def _active(self) -> set[int]:
         """The cases that still need rounds: those short of the minimum, and both sides of every comparison
@@ -148,8 +179,19 @@ class _Sweep:
         return short | wide
 
     def _narrow(self, a: int, b: int) -> bool:
+        """Decided: the interval is narrower than the threshold; or lies wholly beyond it (a change too large
+        for more rounds to matter; "beyond 1" alone would let early looks call noise a difference); or is so
+        wide that the rounds left before the maximum time cannot narrow it to the threshold (an interval
+        shrinks as one over the root of the rounds), so timing on would only cost time."""
         ratio = paired_ratio(self.slots[a].blocks, self.slots[b].blocks, self.plan.threshold)
-        return ratio is not None and (ratio.high - ratio.low) / 2 <= self.plan.threshold * ratio.value
+        if ratio is None:
+            return False
+        t, half = self.plan.threshold, (ratio.high - ratio.low) / 2 / ratio.value
+        if half <= t or ratio.low > 1 + t or ratio.high < 1 / (1 + t):
+            return True
+        needed = ratio.rounds * (half / t) ** 2
+        possible = self.plan.max_time_s * 1e9 / self.block_ns
+        return needed > possible
 
     def _tick(self, rows: int) -> None:
         done = self.round - self.first_round

@@ -1,5 +1,5 @@
 """A case held open for the interleaving scheduler: in its own spawned worker (the default), or in this process
-(`--no-isolate`). Both answer the same three requests: start (open, check, warm up), block (time n calls),
+(`--no-isolate`). Both answer the same three requests: open (open, check, warm up), block (time n calls),
 finish (memory, outputs, profile; close).
 
 An idle worker is stopped (SIGSTOP) until its next block: onnxruntime's intra-op threads spin for about 50 ms
@@ -17,6 +17,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
+from perfkit.backends import get_backend
 from perfkit.core.errors import CaseFailed
 from perfkit.core.report import Block
 from perfkit.measure.case import Case, OpenCase, Outcome
@@ -30,8 +31,11 @@ class LocalWorker:
     being timed (nothing can stop threads of this process)."""
 
     def __init__(self, case: Case) -> None:
-        self._opened = OpenCase(case)
-        self.estimate_ns = self._opened.estimate_ns
+        self._case = case
+
+    def open(self) -> float:
+        self._opened = OpenCase(self._case)
+        return self._opened.estimate_ns
 
     def block(self, calls: int, rewarm: int) -> list[int]:
         return self._opened.block(calls, rewarm)
@@ -48,13 +52,25 @@ class ProcessWorker:
     a kill or a hang in any request raises CaseFailed; the worker's own errors are raised again here."""
 
     def __init__(self, case: Case) -> None:
+        """Spawns the worker, which imports its runtime and waits: many start at once, in parallel, before
+        anything is timed; `ready()` waits for that, `open()` then opens the session, one worker at a time."""
         self._timeout = case.plan.timeout_s
         ctx = mp.get_context("spawn")  # fork would copy this process's threads and onnxruntime state
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child, case), daemon=True)
         self._process.start()
         child.close()
-        self.estimate_ns = self._ask(None)
+        self._spawned = False
+
+    def ready(self) -> None:
+        if not self._spawned:
+            self._ask(None)
+            self._spawned = True
+
+    def open(self) -> float:
+        self.ready()
+        estimate: float = self._ask(("open",))
+        return estimate
 
     def block(self, calls: int, rewarm: int) -> list[int]:
         samples: list[int] = self._ask(("block", calls, rewarm))
@@ -98,6 +114,9 @@ def _serve(conn: Connection, case: Case) -> None:
     """The worker's loop: open and warm up, then answer block requests until finish."""
     quiet_worker()
     try:
+        get_backend(case.target.backend)  # the runtime's import, while the other workers import theirs
+        conn.send(("ok", None))
+        conn.recv()
         opened = OpenCase(case)
         conn.send(("ok", opened.estimate_ns))
         while True:

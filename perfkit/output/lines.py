@@ -3,27 +3,24 @@
 
 from __future__ import annotations
 
-from perfkit.analysis.comparison import ALPHA, Comparison
+from perfkit.analysis.comparison import Comparison
 from perfkit.output.store import HistoryPoint
 from perfkit.output.units import fmt_ns
 
 
 def comparison_lines(c: Comparison) -> list[str]:
+    """The comparison as a header, one line per case (medians, the change with its interval, the verdict and
+    what it rests on), then its warnings."""
     width = max((len(x.key) for x in c.cases), default=10)
-    lines = [f"{c.old.run_id} → {c.new.run_id}  (rank test p < {ALPHA:g} and a change of at least "
-             f"{c.practical:.0%} to call it)"]
-    before, after = (sorted({r.model.digest[:12] for r in run.results if r.model.is_base and r.model.digest})
-                     for run in (c.old, c.new))
-    if before != after:  # a new model version: the point of many comparisons, said so it is not a surprise
-        lines.append(f"the model changed between the runs: {c.old.spec.model} ({', '.join(before)}) → "
-                     f"{c.new.spec.model} ({', '.join(after)})")
-    lines.append(f"{'case':<{width}}  {'old':>10}  {'new':>10}  {'change':>8}  {'p':>8}  verdict")
+    lines = [c.title, *c.notes]
+    lines.append(f"{'case':<{width}}  {'old':>10}  {'new':>10}  {'change':>8}  {'95% interval':>17}  verdict")
     for x in c.cases:
-        old = fmt_ns(x.old_ns) if x.old_ns else "-"
-        new = fmt_ns(x.new_ns) if x.new_ns else "-"
+        old_ns = fmt_ns(x.old_ns) if x.old_ns else "-"
+        new_ns = fmt_ns(x.new_ns) if x.new_ns else "-"
         change = f"{x.change:+.1%}" if x.change is not None else "-"
-        p = "-" if x.p_value is None else "<1e-6" if x.p_value < 1e-6 else f"{x.p_value:.2g}"
-        lines.append(f"{x.key:<{width}}  {old:>10}  {new:>10}  {change:>8}  {p:>8}  {x.verdict}")
+        interval = f"[{x.low:+.1%}, {x.high:+.1%}]" if x.low is not None and x.high is not None else "-"
+        why = f"  ({x.why})" if x.why else ""
+        lines.append(f"{x.key:<{width}}  {old_ns:>10}  {new_ns:>10}  {change:>8}  {interval:>17}  {x.verdict}{why}")
     lines += [f"warning: {w}" for w in c.warnings]
     return lines
 

@@ -48,7 +48,7 @@ def opened(monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP") or not os.path.exists("/proc/self/stat"), reason="Linux only")
-def test_every_case_runs_in_the_same_rounds_and_idle_workers_are_stopped(relu_model, opened):
+def test_every_case_runs_in_the_same_rounds_in_two_workers_and_idle_workers_are_stopped(relu_model, opened):
     seen = []
 
     def check(tick):
@@ -61,13 +61,15 @@ def test_every_case_runs_in_the_same_rounds_and_idle_workers_are_stopped(relu_mo
     assert all(r[:MIN_ROUNDS] == list(range(MIN_ROUNDS)) for r in rounds)
     assert all(len(o.measurement.samples_ns) == sum(b.calls for b in o.measurement.blocks) for o in outcomes)
     # Between blocks every worker is stopped ("T"): none spins beside the next one being timed.
-    assert seen and all(states == {"T"} for states in seen)
+    assert seen and all(states == {"T"} for states in seen), [s for s in seen if s != {"T"}]
+    assert len(opened) == 6 and not any(w._process.is_alive() for w in opened)  # two per case, all ended
 
 
 def test_a_worker_killed_mid_sweep_fails_its_case_and_the_others_go_on(relu_model, opened):
     def kill_second(tick):
-        if tick.round == 3 and opened[1]._process.is_alive():
-            os.kill(opened[1]._process.pid, signal.SIGKILL)
+        second = opened[2]  # each case spawns its worker and the second half's: case 0's two, then case 1's
+        if tick.round == 3 and second._process.is_alive():
+            os.kill(second._process.pid, signal.SIGKILL)
 
     cases = [Case(relu_model, Target(threads=1), FEED, ISOLATED) for _ in range(2)]
     first, second = interleave(cases, ISOLATED, [(0, 1)], on_tick=kill_second)
