@@ -57,6 +57,6 @@ def pair_comparison(report: Report, new_model: str) -> Comparison:
                   for i in range(0, len(rows), 2))
     rounds = max((len(r.measurement.blocks) for r in rows if r.measurement), default=0)
     title = (f"{report.spec.model} → {new_model}  (measured now in {rounds} interleaved rounds; a change is called "
-             f"when its paired interval excludes 0 and it is at least {report.spec.plan.threshold:.0%})")
+             f"when it is at least {report.spec.plan.threshold:.0%} and its paired interval lies beyond half of that)")
     failed = [f"{r.model.path} on {r.target.label}: {r.status}: {r.reason}" for r in rows if r.reason]
     return Comparison(title, cases, (*report.warnings, *failed), report.spec.plan.threshold)

@@ -110,9 +110,10 @@ def compared_pairs(cases: list[PlannedCase]) -> list[tuple[int, int]]:
 
 
 def memory_estimate(row: Result) -> int:
-    """What the worker of this row will hold: its model about twice (file and session) and the runtime."""
+    """What the two workers of this row will hold: each its model about twice (file and session) and the
+    runtime."""
     native = bool(row.model.lineage) and row.model.lineage[0].startswith("native:")
-    return (row.size_bytes or 0) * 2 + (NATIVE_WORKER_BYTES if native else WORKER_BYTES)
+    return 2 * ((row.size_bytes or 0) * 2 + (NATIVE_WORKER_BYTES if native else WORKER_BYTES))
 
 
 def measure_row(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],

@@ -40,7 +40,7 @@ def test_a_variant_twice_as_fast_is_the_pick(fake_backend, tmp_path):
     verdict = judge(report)
     base, fast = report.results
     assert fast.model.lineage == ("fast",) and verdict.baseline == (0, 0)
-    assert verdict.speedups[1].value == pytest.approx(2.0, rel=1e-3) and verdict.speedups[1].significant
+    assert verdict.speedups[1].value == pytest.approx(2.0, rel=0.01) and verdict.speedups[1].significant
     assert verdict.best == (1,)
     assert "★ fastest inside cos>=0.99 on ort:cpu, batch 1: row 2 fast (2.00×" in render(report, "table", width=250)
 
@@ -48,7 +48,7 @@ def test_a_variant_twice_as_fast_is_the_pick(fake_backend, tmp_path):
 def test_a_faster_variant_outside_the_budget_is_not_the_pick(fake_backend, tmp_path):
     report = run(fake_backend, tmp_path, ("wrong",), accuracy_budget="max_abs<=1e-3")
     verdict = judge(report)
-    assert verdict.speedups[1].value == pytest.approx(4.0, rel=1e-3)
+    assert verdict.speedups[1].value == pytest.approx(4.0, rel=0.01)  # the fake calls jitter ±2 %
     assert verdict.budget[1] == (False, "y: max_abs 0.5 (budget <=0.001)")
     assert verdict.best == (0,)
 

@@ -1,5 +1,5 @@
-"""Two runs, case by case, and the verdict of a regression gate. A change is called only when its interval
-excludes no change and it is at least the practical threshold; else "≈".
+"""Two runs, case by case, and the verdict of a regression gate. A change is called only when it is at least
+the practical threshold and its whole interval lies beyond half of it; else "≈".
 
 Two models measured now, interleaved (`perfkit compare OLD.onnx NEW.onnx`), are judged on the paired per-round
 ratio: drift cancels round by round. Two stored runs were measured apart, and the machine may have changed in
@@ -54,9 +54,11 @@ class Comparison:
 
 
 def call(change: float, low: float, high: float, practical: float) -> str:
-    if low > 0 and change >= practical:
+    """slower/faster when the change is at least `practical` and its whole interval lies beyond half of it
+    (as analysis.stats calls a speed-up), else ≈."""
+    if low > practical / 2 and change >= practical:
         return "slower"
-    if high < 0 and -change >= practical:
+    if high < -practical / 2 and -change >= practical:
         return "faster"
     return "≈"
 

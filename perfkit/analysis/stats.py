@@ -37,8 +37,7 @@ def median_ci(sorted_values: list[float]) -> tuple[float, float] | None:
         return None
     half = Z95 * math.sqrt(n) / 2
     lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
-    return sorted_values[lo], sorted_values[hi]
+    return sorted_values[lo], sorted_values[n - 1 - lo]  # the same rank from either end
 
 
 def rounds_ci(blocks: Sequence[Block], median: float) -> tuple[float, float] | None:
@@ -137,5 +136,8 @@ def speedup(baseline: Summary, other: Summary, threshold: float = 0.0) -> Ratio 
 
 
 def _called(value: float, ci: tuple[float, float], threshold: float) -> bool:
-    """A difference: the interval excludes 1 and the change is at least the practical threshold."""
-    return (ci[0] > 1 or ci[1] < 1) and abs(value - 1) >= threshold
+    """A difference: the change is at least the practical threshold, and the whole interval lies beyond half
+    of it — past "excludes 1", since two processes running the same bytes differ by a percent or two for as
+    long as they live (where their memory landed), which rounds of one pair cannot show."""
+    margin = 1 + threshold / 2
+    return (ci[0] > margin or ci[1] < 1 / margin) and abs(value - 1) >= threshold

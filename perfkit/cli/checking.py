@@ -191,8 +191,8 @@ def _aa(spec: BenchSpec, practical: float, results_dir: str | None, seconds: flo
                   "close other programs and run doctor again"))
     smallest = max(found.floor, practical)
     click.echo(f"smallest difference this machine can resolve for this model at 95 % confidence: "
-               f"{smallest:.1%} with the default plan (a speed-up's interval is ±{found.floor:.1%}; the threshold "
-               f"is {practical:.0%}); ±{found.floor_long:.1%} with --min-time 10")
+               f"{smallest:.1%} with the default plan (a speed-up's interval is about ±{found.floor:.1%}, the "
+               f"threshold {practical:.0%}); a longer --min-time narrows it")
     if results_dir:
         path = save_floor(results_dir, Floor(found.digest, spec.model, fingerprint().cpu_model, found.floor,
                                              found.rounds, created()))

@@ -47,7 +47,7 @@ class Ratio:
     value: float
     low: float
     high: float
-    significant: bool  # the interval excludes 1 and the change passes the practical threshold
+    significant: bool  # the change passes the practical threshold and the interval lies beyond half of it
     rounds: int = 0  # interleaved rounds the ratio was paired over; 0: two rows timed apart, medians compared
 
 

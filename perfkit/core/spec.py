@@ -81,6 +81,7 @@ class Plan:
     isolate: bool = True  # each case in a spawned worker, so a crash or hang is one failed row
     interleave: bool = True  # rows timed in rounds of short blocks, so the machine's drift lands on all alike
     threshold: float = 0.02  # the smallest speed-up or slow-down called a difference, however significant
+    block_s: float | None = None  # one interleaved block; None: a twentieth of min_time_s, within 5-200 ms
 
 
 QUICK_PLAN = Plan(warmup_calls=3, warmup_time_s=0.2, warmup_max_s=2.0, min_rounds=10,

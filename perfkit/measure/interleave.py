@@ -5,10 +5,10 @@ neighbour VM) then lands on every row of a round alike and cancels in their per-
 
 How long: every case is timed for at least the plan's minimum time (as a sequential sweep would be) and
 MIN_ROUNDS rounds; a case then stays in the rotation only while one of its comparisons is still undecided
-(wider than the practical threshold, not wholly beyond it, and narrow enough that the time left can decide
-it), up to the plan's maximum time. Halfway through the expected rounds each case moves to a second worker,
-spawned with the first: two processes running the same bytes can differ for their whole lives, and the
-interval should hold that too. With many or large cases, not every worker fits in memory at once: cases are
+(wider than the practical threshold, yet narrow enough that the time left can bring it there), up to the
+plan's maximum time. Each isolated case has two workers, and each round is timed in one drawn at random: two
+processes running the same bytes can differ for their whole lives, and the interval should hold that too.
+With many or large cases, not every worker fits in memory at once: cases are
 measured in groups under a memory cap (`memory_groups`), a group's baseline with each of its groups, so every
 comparison still has its pairs.
 """
@@ -32,6 +32,7 @@ TARGET_ROUNDS = 20  # rounds that fill the minimum time: enough per-round ratios
 MIN_ROUNDS = 10  # never fewer, whatever the minimum time: below this the interval of a median is too wide
 BLOCK_MIN_NS, BLOCK_MAX_NS = 5_000_000, 200_000_000  # a block is long enough to dwarf a switch, short enough
 # to leave many rounds inside the minimum time
+SECOND_WARMUP_S = 0.2  # the second worker's warm-up, at least the plan's count of calls
 REWARM_BELOW_NS = 10_000_000  # the first call of a block, after another worker ran, is 1.5-1.6x slower for a
 # 0.2 ms CNN (caches and its thread pool refill) and 1.01x for a 40 ms ResNet: below 10 ms it is not timed
 
@@ -54,16 +55,32 @@ class _Slot:
     """One case during its group's sweep."""
 
     index: int
-    worker: LocalWorker | ProcessWorker | None = None
-    spare: LocalWorker | ProcessWorker | None = None  # the second half's worker, spawned with the first
+    workers: list[LocalWorker | ProcessWorker] = field(default_factory=list)  # two processes, or this one
+    current: int = 0  # which of them times this round
     estimate_ns: float = 0.0
     samples: list[int] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # this round's calls so far
     failure: Failure | None = None
 
     @property
     def timed_ns(self) -> int:
         return sum(self.samples)
+
+    @property
+    def worker(self) -> LocalWorker | ProcessWorker | None:
+        return self.workers[self.current] if self.workers else None
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+def block_ns(plan: Plan) -> float:
+    """How long one case's block of a round lasts under `plan`."""
+    if plan.block_s is not None:
+        return plan.block_s * 1e9
+    return min(max(plan.min_time_s * 1e9 / TARGET_ROUNDS, BLOCK_MIN_NS), BLOCK_MAX_NS)
 
 
 def interleave(cases: Sequence[Case], plan: Plan, pairs: Sequence[tuple[int, int]], *,
@@ -92,7 +109,7 @@ class _Sweep:
         self.cases, self.plan, self.pairs, self.on_tick, self.clock = cases, plan, pairs, on_tick, clock
         self.slots = {i: _Slot(i) for i in members}
         self.round, self.first_round, self.group = first_round, first_round, group
-        self.block_ns = min(max(plan.min_time_s * 1e9 / TARGET_ROUNDS, BLOCK_MIN_NS), BLOCK_MAX_NS)
+        self.block_ns = block_ns(plan)
         self.expected = max(MIN_ROUNDS, math.ceil(plan.min_time_s * 1e9 / self.block_ns))
 
     def run(self) -> dict[int, Outcome | Failure]:
@@ -103,56 +120,67 @@ class _Sweep:
                     self._attempt(slot, step)
             self.started = self.clock()
             while active := self._active():
-                if self.round - self.first_round == self.expected // 2:
-                    for i in active:
-                        self._attempt(self.slots[i], self._restart)
-                order = sorted(active)
-                random.Random(self.round).shuffle(order)  # a fresh seeded order every round
-                for i in order:
-                    self._attempt(self.slots[i], self._block)
-                    self._tick(len(active))
-                self.round += 1
+                self._round(active)
             return {i: self._finish(s) for i, s in self.slots.items()}
         finally:
             for slot in self.slots.values():
-                for worker in (slot.worker, slot.spare):
-                    if worker is not None:
-                        worker.close()
+                slot.close()
+
+    def _round(self, active: set[int]) -> None:
+        for i in active:  # each case's process for this round, drawn at random: see _spawn
+            slot = self.slots[i]
+            slot.current = random.Random(self.round * 7919 + i).randrange(len(slot.workers) or 1)
+        order = sorted(active)
+        random.Random(self.round).shuffle(order)  # a fresh seeded order every round
+        # Each case runs twice a round, the second pass in the reverse order (A B C C B A): drift that is linear
+        # across the round then lands on every case's two halves alike.
+        for i in order + order[::-1]:
+            self._attempt(self.slots[i], self._half)
+            self._tick(len(active))
+        for i in order:
+            self._attempt(self.slots[i], self._close_round)
+        self.round += 1
 
     def _spawn(self, slot: _Slot) -> None:
-        slot.worker = open_worker(self.cases[slot.index])
-        if isinstance(slot.worker, ProcessWorker):  # in this process (--no-isolate) there is no second one
-            slot.spare = open_worker(self.cases[slot.index])
+        """Two workers for an isolated case, each round timed in one of them drawn at random: two processes
+        running the same bytes were seen to differ by up to 3 % for as long as they live (where their memory
+        landed), which no number of rounds in one process can show; drawn per round, that difference is part
+        of the round-to-round spread, and so of the interval."""
+        case = self.cases[slot.index]
+        slot.workers = [open_worker(case)]
+        if isinstance(slot.workers[0], ProcessWorker):  # in this process (--no-isolate) there is no second one
+            # The clock frequency settled in the first worker's warm-up: the second needs its own caches only.
+            short = replace(case.plan, warmup_time_s=min(case.plan.warmup_time_s, SECOND_WARMUP_S))
+            slot.workers.append(open_worker(replace(case, plan=short)))
 
     def _ready(self, slot: _Slot) -> None:
-        for worker in (slot.worker, slot.spare):
+        for worker in slot.workers:
             if isinstance(worker, ProcessWorker):
                 worker.ready()
 
     def _start(self, slot: _Slot) -> None:
-        """This case's session opened and warmed up, alone."""
-        assert slot.worker is not None
-        slot.estimate_ns = max(float(slot.worker.open()), 1.0)
+        """This case's sessions opened and warmed up, one at a time."""
+        estimates = [worker.open() for worker in slot.workers]
+        slot.estimate_ns = max(float(estimates[0]), 1.0)
 
-    def _restart(self, slot: _Slot) -> None:
-        """A fresh worker for the second half: two processes running the same bytes were seen to differ by up
-        to 3 % for the whole of their lives (where their memory landed), which no number of rounds with one
-        process can show; with two in turn, the per-round ratios carry that difference into the interval."""
-        if slot.worker is not None and slot.spare is not None:
-            slot.worker.close()
-            slot.worker, slot.spare = slot.spare, None
-            slot.worker.open()
-
-    def _block(self, slot: _Slot) -> None:
+    def _half(self, slot: _Slot) -> None:
+        """One of the case's two passes this round, half its block each; a call longer than half a block
+        runs once a round, in the first pass."""
         assert slot.worker is not None
         cap = max(1, self.plan.max_rounds // TARGET_ROUNDS)  # keeps the raw samples of a row bounded
         calls = int(min(max(1, self.block_ns // slot.estimate_ns), cap))
+        if calls < 2 and slot.pending:
+            return
         rewarm = 1 if slot.estimate_ns < REWARM_BELOW_NS else 0
-        samples = slot.worker.block(calls, rewarm)
-        median = sorted(samples)[len(samples) // 2]
+        slot.pending += slot.worker.block(max(1, calls // 2), rewarm)
+
+    def _close_round(self, slot: _Slot) -> None:
+        """The round's two passes as one block: its calls, their median."""
+        samples, slot.pending = slot.pending, []
+        median = float(sorted(samples)[len(samples) // 2])
         slot.samples += samples
-        slot.blocks.append(Block(self.round, len(samples), float(median)))
-        slot.estimate_ns = max(float(median), 1.0)
+        slot.blocks.append(Block(self.round, len(samples), median))
+        slot.estimate_ns = max(median, 1.0)
 
     def _attempt(self, slot: _Slot, step: Callable[[_Slot], None]) -> None:
         """A step of one case; whatever goes wrong fails that case only."""
@@ -162,9 +190,7 @@ class _Sweep:
             step(slot)
         except Exception as exc:
             slot.failure = guarded(exc)
-            for worker in (slot.worker, slot.spare):
-                if worker is not None:
-                    worker.close()
+            slot.close()
 
     def _active(self) -> set[int]:
         """The cases that still need rounds: those short of the minimum, and both sides of every comparison
@@ -179,15 +205,15 @@ class _Sweep:
         return short | wide
 
     def _narrow(self, a: int, b: int) -> bool:
-        """Decided: the interval is narrower than the threshold; or lies wholly beyond it (a change too large
-        for more rounds to matter; "beyond 1" alone would let early looks call noise a difference); or is so
-        wide that the rounds left before the maximum time cannot narrow it to the threshold (an interval
-        shrinks as one over the root of the rounds), so timing on would only cost time."""
+        """Decided: the interval is narrower than the threshold; or so wide that the rounds left before the
+        maximum time cannot narrow it to the threshold (an interval shrinks as one over the root of the
+        rounds), so timing on would only cost time. Not "it excludes 1 now": looking every round and stopping
+        at the first such look would call noise a difference."""
         ratio = paired_ratio(self.slots[a].blocks, self.slots[b].blocks, self.plan.threshold)
         if ratio is None:
             return False
         t, half = self.plan.threshold, (ratio.high - ratio.low) / 2 / ratio.value
-        if half <= t or ratio.low > 1 + t or ratio.high < 1 / (1 + t):
+        if half <= t:
             return True
         needed = ratio.rounds * (half / t) ** 2
         possible = self.plan.max_time_s * 1e9 / self.block_ns
@@ -212,6 +238,8 @@ class _Sweep:
             return slot.worker.finish(tuple(slot.samples), tuple(slot.blocks))
         except Exception as exc:
             return guarded(exc)
+        finally:
+            slot.close()
 
 
 def merge(first: Outcome | Failure, later: Outcome | Failure) -> Outcome | Failure:
@@ -226,14 +254,24 @@ def merge(first: Outcome | Failure, later: Outcome | Failure) -> Outcome | Failu
 
 def memory_groups(sizes: Sequence[int], pairs: Sequence[tuple[int, int]], cap: int) -> list[list[int]]:
     """Cases whose workers can be open at once under `cap` bytes (estimated `sizes`). Cases compared with each
-    other stay together where they fit; a set too large for the cap is split, its baseline in every part."""
-    baseline_of = {b: a for a, b in pairs}
+    other (joined by `pairs`, even in chains: native → model as given → variants) stay together where they
+    fit; a set too large for the cap is split, every case some other is compared with in each part."""
+    root = list(range(len(sizes)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for a, b in pairs:
+        root[find(b)] = find(a)
     sets: dict[int, list[int]] = {}
     for i in range(len(sizes)):
-        sets.setdefault(baseline_of.get(i, i), []).append(i)
+        sets.setdefault(find(i), []).append(i)
+    hubs = {a for a, _ in pairs}
     groups: list[list[int]] = []
-    for base, members in sets.items():
-        for part in _split(base, members, sizes, cap):
+    for members in sets.values():
+        for part in _split([i for i in members if i in hubs], [i for i in members if i not in hubs], sizes, cap):
             if groups and sum(sizes[i] for i in groups[-1]) + sum(sizes[i] for i in part) <= cap:
                 groups[-1] += part
             else:
@@ -241,15 +279,13 @@ def memory_groups(sizes: Sequence[int], pairs: Sequence[tuple[int, int]], cap: i
     return groups
 
 
-def _split(base: int, members: list[int], sizes: Sequence[int], cap: int) -> list[list[int]]:
-    """`members` (the baseline first) in parts under the cap, each starting with the baseline."""
-    if sum(sizes[i] for i in members) <= cap:
-        return [members]
+def _split(hubs: list[int], leaves: list[int], sizes: Sequence[int], cap: int) -> list[list[int]]:
+    """The leaves in parts under the cap, each part with all the hubs (the rows the leaves are compared with)."""
+    if sum(sizes[i] for i in hubs + leaves) <= cap or not leaves:
+        return [sorted(hubs + leaves)]
     parts: list[list[int]] = []
-    for i in members:
-        if i == base:
-            continue
+    for i in leaves:
         if not parts or sum(sizes[j] for j in parts[-1]) + sizes[i] > cap:
-            parts.append([base])
+            parts.append(list(hubs))
         parts[-1].append(i)
-    return parts
+    return [sorted(p) for p in parts]

@@ -113,6 +113,7 @@ class ProcessWorker:
 def _serve(conn: Connection, case: Case) -> None:
     """The worker's loop: open and warm up, then answer block requests until finish."""
     quiet_worker()
+    _die_with_parent()
     try:
         get_backend(case.target.backend)  # the runtime's import, while the other workers import theirs
         conn.send(("ok", None))
@@ -126,12 +127,26 @@ def _serve(conn: Connection, case: Case) -> None:
             else:
                 conn.send(("ok", opened.finish(request[1], request[2])))
                 return
-    except EOFError:  # the parent went away
+    except (EOFError, OSError):  # the parent went away
         return
     except BaseException as exc:  # the parent shows it as the row's reason; the worker ends anyway
-        conn.send(pack(exc))
+        with contextlib.suppress(OSError):
+            conn.send(pack(exc))
     finally:
         conn.close()
+
+
+def _die_with_parent() -> None:
+    """A stopped worker never sees its pipe close: if perfkit itself is killed (a CI job's timeout, SIGTERM),
+    Linux kills its workers too (PR_SET_PDEATHSIG, which reaches a stopped process). Ctrl-C is the parent's to
+    handle: it closes the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's cleanup is all there is
+        pass
 
 
 def open_worker(case: Case) -> LocalWorker | ProcessWorker:

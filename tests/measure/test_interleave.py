@@ -67,9 +67,10 @@ def test_every_case_runs_in_the_same_rounds_in_two_workers_and_idle_workers_are_
 
 def test_a_worker_killed_mid_sweep_fails_its_case_and_the_others_go_on(relu_model, opened):
     def kill_second(tick):
-        second = opened[2]  # each case spawns its worker and the second half's: case 0's two, then case 1's
-        if tick.round == 3 and second._process.is_alive():
-            os.kill(second._process.pid, signal.SIGKILL)
+        if tick.round == 3:
+            for worker in opened[2:4]:  # each case has two workers: case 0's two, then case 1's
+                if worker._process.is_alive():
+                    os.kill(worker._process.pid, signal.SIGKILL)
 
     cases = [Case(relu_model, Target(threads=1), FEED, ISOLATED) for _ in range(2)]
     first, second = interleave(cases, ISOLATED, [(0, 1)], on_tick=kill_second)
@@ -92,3 +93,6 @@ def test_memory_groups_keep_comparisons_together_and_split_with_the_baseline():
     assert memory_groups([2, 2, 2, 2, 2], pairs, cap=6) == [[0, 1, 2], [3, 4]]
     # One set alone is too large: its baseline goes with every part, so every pair is still timed together.
     assert memory_groups([3, 3, 3, 1, 1], pairs, cap=6) == [[0, 1], [0, 2], [3, 4]]
+    # A chain (native 0 → model as given 1 → variants 2, 3): both rows others are compared with, in every part.
+    chain = [(0, 1), (1, 2), (1, 3)]
+    assert memory_groups([500, 200, 200, 200], chain, cap=800) == [[0, 1, 2], [0, 1, 3]]
