@@ -4,7 +4,7 @@ sequential one it replaced.
 
 - A/A: `perfkit bench` of a model with a variant that is a byte-for-byte copy (an identity transform, as a new
   user would write it with PERFKIT_TRANSFORMS). Target: the copy is never called significantly different, and
-  its interval holds 1.0, in every trial.
+  its 95 % interval holds 1.0 (allowed: the one trial in twenty such an interval misses by definition).
 - Planted slowdown: `perfkit compare OLD NEW` where NEW is OLD with one more of its ten equal layers (about
   10 % slower). Target: called slower every time, its interval excluding 0.
 - Wall time of a trial, interleaved against sequential, at the same --min-time.
@@ -153,5 +153,7 @@ def test_aa_and_planted_slowdown_under_bursty_load(benchmark, models, background
     benchmark.pedantic(lambda: None, rounds=1)
     for name in ("mlp", "cnn"):
         assert not any(t[0] for t in figures[(name, "interleaved")]), f"A/A {name}: a copy was called different"
-        assert all(t[1] for t in figures[(name, "interleaved")]), f"A/A {name}: an interval missed 1"
+    # A 95 % interval misses the truth in one trial of twenty by its definition; more than twice that is a defect.
+    missed = sum(not t[1] for name in ("mlp", "cnn") for t in figures[(name, "interleaved")])
+    assert missed <= 2, f"A/A: {missed} of {2 * TRIALS} intervals missed 1"
     assert all(c.verdict == "slower" and c.low > 0 for c in planted), planted
