@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,16 @@ def test_thresholds(text, value):
     with pytest.raises(PerfkitError):
         parse_threshold("five")
 
+
+
+def test_two_stored_runs_can_be_measured_again_now(runs, tmp_path, monkeypatch):
+    fast, slowed = runs
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    again = cli.invoke(main, ["compare", fast.run_id, slowed.run_id, "--rerun", "--min-time", "0.2", "--max-time",
+                              "0.5", "--no-isolate", "--fail-on-regression", "10%"])
+    assert again.exit_code == 1, again.output
+    assert "fast.onnx → " in again.stdout and "slowed.onnx" in again.stdout and "slower  (paired over" in again.stdout
+    Path(slowed.spec.model).unlink()
+    gone = cli.invoke(main, ["compare", fast.run_id, slowed.run_id, "--rerun"])
+    assert gone.exit_code == 2 and f"the model file of run {slowed.run_id} is gone" in gone.stderr
