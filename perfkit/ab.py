@@ -7,14 +7,13 @@ is also checked against OLD's outputs, so the gate sees an accuracy change as we
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from perfkit.analysis.comparison import Comparison, case_key, from_ratio
 from perfkit.analysis.verdict import judge
 from perfkit.core.errors import PerfkitError
-from perfkit.core.report import Report, new_run_id
+from perfkit.core.report import Report, new_run_id, now_stamp
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import disk_size
 from perfkit.measure.env import fingerprint
@@ -43,7 +42,7 @@ def measure_pair(spec: BenchSpec, new_model: str, on_progress: Progress = lambda
     env = fingerprint()
     on_progress(f"timing {spec.model} and {new_model} in interleaved rounds")
     results, note = measure_rows(cases, spec, check_targets(old.model, spec), footprints, on_tick)
-    return Report(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
+    return Report(run_id=new_run_id(), created=now_stamp(), spec=spec, environment=env,
                   results=tuple(results), warnings=(note,) if note else (), complete=True)
 
 

@@ -4,12 +4,11 @@ row per case, every case in its own worker, all timed together in interleaved ro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from perfkit.core.records import Environment
-from perfkit.core.report import Report, new_run_id
+from perfkit.core.report import Report, new_run_id, now_stamp
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import disk_size
 from perfkit.measure.env import conflicting_runtimes, fingerprint
@@ -32,7 +31,7 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
     spec = prepared.spec
     skipped = check_targets(prepared.model, spec)
     env = fingerprint()
-    report = Report(run_id=new_run_id(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), spec=spec, environment=env,
+    report = Report(run_id=new_run_id(), created=now_stamp(), spec=spec, environment=env,
                     warnings=run_warnings(env, prepared), command=command)
     store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:

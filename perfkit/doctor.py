@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from perfkit.ab import measure_pair
-from perfkit.analysis.stats import MIN_PAIRS, median_ci, per_round_ratios, percentile
+from perfkit.analysis.stats import MIN_PAIRS, half_spread, median_ci, per_round_ratios, percentile
 from perfkit.analysis.verdict import judge
 from perfkit.core.records import Ratio
 from perfkit.core.spec import BenchSpec, Plan
@@ -53,7 +52,7 @@ def aa_check(spec: BenchSpec, on_progress: Progress = lambda _: None,
     if len(ratios) < MIN_PAIRS:
         return Resolution(spec.model, a.model.digest, len(ratios), None, math.nan, math.nan,
                           failed=f"only {len(ratios)} rounds")
-    spread = (percentile(ratios, 84) - percentile(ratios, 16)) / 2
+    spread = half_spread(ratios)
     return Resolution(spec.model, a.model.digest, len(ratios), judge(report).speedups[1], spread,
                       floor=typical_half_width(ratios, max(MIN_ROUNDS, round(default.min_time_s * 1e9 /
                                                                                  block_ns(default)))))
@@ -72,6 +71,3 @@ def typical_half_width(log_ratios: list[float], rounds: int, draws: int = 400) -
             widths.append((ci[1] - ci[0]) / 2)
     return math.expm1(percentile(sorted(widths), 50)) if widths else math.nan
 
-
-def created() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -13,6 +13,7 @@ from pathlib import Path
 from perfkit.analysis.accuracy import against
 from perfkit.analysis.placement import Placement, fallback_message, placement
 from perfkit.analysis.stats import stability_warnings, summarize, throughput
+from perfkit.analysis.verdict import is_native_row
 from perfkit.backends import get_backend
 from perfkit.core.model import Model, NativeModel
 from perfkit.core.records import Outputs
@@ -112,8 +113,8 @@ def compared_pairs(cases: list[PlannedCase]) -> list[tuple[int, int]]:
 def memory_estimate(row: Result) -> int:
     """What the two workers of this row will hold: each its model about twice (file and session) and the
     runtime."""
-    native = bool(row.model.lineage) and row.model.lineage[0].startswith("native:")
-    return 2 * ((row.size_bytes or 0) * 2 + (NATIVE_WORKER_BYTES if native else WORKER_BYTES))
+    runtime = NATIVE_WORKER_BYTES if is_native_row(row) else WORKER_BYTES
+    return 2 * ((row.size_bytes or 0) * 2 + runtime)
 
 
 def measure_row(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],

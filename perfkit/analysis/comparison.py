@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from perfkit.analysis.stats import percentile
+from perfkit.analysis.stats import half_spread
 from perfkit.core.errors import PerfkitError
 from perfkit.core.records import Ratio
 from perfkit.core.report import Report, Result
@@ -132,7 +132,7 @@ def run_spread(r: Result) -> float:
     if len(blocks) < 5:
         return UNROUNDED_SPREAD
     logs = sorted(math.log(b.median_ns) for b in blocks if b.median_ns > 0)
-    return (percentile(logs, 84) - percentile(logs, 16)) / 2
+    return half_spread(logs)
 
 
 def same_software(old: Report, new: Report) -> bool:

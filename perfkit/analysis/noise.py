@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfkit.analysis.stats import per_round_ratios, percentile
+from perfkit.analysis.stats import half_spread, per_round_ratios, percentile
 from perfkit.core.report import Report, Result
 
 CV_LIMIT = 0.10  # above 10 % spread within a row the median is hard to trust on a shared machine
@@ -103,7 +103,7 @@ def _ratio_spread(base: Result, row: Result) -> float | None:
     if len(ratios) < 5:
         return None
     middle = percentile(ratios, 50)
-    return (percentile(ratios, 84) - percentile(ratios, 16)) / 2 / middle if middle > 0 else None
+    return half_spread(ratios) / middle if middle > 0 else None
 
 
 def is_row_noise(warning: str) -> bool:

@@ -46,6 +46,11 @@ def rounds_ci(blocks: Sequence[Block], median: float) -> tuple[float, float] | N
     return (min(ci[0], median), max(ci[1], median)) if ci else None
 
 
+def half_spread(sorted_values: list[float]) -> float:
+    """Half the 16th-84th percentile range: about one standard deviation, robust to a stray value."""
+    return (percentile(sorted_values, 84) - percentile(sorted_values, 16)) / 2
+
+
 def count_outliers(sorted_values: list[float], median: float) -> int:
     """Samples whose modified z-score (from the median absolute deviation) exceeds OUTLIER_Z."""
     deviations = sorted(abs(v - median) for v in sorted_values)
@@ -107,8 +112,7 @@ def paired_ratio(base: Sequence[Block], row: Sequence[Block], threshold: float) 
     over row block median, same round), with the distribution-free interval of that median over rounds.
     Drift slower than a round moves both blocks of a round alike and cancels in their ratio; faster noise
     widens the interval instead of faking a difference. None with fewer than MIN_PAIRS shared rounds."""
-    by_round = {b.round: b.median_ns for b in base}
-    ratios = sorted(by_round[b.round] / b.median_ns for b in row if b.round in by_round and b.median_ns > 0)
+    ratios = sorted(per_round_ratios(base, row))
     ci = median_ci(ratios) if len(ratios) >= MIN_PAIRS else None
     if ci is None:
         return None
@@ -117,6 +121,7 @@ def paired_ratio(base: Sequence[Block], row: Sequence[Block], threshold: float) 
 
 
 def per_round_ratios(base: Sequence[Block], row: Sequence[Block]) -> list[float]:
+    """Base block median over row block median, for every round both were timed in."""
     by_round = {b.round: b.median_ns for b in base}
     return [by_round[b.round] / b.median_ns for b in row if b.round in by_round and b.median_ns > 0]
 

@@ -9,47 +9,27 @@ from typing import TYPE_CHECKING
 
 import click
 
-from perfkit.cli.group import EXIT_ROW_FAILED, debug_option, main, results_option, store_option, trust_option
+from perfkit.cli.group import (
+    EXIT_ROW_FAILED,
+    debug_option,
+    main,
+    plan_from,
+    results_option,
+    store_option,
+    timing_options,
+    trust_option,
+)
 
 if TYPE_CHECKING:
     from perfkit.analysis.comparison import Comparison
     from perfkit.core.spec import BenchSpec
 
-timing_options = [
-    click.option("-t", "--target", "targets", multiple=True, default=("ort:cpu",), show_default=True,
-                 help="BACKEND:DEVICE[,KEY=VALUE…] to measure on (repeatable)."),
-    click.option("-b", "--batch", help="Batch sizes, one case each: 1,8,32."),
-    click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim."),
-    click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input."),
-    click.option("--inputs", type=click.Path(), help="Feed this .npz (one array per input) or .npy."),
-    click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: onnxruntime's)."),
-    click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (wider intervals)."),
-    click.option("--min-time", type=click.FloatRange(min=0), help="Seconds of timing per model at least [2]."),
-    click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing per model at most [20]."),
-    click.option("--no-isolate", is_flag=True, help="Run both in this process (no crash safety)."),
-    trust_option,
-]
-
-
-def with_timing_options(command):
-    for option in reversed(timing_options):
-        command = option(command)
-    return command
-
-
 def timing_spec(model: str, *, targets, batch, dims, shapes, inputs, threads, quick, min_time, max_time,
                 no_isolate, trust, threshold: float, results_dir: str | None = None) -> BenchSpec:
-    from dataclasses import replace
-
-    from perfkit.core.spec import QUICK_PLAN, Plan, parse_batches
+    from perfkit.core.spec import parse_batches
     from perfkit.options import make_spec
 
-    plan = QUICK_PLAN if quick else Plan()
-    overrides = {"min_time_s": min_time, "max_time_s": max_time}
-    plan = replace(plan, isolate=not no_isolate, threshold=threshold,
-                   **{k: v for k, v in overrides.items() if v is not None})
-    if plan.max_time_s < plan.min_time_s:
-        plan = replace(plan, min_time_s=plan.max_time_s)
+    plan = plan_from(quick, min_time, max_time, isolate=not no_isolate, threshold=threshold)
     return make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims, shapes=shapes,
                      inputs=inputs, threads=threads, plan=plan, results_dir=results_dir, trust=trust)
 
@@ -72,7 +52,8 @@ def is_model_file(path: str) -> bool:
               help="Smallest change of the median that counts, however significant.")
 @click.option("--rerun", is_flag=True, help="OLD and NEW are stored runs: measure their model files again, now, "
               "interleaved, with the old run's targets and inputs.")
-@with_timing_options
+@timing_options
+@trust_option
 @results_option
 @store_option
 @debug_option
@@ -149,7 +130,8 @@ def _rerun_spec(old: str, new: str, results_dir: str, store: str | None, practic
 @click.option("--threshold", default="2%", show_default=True, metavar="PCT",
               help="The practical threshold the A/A check is read against.")
 @click.option("--no-save", is_flag=True, help="Do not keep the model's A/A floor for `perfkit compare`.")
-@with_timing_options
+@timing_options
+@trust_option
 @results_option
 @debug_option
 def doctor(model, threshold, no_save, results_dir, **timing) -> None:
@@ -172,7 +154,8 @@ def doctor(model, threshold, no_save, results_dir, **timing) -> None:
 
 def _aa(spec: BenchSpec, practical: float, results_dir: str | None, seconds: float | None) -> None:
     from perfkit.cli.progress import Progress
-    from perfkit.doctor import AA_SECONDS, aa_check, created
+    from perfkit.core.report import now_stamp
+    from perfkit.doctor import AA_SECONDS, aa_check
     from perfkit.measure.env import fingerprint
     from perfkit.output.floors import Floor, save_floor
     from perfkit.output.units import fmt_ratio
@@ -195,6 +178,6 @@ def _aa(spec: BenchSpec, practical: float, results_dir: str | None, seconds: flo
                f"threshold {practical:.0%}); a longer --min-time narrows it")
     if results_dir:
         path = save_floor(results_dir, Floor(found.digest, spec.model, fingerprint().cpu_model, found.floor,
-                                             found.rounds, created()))
+                                             found.rounds, now_stamp()))
         click.echo(f"kept the floor in {path}: `perfkit compare` of stored runs of this model holds changes to it",
                    err=True)

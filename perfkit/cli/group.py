@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,7 @@ from perfkit.output import FORMATS
 
 if TYPE_CHECKING:
     from perfkit.core.report import Report
+    from perfkit.core.spec import Plan
 
 EXIT_USER_ERROR, EXIT_ROW_FAILED = 2, 3
 
@@ -79,6 +80,40 @@ float64_option = click.option("--float64", is_flag=True,
                               help="scikit-learn: convert with float64 inputs (keeps its precision; slower).")
 cache_option = click.option("--cache-dir", default=None,
                             help="Where built variants are cached [.perfkit-cache, or $PERFKIT_CACHE].")
+
+
+_TIMING = (
+    click.option("-t", "--target", "targets", multiple=True, default=("ort:cpu",), show_default=True,
+                 help="BACKEND:DEVICE[,KEY=VALUE…], e.g. ort:cpu, ort:cuda,device_id=0 (repeatable)."),
+    click.option("-b", "--batch", help="Batch sizes, one row each: 1,8,32."),
+    click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim."),
+    click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input."),
+    click.option("--inputs", type=click.Path(), help="Feed this .npz (one array per input) or .npy."),
+    click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: onnxruntime's)."),
+    click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier)."),
+    click.option("--min-time", type=click.FloatRange(min=0), help="Seconds of timing per row at least [2]."),
+    click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing per row at most [20]."),
+    click.option("--no-isolate", is_flag=True, help="Run rows in this process (faster start, no crash safety)."),
+)
+
+
+def timing_options(command):
+    """What to feed, where, and how long: the options every command that measures shares."""
+    for option in reversed(_TIMING):
+        command = option(command)
+    return command
+
+
+def plan_from(quick: bool, min_time: float | None, max_time: float | None, **fields) -> Plan:
+    """The timing options as a Plan: --quick's or the default, with the times given and `fields` set; a
+    maximum below the minimum lowers the minimum."""
+    from dataclasses import replace
+
+    from perfkit.core.spec import QUICK_PLAN, Plan
+
+    times: dict[str, Any] = {k: v for k, v in (("min_time_s", min_time), ("max_time_s", max_time)) if v is not None}
+    plan = replace(QUICK_PLAN if quick else Plan(), **times, **fields)
+    return replace(plan, min_time_s=plan.max_time_s) if plan.max_time_s < plan.min_time_s else plan
 
 
 @click.group(cls=PerfkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,8 +20,10 @@ from perfkit.cli.group import (
     main,
     opset_option,
     output_option,
+    plan_from,
     results_option,
     store_option,
+    timing_options,
     trust_option,
     variants_option,
 )
@@ -32,22 +34,12 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("-t", "--target", "targets", multiple=True, default=("ort:cpu",), show_default=True,
-              help="BACKEND:DEVICE[,KEY=VALUE…], e.g. ort:cpu, ort:cuda,device_id=0 (repeatable).")
-@click.option("-b", "--batch", help="Batch sizes to sweep, one row each: 1,8,32.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
-@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
-@click.option("--inputs", type=click.Path(), help="Feed this .npz (one array per input) or .npy.")
+@timing_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: onnxruntime's).")
 @click.option("--opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all",
               show_default=True, help="onnxruntime graph optimization level.")
 @click.option("--allow-fallback", is_flag=True, help="Run on the available provider if the asked one is missing.")
-@click.option("--quick", is_flag=True, help="A fast look: short warm-up and timing (noisier).")
-@click.option("--min-time", type=click.FloatRange(min=0), help="Seconds of timing at least [2].")
-@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of timing at most [20].")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds before a case counts as hung [300].")
-@click.option("--no-isolate", is_flag=True, help="Run cases in this process (faster start, no crash safety).")
 @click.option("--no-interleave", is_flag=True,
               help="Time rows one after another instead of in interleaved rounds (drift then skews ratios).")
 @click.option("--threshold", default="2%", show_default=True, metavar="PCT",
@@ -80,19 +72,14 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
     .pt2), Keras (.keras, .h5), a TensorFlow SavedModel or an MLflow model folder — which is measured in its
     own framework beside its ONNX conversion, and is then the accuracy reference."""
-    from dataclasses import replace
 
     from perfkit.analysis.comparison import parse_threshold
-    from perfkit.core.spec import QUICK_PLAN, Plan, parse_batches
+    from perfkit.core.spec import parse_batches
     from perfkit.options import make_spec
 
-    plan = QUICK_PLAN if quick else Plan()
-    overrides = {"min_time_s": min_time, "max_time_s": max_time, "timeout_s": timeout}
-    plan = replace(plan, isolate=not no_isolate, interleave=not no_interleave,
-                   threshold=parse_threshold(threshold, "--threshold"),
-                   **{k: v for k, v in overrides.items() if v is not None})
-    if plan.max_time_s < plan.min_time_s:
-        plan = replace(plan, min_time_s=plan.max_time_s)
+    plan = plan_from(quick, min_time, max_time, isolate=not no_isolate, interleave=not no_interleave,
+                     threshold=parse_threshold(threshold, "--threshold"),
+                     **({"timeout_s": timeout} if timeout is not None else {}))
     spec = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
                      shapes=shapes, inputs=inputs, seed=seed, threads=threads, opt_level=opt_level, plan=plan,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,

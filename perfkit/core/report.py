@@ -98,6 +98,11 @@ def new_run_id(now: float | None = None) -> str:
         secrets.token_hex(2)
 
 
+def now_stamp(now: float | None = None) -> str:
+    """When a run began, as its report records it: `2026-12-03T12:00:00+0000`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+
+
 def to_json(report: Report) -> str:
     return json.dumps(dataclasses.asdict(report), indent=1, allow_nan=False)
 

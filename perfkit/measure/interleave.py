@@ -230,7 +230,6 @@ class _Sweep:
     def _finish(self, slot: _Slot) -> Outcome | Failure:
         if slot.failure is None and not slot.samples:
             slot.failure = Failure("failed", "no block was timed")
-        self._attempt(slot, lambda s: None)
         if slot.failure is not None:
             return slot.failure
         assert slot.worker is not None

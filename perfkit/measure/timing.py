@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from perfkit.backends import Clock
@@ -48,16 +49,9 @@ def timed_rounds(call: Callable[[], object], plan: Plan, estimate_ns: int,
     chunk = max(1, min(plan.max_rounds, CHUNK_TARGET_NS // max(estimate_ns, 1)))
     samples: list[int] = []
     spent = 0
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_off():
         while True:
-            take = min(chunk, plan.max_rounds - len(samples))
-            block = [0] * take
-            for i in range(take):
-                t0 = clock()
-                call()
-                block[i] = clock() - t0
+            block = _loop(call, min(chunk, plan.max_rounds - len(samples)), clock)
             samples.extend(block)
             spent += sum(block)
             n = len(samples)
@@ -65,20 +59,24 @@ def timed_rounds(call: Callable[[], object], plan: Plan, estimate_ns: int,
                 break
             if n >= plan.min_rounds and spent >= plan.min_time_s * 1e9:
                 break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return samples
 
 
 def timed_calls(call: Callable[[], object], n: int, clock: Clock = time.perf_counter_ns) -> list[int]:
     """Exactly n timed calls with GC off: one interleaved block."""
-    gc_was_enabled = gc.isenabled()
+    with gc_off():
+        return _loop(call, n, clock)
+
+
+@contextlib.contextmanager
+def gc_off() -> Iterator[None]:
+    """The garbage collector paused inside the timed region, as it was after."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _loop(call, n, clock)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
 
 
