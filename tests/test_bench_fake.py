@@ -159,3 +159,9 @@ def test_rows_too_large_for_memory_together_are_measured_in_groups_and_say_so(fa
     assert len(base) == sum(len(r.measurement.blocks) for r in report.results[1:])
     assert [round(verdict.speedups[i].value, 2) for i in (1, 2, 3)] == [1.0, 2.0, 0.91]
     assert all(verdict.speedups[i].rounds >= 10 for i in (1, 2, 3))
+
+
+def test_a_zero_threshold_stops_at_the_minimum_instead_of_dividing_by_it(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("slow10",), plan=replace(BUSY, threshold=0.0))
+    ratio = judge(report).speedups[1]
+    assert ratio.significant and ratio.rounds >= 10

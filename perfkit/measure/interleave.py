@@ -215,6 +215,8 @@ class _Sweep:
         t, half = self.plan.threshold, (ratio.high - ratio.low) / 2 / ratio.value
         if half <= t:
             return True
+        if t <= 0:  # --threshold 0: no width to narrow to, so more rounds decide nothing more
+            return True
         needed = ratio.rounds * (half / t) ** 2
         possible = self.plan.max_time_s * 1e9 / self.block_ns
         return needed > possible
