@@ -32,7 +32,7 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
     skipped = check_targets(prepared.model, spec)
     env = fingerprint()
     report = Report(run_id=new_run_id(), created=now_stamp(), spec=spec, environment=env,
-                    warnings=run_warnings(env, prepared), command=command)
+                    warnings=run_warnings(env, prepared), command=command, accuracy_on=accuracy_on(prepared))
     store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:
         store.begin(report)
@@ -81,6 +81,16 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
     if prepared.calibration.synthetic and not prepared.spec.calibration:
         out.append(SYNTHETIC_CALIBRATION)
     return tuple(out)
+
+
+def accuracy_on(prepared: Prepared) -> str:
+    """What the accuracy columns are judged on, said once under the table; synthetic feeds with the fix."""
+    if not prepared.compared:
+        return ""
+    text = "; ".join(dict.fromkeys(f.checks_from for f in prepared.feeds))
+    if any(f.synthetic_checks for f in prepared.feeds):
+        text += " — random values, not your data: give --calibration or --inputs to judge on real inputs"
+    return text
 
 
 def reference_warnings(prepared: Prepared, refs: tuple[ReferenceRun, ...]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def run_convert(model: str, output: str, *, shapes: tuple[str, ...] = (), inputs
         source = f"the {inputs} sample"
     else:
         free = any(i.shape and not isinstance(i.shape[0], int) for i in signature.inputs)
-        resized = tuple((n, (batch, *s[1:])) for n, s in parsed if free and n in {i.name for i in signature.inputs})
+        names = {i.name for i in signature.inputs}
+        resized = tuple(replace(s, dims=(batch, *s.dims[1:])) for s in parsed if free and s.name in names)
         concrete = resolve_shapes(signature, Workload(batch=batch if free else None, shapes=resized), model)
         feeds = tuple(synthesize(signature, concrete, 0, PARITY_FEEDS, model))
         source = f"{len(feeds)} synthetic feeds of {concrete.batch} items (uniform [0, 1))"

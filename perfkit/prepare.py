@@ -15,7 +15,7 @@ from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
-from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set
+from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_samples
 from perfkit.native.conversion import convert
 from perfkit.native.detect import is_native, prepare_native
 from perfkit.transforms import BuildContext, Step, parse_chain
@@ -58,12 +58,15 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
         spec = batch_over_example_shapes(spec)
     signature = read_signature(proto)
     compare = bool(spec.variants or native) if compare is None else compare
-    feeds = tuple(feed_set(signature, wl, checks=spec.check_feeds if compare else 0, subject=spec.model)
-                  for wl in spec.workloads)
+    # Accuracy is judged on the user's data whenever there is some: --inputs, else calibration samples held out.
+    hold_out = compare and not all(wl.inputs for wl in spec.workloads)
+    samples = read_samples(spec.calibration, signature, hold_out) if spec.calibration else None
+    feeds = tuple(feed_set(signature, wl, checks=spec.check_feeds if compare else 0, subject=spec.model,
+                           samples=samples) for wl in spec.workloads)
     chains = resolve_chains(spec, proto)
     calibration = Calibration()
     if any(s.name == "int8-static" for chain in chains for s in chain):
-        calibration = calibration_feeds(signature, feeds[0].shapes, spec.calibration, spec.workloads[0].seed,
+        calibration = calibration_feeds(signature, feeds[0].shapes, samples, spec.workloads[0].seed,
                                         len(feeds[0].checks))
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
                     calibration=calibration, compared=compare)
@@ -137,7 +140,7 @@ def build_context(prepared: Prepared, reference: Outputs | None) -> BuildContext
     the reference outputs on them and the budget."""
     return BuildContext(calibration=prepared.calibration.feeds, calibration_source=prepared.calibration.source,
                         check_feeds=prepared.feeds[0].checks, reference=reference,
-                        budget=parse_budget(prepared.spec.accuracy_budget))
+                        budget=parse_budget(prepared.spec.accuracy_budget), source=prepared.spec.model)
 
 
 def build_variants(prepared: Prepared, reference: Outputs | None, cpu_flags: tuple[str, ...],

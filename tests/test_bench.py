@@ -190,8 +190,7 @@ def test_large_models_use_external_data_through_every_step(tmp_path, monkeypatch
     monkeypatch.setattr(cache, "LARGE_BYTES", 1000)  # in-process builds see it; a 2 GB model would be too slow
     path = tmp_path / "big" / "model.onnx"
     path.parent.mkdir()
-    onnx.save_model(models.mlp(features=64, hidden=128), path, save_as_external_data=True, location="w.data",
-                    size_threshold=0)
+    onnx.save_model(models.mlp(features=64, hidden=128), path)  # one file: only its size sends weights beside
     chains = ("ort-opt:basic+int8-dynamic", "fp16", "ort-opt:all")
     report = bench.run(variant_spec(str(path), tmp_path, chains))
     assert [r.status for r in report.results] == ["ok"] * 4, [r.reason for r in report.results]
@@ -201,6 +200,38 @@ def test_large_models_use_external_data_through_every_step(tmp_path, monkeypatch
         assert Path(r.model.path + ".data").is_file(), r.model.label
         assert Path(r.model.path).stat().st_size < 10_000 and r.size_bytes > 10_000
         assert r.accuracy[0].cosine > 0.99
+
+
+def test_auto_variants_of_a_model_with_its_weights_beside_it_all_build(tmp_path):
+    import onnx
+
+    from tests import models
+
+    path = tmp_path / "export" / "conv.onnx"  # as torch.onnx.export writes it: conv.onnx + conv.onnx.data
+    path.parent.mkdir()
+    onnx.save_model(models.conv(), path, save_as_external_data=True, location="conv.onnx.data", size_threshold=0)
+    report = bench.run(variant_spec(str(path), tmp_path, ("auto",)))
+    assert len(report.results) == 5 and not report.failed
+    assert [r.status for r in report.results] == ["ok"] * 5, [r.reason for r in report.results]
+    assert all(r.accuracy[0].cosine > 0.99 for r in report.results)
+
+
+def test_accuracy_is_judged_on_calibration_samples_held_out_and_the_table_says_so(save, tmp_path, rng):
+    import numpy as np
+
+    from perfkit.output.render import render
+    from tests import models
+
+    path = save(models.conv(), "conv.onnx")
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, image=rng.random((40, 3, 8, 8), dtype=np.float32))
+    report = bench.run(variant_spec(path, tmp_path, ("int8-static:qdq,u8s8",), calibration=str(cal)))
+    assert report.accuracy_on == f"10 samples held out from {cal} (calibration used the other 30)"
+    assert any(f"{cal} (30 of 40 samples" in n for n in report.results[1].notes)
+    assert f"accuracy judged on 10 samples held out from {cal}" in render(report, "table", width=250)
+    synthetic = bench.run(variant_spec(path, tmp_path, ("ort-opt:basic",)))
+    assert synthetic.accuracy_on == ("8 synthetic feeds — random values, not your data: give --calibration or "
+                                     "--inputs to judge on real inputs")
 
 
 def test_without_variants_nothing_is_compared(relu_model):

@@ -42,7 +42,8 @@ def test_a_variant_twice_as_fast_is_the_pick(fake_backend, tmp_path):
     assert fast.model.lineage == ("fast",) and verdict.baseline == (0, 0)
     assert verdict.speedups[1].value == pytest.approx(2.0, rel=0.01) and verdict.speedups[1].significant
     assert verdict.best == (1,)
-    assert "★ fastest inside cos>=0.99 on ort:cpu, batch 1: row 2 fast (2.00×" in render(report, "table", width=250)
+    pick = "★ fastest inside cos>=0.99,agree>=0.99 on ort:cpu, batch 1: row 2 fast (2.00×"
+    assert pick in render(report, "table", width=250)
 
 
 def test_a_faster_variant_outside_the_budget_is_not_the_pick(fake_backend, tmp_path):

@@ -49,3 +49,33 @@ def _(x):
 class UsesCustomOp(torch.nn.Module):
     def forward(self, x):
         return sharpen(x) + 1
+
+
+VOCAB = 10  # rows of TokenModel's embedding: example ids must stay below it
+
+
+class TokenModel(torch.nn.Module):
+    """Token ids through an embedding, outputs in a dict, as transformers models take and return them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, input_ids):
+        hidden = self.embed(input_ids)
+        return {"logits": self.head(hidden).mean(1), "last_hidden_state": hidden}
+
+
+def token_model() -> TokenModel:
+    torch.manual_seed(0)
+    return TokenModel().eval()
+
+
+class PackedPositions(torch.nn.Module):
+    """What a causal LM traced with input_ids alone does to find packed sequences: torch.diff with a prepended
+    column, then the cumulative sum of a bool."""
+
+    def forward(self, positions):
+        first = positions[:, :1] - 1
+        return (torch.diff(positions, prepend=first, dim=-1) != 1).cumsum(-1)

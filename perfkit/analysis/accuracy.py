@@ -160,15 +160,22 @@ def compare_arrays(name: str, ref: list, got: list) -> OutputAccuracy:
                           cosine=min(cosine, 1.0), agree=agree, top_k=top_k)
 
 
-SCORE_NAMES = ("logit", "prob", "score", "class")  # outputs so named hold class scores whatever their rank
+SCORE_NAMES = ("logit", "prob", "score", "class", "pred")  # outputs so named hold class scores whatever their rank
+# Outputs so named are features, never scores, whatever their shape: BERT's pooler_output is (batch, 768) and
+# the index of its largest feature means nothing.
+FEATURE_NAMES = ("pool", "hidden", "embed", "feature", "state", "encod", "attention", "last_")
 
 
 def looks_like_scores(array, name: str = "") -> bool:
     """Class scores: floats of one row per item (batch, classes), or of any rank when the output's name says
-    so (token classification's (batch, tokens, classes)); hidden states and feature maps are not."""
+    so (token classification's (batch, tokens, classes)); hidden states, pooled features and feature maps are
+    not."""
     if array.dtype.kind != "f" or array.ndim < 2 or not 2 <= array.shape[-1] <= MAX_CLASSES:
         return False
-    return array.ndim == 2 or any(word in name.lower() for word in SCORE_NAMES)
+    lowered = name.lower()
+    if any(word in lowered for word in SCORE_NAMES):
+        return True
+    return array.ndim == 2 and not any(word in lowered for word in FEATURE_NAMES)
 
 
 def _agreement(name: str, ref: list, got: list) -> tuple[float | None, float | None]:

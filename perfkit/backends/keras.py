@@ -13,7 +13,7 @@ from perfkit.backends import Closing
 from perfkit.backends.quiet import silenced
 from perfkit.core.errors import PerfkitError, brief
 from perfkit.core.model import NativeModel, Port
-from perfkit.core.spec import Target
+from perfkit.core.spec import InputShape, Target
 from perfkit.files.trust import trusted
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up banners are not perfkit's output
@@ -67,10 +67,9 @@ def _signature(loaded: Any) -> Any:
     return loaded.signatures["serving_default"]
 
 
-def input_ports(model: Any, native: NativeModel, shapes: tuple[tuple[str, tuple[int, ...]], ...]
-                ) -> tuple[Port, ...]:
+def input_ports(model: Any, native: NativeModel, shapes: tuple[InputShape, ...]) -> tuple[Port, ...]:
     """Keras inputs (names, dtypes, shapes with a free batch) or the SavedModel's serving signature."""
-    given = dict(shapes)
+    given = {s.name: s.dims for s in shapes}
     if native.format == "savedmodel":
         specs = _signature(model).structured_input_signature[1]
         return tuple(Port(k, s.dtype.name, _dims(given.get(k), s.shape)) for k, s in sorted(specs.items()))

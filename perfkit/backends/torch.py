@@ -4,6 +4,7 @@ pickled modules (trusted only); run under torch.inference_mode on the feeds of t
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +12,15 @@ from typing import Any
 from perfkit.backends import Closing
 from perfkit.core.errors import PerfkitError, brief
 from perfkit.core.model import NativeModel, Port
-from perfkit.core.spec import Target
+from perfkit.core.spec import InputShape, Target
 from perfkit.files.trust import require_trust, user_code_importable
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")  # where training checkpoints keep the weights
+IDS_NAME = re.compile(r"(?:.*_)?ids|token.*", re.IGNORECASE)  # input_ids, token_type_ids, tokens: an embedding's
+SAFE_IDS = 2  # example ids 0 and 1 where no table is found: inside any table, a two-row segment table's too
+# Ops an id tensor passes through unchanged in value on its way to the embedding it indexes.
+KEEPS_VALUES = {"aten::to", "aten::view", "aten::reshape", "aten::contiguous", "aten::unsqueeze", "aten::squeeze",
+                "aten::flatten", "aten::clone", "aten::slice", "aten::select", "aten::expand", "aten::detach"}
 
 
 def missing() -> str | None:
@@ -93,11 +99,10 @@ def _from_factory(native: NativeModel, weights: dict, subject: str) -> Any:
     return model.eval()
 
 
-
-def input_ports(model: Any, native: NativeModel, shapes: tuple[tuple[str, tuple[int, ...]], ...],
-                sample: Any) -> tuple[Port, ...]:
+def input_ports(model: Any, native: NativeModel, shapes: tuple[InputShape, ...], sample: Any) -> tuple[Port, ...]:
     """From a torch.export program's own placeholders; else from --inputs data or --shape (a module does not
-    record what it takes). The first dim is the batch."""
+    record what it takes: an input without `:DTYPE` is int64 when named like token ids, else float32). The
+    first dim is the batch."""
     import torch
 
     if isinstance(model, torch.export.ExportedProgram):
@@ -111,16 +116,73 @@ def input_ports(model: Any, native: NativeModel, shapes: tuple[tuple[str, tuple[
     if isinstance(sample, dict) and sample:
         return tuple(Port(k, str(v.dtype), (None, *v.shape[1:])) for k, v in sample.items())
     if shapes:
-        return tuple(Port(name, "float32", (None, *shape[1:])) for name, shape in shapes)
+        return tuple(Port(s.name, s.dtype or guessed_dtype(s.name), (None, *s.dims[1:])) for s in shapes)
     raise PerfkitError(native.source or native.path, "a PyTorch module does not record the shape of its inputs",
-                       "give it, e.g. --shape x=1x3x224x224 (one per input, in the order forward takes them)")
+                       "give it, e.g. --shape x=1x3x224x224 or --shape input_ids=1x128:int64 (one per input, "
+                       "in the order forward takes them)")
+
+
+def guessed_dtype(name: str) -> str:
+    """A module's input without a stated type: token ids index an embedding, so int64; anything else float32."""
+    return "int64" if IDS_NAME.fullmatch(name) else "float32"
 
 
 def _user_inputs(program: Any) -> set[str]:
     return {s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"}
 
 
-def example_arrays(ports: tuple[Port, ...], batch: int) -> list[Any]:
+def index_limits(model: Any, ports: tuple[Port, ...]) -> dict[str, int]:
+    """Rows of the embedding table each integer input indexes, where the model shows it: TorchScript by the
+    aten::embedding its input feeds; a plain module by its smallest nn.Embedding (which fits whichever table
+    the input indexes). Inputs not found here keep SAFE_IDS."""
+    import torch
+
+    wanted = [p for p in ports if p.dtype.startswith(("int", "uint"))]
+    if not wanted:
+        return {}
+    if isinstance(model, torch.jit.ScriptModule):
+        values = list(model.inlined_graph.inputs())[1:]  # the first is self; then forward's, in order
+        found = {p.name: _table_rows(model, v) for p, v in zip(ports, values, strict=False)}
+        return {name: rows for name, rows in found.items() if rows and name in {p.name for p in wanted}}
+    rows = [m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding)] \
+        if isinstance(model, torch.nn.Module) else []
+    return {p.name: min(rows) for p in wanted} if rows else {}
+
+
+def _table_rows(model: Any, value: Any) -> int | None:
+    """The fewest rows of the embedding tables `value` indexes, following it through ops that keep its values."""
+    rows: list[int] = []
+    todo, seen = [value], set()
+    while todo:
+        current = todo.pop()
+        for use in current.uses():
+            node = use.user
+            if node.kind() == "aten::embedding" and use.offset == 1:
+                weight = _attribute(model, node.inputsAt(0))
+                if weight is not None and weight.dim() == 2:
+                    rows.append(int(weight.shape[0]))
+            elif node.kind() in KEEPS_VALUES and id(node) not in seen:
+                seen.add(id(node))
+                todo.extend(node.outputs())
+    return min(rows) if rows else None
+
+
+def _attribute(model: Any, value: Any) -> Any:
+    """The module attribute a TorchScript value reads (a chain of prim::GetAttr from self), or None."""
+    path = []
+    node = value.node()
+    while node.kind() == "prim::GetAttr":
+        path.append(node.s("name"))
+        node = node.input().node()
+    if node.kind() != "prim::Param":
+        return None
+    for name in reversed(path):
+        model = getattr(model, name, None)
+    return model
+
+
+def example_arrays(ports: tuple[Port, ...], batch: int, limits: dict[str, int] | None = None) -> list[Any]:
+    """Seeded example inputs for the export: integers below their table's rows (`limits`), else in [0, SAFE_IDS)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -129,12 +191,63 @@ def example_arrays(ports: tuple[Port, ...], batch: int) -> list[Any]:
         dims = p.shape or (None,)
         shape = (dims[0] if isinstance(dims[0], int) else batch, *(d if isinstance(d, int) else 1 for d in dims[1:]))
         if p.dtype.startswith(("int", "uint")):
-            out.append(rng.integers(0, 2, shape).astype(p.dtype))
+            out.append(rng.integers(0, (limits or {}).get(p.name, SAFE_IDS), shape).astype(p.dtype))
         elif p.dtype == "bool":
             out.append(rng.integers(0, 2, shape).astype(bool))
         else:
             out.append(rng.random(shape, dtype=np.float32).astype(p.dtype))
     return out
+
+
+def named_outputs(out: Any, path: str = "") -> list[tuple[str, Any]]:
+    """A model's outputs leaf by leaf, named: a dict's or a ModelOutput's keys as they are (`logits`,
+    `last_hidden_state`), nested keys and positions joined by dots; a lone tensor `output`; a tuple's
+    `output_0`, `output_1`…. The export and the native session flatten alike, so names and order agree."""
+    children = _children(out)
+    if children is not None:
+        return [pair for key, value in children for pair in named_outputs(value, _join(path, key))]
+    if out is None:
+        return []
+    if not path:
+        return [("output", out)]
+    return [(f"output_{path}" if path[0].isdigit() else path, out)]
+
+
+def _children(out: Any) -> list[tuple[str, Any]] | None:
+    """A container's parts with their keys (a mapping's keys, else positions); None for a tensor or a value."""
+    from collections.abc import Mapping
+
+    import torch
+
+    if isinstance(out, Mapping):
+        return [(str(k), v) for k, v in out.items()]
+    if isinstance(out, (tuple, list)):
+        return [(str(i), v) for i, v in enumerate(out)]
+    if out is None or isinstance(out, torch.Tensor):
+        return None
+    leaves = torch.utils._pytree.tree_leaves(out)  # another container torch flattens (a registered pytree node)
+    return None if len(leaves) == 1 and leaves[0] is out else [(str(i), v) for i, v in enumerate(leaves)]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def is_flat(out: Any) -> bool:
+    """A tensor or a tuple of tensors: what both ONNX exporters take as outputs without help."""
+    import torch
+
+    return isinstance(out, torch.Tensor) or isinstance(out, tuple) and all(isinstance(t, torch.Tensor) for t in out)
+
+
+def jit_warmup_calls(model: Any) -> int:
+    """Calls a TorchScript module takes before it runs its optimised graph: the profiling executor records
+    `num_profiled_runs` calls, then optimises on the next; 0 for anything that does not JIT."""
+    import torch
+
+    if not isinstance(model, torch.jit.ScriptModule) or not torch._C._get_graph_executor_optimize():
+        return 0
+    return int(torch._C._jit_get_num_profiled_runs()) + 1  # type: ignore[attr-defined]  # not in torch's stubs
 
 
 class TorchBackend:
@@ -169,6 +282,7 @@ class TorchSession(Closing):
         self._mode = torch.inference_mode()
         self._mode.__enter__()  # for the session's life: no autograd bookkeeping in any call
         self.output_names = native.outputs
+        self.jit_warmup_calls = jit_warmup_calls(call)  # untimed calls before a JIT's figures mean anything
         self.providers = (f"torch:{self._device.type}",)
         self.settings = {"requested": f"torch:{self._device.type}", "torch": torch.__version__,
                          "intra_op_threads": str(torch.get_num_threads()), "mode": "inference_mode",
@@ -182,8 +296,7 @@ class TorchSession(Closing):
         out = self._model(*prepared)
         if self._sync:
             self._sync()
-        leaves = self._torch.utils._pytree.tree_leaves(out)
-        return [t.detach().cpu().numpy() if hasattr(t, "detach") else t for t in leaves]
+        return [t.detach().cpu().numpy() if hasattr(t, "detach") else t for _, t in named_outputs(out)]
 
     def bind(self, prepared: tuple[Any, ...]) -> Callable[[], Any]:
         model, sync = self._model, self._sync

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 @variants_option
 @click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
               help="e.g. \"cos>=0.999\", \"max_abs<=1e-2\", \"agree>=0.99\"; the fastest variant inside it is "
-                   "marked [cos>=0.99].")
+                   "marked [cos>=0.99,agree>=0.99].")
 @calibration_option
 @cache_option
 @click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
@@ -97,8 +97,9 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
 @calibration_option
 @cache_option
 @click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Value of a named free dim.")
-@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…", help="Whole shape of one input.")
-@click.option("--accuracy-budget", metavar="METRIC>=N[,…]", help="Budget fp16's repair keeps to [cos>=0.99].")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…[:DTYPE]", help="Whole shape of one input.")
+@click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
+              help="Budget fp16's repair keeps to [cos>=0.99,agree>=0.99].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds one build step may take.")
 @debug_option
@@ -129,8 +130,8 @@ def optimize(model, output_dir, variants, calibration, cache_dir, dims, shapes, 
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .onnx file.")
-@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…",
-              help="Example shape of an input (PyTorch modules do not record theirs).")
+@click.option("--shape", "shapes", multiple=True, metavar="INPUT=D1xD2…[:DTYPE]",
+              help="Example shape of an input, and its type (PyTorch modules record neither): input_ids=1x128:int64.")
 @click.option("--inputs", type=click.Path(), help="Real inputs for the parity check: .npz, or .csv/.parquet rows.")
 @click.option("-b", "--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="Rows (items) per synthetic parity feed.")

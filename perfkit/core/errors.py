@@ -35,3 +35,25 @@ def brief(exc: BaseException, limit: int = 180, *, typed: bool = False) -> str:
     if typed:
         return f"{type(exc).__name__}: {text[:10_000] or type(exc).__name__}"[:limit]
     return text[:limit] or type(exc).__name__
+
+
+# The line a printed traceback ends with: the error's type and message ("RuntimeError: Expected tensor …").
+TRACEBACK_END = re.compile(r"^\s*[\w.]+(?:Error|Exception): ", re.MULTILINE)
+
+
+def root_cause(exc: BaseException, limit: int = 600) -> str:
+    """The first error behind `exc`, typed, for one line: the last of its chain (what a wrapper raised `from`, or
+    raised while handling), since wrappers (torch.onnx's dynamo exporter) restate the step, not the reason; and,
+    of a message that quotes a traceback (TorchScript's interpreter does), the error that traceback ends with."""
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        exc = nxt
+    text = ANSI_COLOUR.sub("", str(exc))
+    ends = list(TRACEBACK_END.finditer(text)) if "Traceback" in text else []
+    if ends:
+        return " ".join(text[ends[-1].start():].split())[:limit]
+    return brief(exc, limit, typed=True)

@@ -84,6 +84,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     complete: bool = False  # False while running, and for ever if the run was interrupted
     command: tuple[str, ...] = ()
+    accuracy_on: str = ""  # what every row's accuracy was judged on: the user's data, or synthetic feeds
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -7,6 +7,10 @@ Synthetic values (documented in the README):
 - inputs named like a mask (`attention_mask`, `mask`): all ones, i.e. nothing masked, of any type;
 - bool: True or False with equal odds;
 - strings and anything else: not synthesised; the user gives data with --inputs.
+
+The element type is the signature's. `--shape NAME=D1xD2…:DTYPE` may state it (it must then agree); a PyTorch
+module, which records no types, takes it from there for its export, else int64 for inputs named like token ids
+(`input_ids`, `*_ids`, `token*`, `ids`) and float32 for the rest (`perfkit.backends.torch.input_ports`).
 """
 
 from __future__ import annotations
@@ -43,12 +47,9 @@ class Shapes:
 
 def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
     """Concrete shapes from --batch, --dim and --shape, documented defaults for the rest."""
-    names = {i.name for i in sig.inputs}
-    for name, _ in wl.shapes:
-        if name not in names:
-            raise PerfkitError(f"--shape {name}", "no such input", f"the inputs are: {', '.join(sorted(names))}")
+    _check_given(sig, wl)
     dims = dict(wl.dims)
-    given = dict(wl.shapes)
+    given = {s.name: s.dims for s in wl.shapes}
     batch_names = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], str)}
     all_names = {d for i in sig.inputs for d in (i.shape or ()) if isinstance(d, str)}
     for name in dims:
@@ -70,6 +71,19 @@ def resolve_shapes(sig: Signature, wl: Workload, subject: str) -> Shapes:
                           for pos, dim in enumerate(info.shape or ()))
         out.append((info.name, shape))
     return Shapes(tuple(out), _items_per_call(wl.batch, [s for _, s in out]), tuple(filled))
+
+
+def _check_given(sig: Signature, wl: Workload) -> None:
+    """Every --shape names an input, and its element type, when given, is the input's."""
+    infos = {i.name: i for i in sig.inputs}
+    for given in wl.shapes:
+        info = infos.get(given.name)
+        if info is None:
+            raise PerfkitError(f"--shape {given.name}", "no such input",
+                               f"the inputs are: {', '.join(sorted(infos))}")
+        if given.dtype and info.dtype and given.dtype != info.dtype:
+            raise PerfkitError(f"--shape {given.name}", f"gives {given.dtype}, the model's input is {info.dtype}",
+                               f"drop :{given.dtype}, or write :{info.dtype}")
 
 
 def _check_feedable(info: TensorInfo, subject: str, shape_given: bool) -> None:
@@ -233,6 +247,9 @@ def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
 
 CALIBRATION_SAMPLES = 32  # synthetic calibration items: enough for MinMax ranges to settle on random data
 CALIBRATION_CHUNK = 8  # items per calibration call when the batch dim is free: fewer calls, same ranges
+HOLD_OUT_SHARE = 4  # one calibration sample in this many is kept back to judge accuracy on...
+HOLD_OUT_MAX = 64  # ...up to this many: every variant runs on each, and 64 items show a 2 % label change
+HOLD_OUT_MIN_SAMPLES = 8  # below this, holding any out would leave too little to calibrate on
 SYNTHETIC_CALIBRATION = ("int8-static calibrated on synthetic inputs: its ranges come from random data, so "
                          "its accuracy here misstates accuracy on real inputs — give --calibration data.npz")
 
@@ -244,6 +261,8 @@ class FeedSet:
     shapes: Shapes
     feeds: tuple[dict[str, Any], ...]  # timed
     checks: tuple[dict[str, Any], ...]  # compared with the reference
+    checks_from: str = ""  # what the checks are, for the table: "16 samples held out from cal.npz", "synthetic"
+    synthetic_checks: bool = False  # made up from the signature: accuracy on them may misstate real inputs'
 
 
 @dataclass(frozen=True)
@@ -255,39 +274,99 @@ class Calibration:
     synthetic: bool = False  # made up from the signature: its accuracy misstates real data's, said so
 
 
-def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str) -> FeedSet:
-    """The user's data as both the timed and the check feed; else seeded synthetic feeds, `checks` of them
-    for comparing (none when nothing is compared)."""
+@dataclass(frozen=True)
+class Samples:
+    """The user's --calibration samples (first axis: the samples), split into those the quantizer sees and
+    those held out to judge every variant on."""
+
+    path: str
+    calibrate: dict[str, Any]
+    held_out: dict[str, Any]  # empty arrays when there were too few to hold any out
+    total: int
+
+    @property
+    def held(self) -> int:
+        return len(next(iter(self.held_out.values()))) if self.held_out else 0
+
+
+def read_samples(path_text: str, sig: Signature, hold_out: bool = True) -> Samples:
+    """The calibration file, checked against the model's inputs; with `hold_out`, one sample in HOLD_OUT_SHARE
+    (the last ones, up to HOLD_OUT_MAX) held out when there are at least HOLD_OUT_MIN_SAMPLES."""
+    arrays, _ = load_inputs(path_text, _samples_signature(sig))
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise PerfkitError(path_text, "calibration arrays differ in their number of samples (first axis)",
+                           "give every input the same number of samples")
+    n = counts.pop()
+    held = 0 if n < HOLD_OUT_MIN_SAMPLES or not hold_out else min(n // HOLD_OUT_SHARE, HOLD_OUT_MAX)
+    return Samples(path_text, {k: a[:n - held] for k, a in arrays.items()},
+                   {k: a[n - held:] for k, a in arrays.items()} if held else {}, n)
+
+
+def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples: Samples | None = None) -> FeedSet:
+    """The user's data as both the timed and the check feed; else seeded synthetic feeds timed, and compared on
+    the calibration samples held out (`samples`) when they fit this workload, or on `checks` synthetic feeds
+    (none when nothing is compared)."""
     if wl.inputs:
         arrays, shapes = load_inputs(wl.inputs, sig)
-        return FeedSet(shapes, (arrays,), (arrays,))
+        return FeedSet(shapes, (arrays,), (arrays,) if checks else (), f"the --inputs data ({wl.inputs})")
     shapes = resolve_shapes(sig, wl, subject)
     feeds = tuple(synthesize(sig, shapes, wl.seed, max(wl.distinct_feeds, checks), subject))
-    return FeedSet(shapes, feeds[:wl.distinct_feeds], feeds[:checks])
+    why_not = ""
+    if checks and samples is not None:
+        real, why_not = held_out_checks(samples, shapes)
+        if real:
+            return FeedSet(shapes, feeds[:wl.distinct_feeds], real, real_checks_from(samples))
+    synthetic = f"{checks} synthetic feeds" + (f" ({why_not})" if why_not else "")
+    return FeedSet(shapes, feeds[:wl.distinct_feeds], feeds[:checks], synthetic, synthetic_checks=bool(checks))
 
 
-def calibration_feeds(sig: Signature, shapes: Shapes, path_text: str | None, seed: int, skip: int) -> Calibration:
-    """Feeds for static quantization. From the user's .npz — one array per input, first axis the samples —
-    split into calls of the model's batch; or synthetic, seeded apart from the `skip` check feeds so
-    calibration never sees the inputs accuracy is judged on."""
-    if path_text is None:
+def held_out_checks(samples: Samples, shapes: Shapes) -> tuple[tuple[dict[str, Any], ...], str]:
+    """The held-out samples (or, when too few to hold any out, the calibration samples themselves) as feeds
+    of this workload's batch; () and why when their shapes are not this workload's."""
+    pool = samples.held_out or samples.calibrate
+    n = len(next(iter(pool.values())))
+    per_call = max(shapes.batch, 1)
+    feeds = tuple({k: a[i:i + per_call] for k, a in pool.items()} for i in range(0, n - per_call + 1, per_call))
+    want = dict(shapes.shapes)
+    if not feeds:
+        return (), f"the {n} calibration samples are fewer than one call's batch of {per_call}"
+    got = {k: tuple(a.shape) for k, a in feeds[0].items()}
+    if got != want:
+        return (), f"calibration samples are {_shapes(got)}, this workload feeds {_shapes(want)}"
+    return feeds, ""
+
+
+def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{name} {_show(shape)}" for name, shape in shapes.items())
+
+
+def real_checks_from(samples: Samples) -> str:
+    if samples.held:
+        return f"{samples.held} samples held out from {samples.path} (calibration used the other " \
+               f"{samples.total - samples.held})"
+    return (f"the {samples.total} calibration samples themselves — too few to hold any out (fewer than "
+            f"{HOLD_OUT_MIN_SAMPLES}), and a quantizer's own samples flatter it: give more samples or --inputs")
+
+
+def calibration_feeds(sig: Signature, shapes: Shapes, samples: Samples | None, seed: int, skip: int) -> Calibration:
+    """Feeds for static quantization: the user's samples (not those held out) split into calls of the model's
+    batch; or synthetic, seeded apart from the `skip` check feeds so calibration never sees the inputs
+    accuracy is judged on."""
+    if samples is None:
         per_call = max(shapes.batch, 1)
         count = max(1, -(-CALIBRATION_SAMPLES // per_call))
         feeds = synthesize(sig, shapes, seed, skip + count)[skip:]
         return Calibration(tuple(feeds), f"{count * per_call} synthetic samples (seed {seed})", synthetic=True)
-    arrays, _ = load_inputs(path_text, _samples_signature(sig))
-    samples = {len(a) for a in arrays.values()}
-    if len(samples) != 1 or 0 in samples:
-        raise PerfkitError(path_text, "calibration arrays differ in their number of samples (first axis)",
-                           "give every input the same number of samples")
-    n = samples.pop()
+    arrays, n = samples.calibrate, samples.total - samples.held
     fixed = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], int)}
     chunk = fixed.pop() if len(fixed) == 1 else CALIBRATION_CHUNK
     chunks = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, n - chunk + 1, chunk))
     if not chunks:
-        raise PerfkitError(path_text, f"{n} samples, fewer than the model's fixed batch of {chunk}",
-                           f"give at least {chunk} samples")
-    return Calibration(chunks, f"{path_text} ({n} samples, sha256 {file_digest([Path(path_text)])[:12]})")
+        raise PerfkitError(samples.path, f"{n} samples to calibrate on, fewer than the model's fixed batch of "
+                           f"{chunk}", f"give at least {chunk + samples.held} samples")
+    digest = file_digest([Path(samples.path)])[:12]
+    return Calibration(chunks, f"{samples.path} ({n} of {samples.total} samples, sha256 {digest})")
 
 
 def _samples_signature(sig: Signature) -> Signature:

@@ -15,6 +15,7 @@ from typing import Any
 from perfkit.core import VERSION
 from perfkit.core.errors import CaseFailed, PerfkitError
 from perfkit.core.model import NativeModel, Port
+from perfkit.core.spec import InputShape
 from perfkit.files.onnx_file import file_digest
 from perfkit.measure.isolate import call_in
 from perfkit.native.exporters import ExportJob, export
@@ -37,7 +38,7 @@ class Converted:
 
 
 def convert(native: NativeModel, *, cache_dir: str, opset: int | None = None,
-            shapes: tuple[tuple[str, tuple[int, ...]], ...] = (), data: str | None = None,
+            shapes: tuple[InputShape, ...] = (), data: str | None = None,
             float64: bool = False, timeout_s: float = 600, isolate: bool = True) -> Converted:
     """The cached ONNX conversion, built in a worker (a framework that crashes takes only the worker)."""
     folder = Path(cache_dir) / "exports" / export_key(native, opset, shapes, data, float64)
@@ -79,7 +80,8 @@ def _shape(value: Any) -> tuple | None:
     return None if value is None else tuple(value)
 
 
-def export_key(native: NativeModel, opset: int | None, shapes: tuple, data: str | None, float64: bool) -> str:
+def export_key(native: NativeModel, opset: int | None, shapes: tuple[InputShape, ...], data: str | None,
+               float64: bool) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     versions: dict[str, str | None] = {}
@@ -89,6 +91,8 @@ def export_key(native: NativeModel, opset: int | None, shapes: tuple, data: str 
         except PackageNotFoundError:
             versions[package] = None
     key = {"digest": native.digest, "format": native.format, "factory": native.factory, "opset": opset,
-           "shapes": [list(map(str, s)) for s in shapes], "perfkit": VERSION, "versions": versions,
+           # a shape without a dtype keys as it did before --shape took one: those conversions stay cached
+           "shapes": [[s.name, str(s.dims), *([s.dtype] if s.dtype else [])] for s in shapes],
+           "perfkit": VERSION, "versions": versions,
            "float64": float64, "data": file_digest([Path(data)]) if data else None}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.backends.quiet import silenced
-from perfkit.core.errors import PerfkitError, brief
+from perfkit.core.errors import PerfkitError, brief, root_cause
 from perfkit.core.model import NativeModel, Port
+from perfkit.core.spec import InputShape
 from perfkit.files.data import read_sample
 from perfkit.native.frameworks import backend_module
 
@@ -28,7 +29,7 @@ class ExportJob:
     native: NativeModel
     dst: str
     opset: int | None = None
-    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # --shape: input names and example shapes
+    shapes: tuple[InputShape, ...] = ()  # --shape: input names, example shapes, element types
     data: str | None = None  # --inputs: a sample of real inputs (.npz, .csv, .parquet)
     float64: bool = False  # scikit-learn: keep float64 arithmetic in the ONNX model (--float64)
 
@@ -90,8 +91,8 @@ def _sklearn(job: ExportJob, sk) -> tuple[NativeModel, tuple[str, ...]]:
     if not columns:
         ports = tuple(replace(p, name=name) for p in ports)
     if job.shapes and not columns:
-        (name, shape), *_ = job.shapes
-        ports = (Port(name, "float32", (None, *shape[1:])),)
+        first = job.shapes[0]
+        ports = (Port(first.name, "float32", (None, *first.dims[1:])),)
     if job.float64:
         ports = tuple(replace(p, dtype="float64") if p.dtype == "float32" else p for p in ports)
     types = {"float32": FloatTensorType, "float64": DoubleTensorType, "int64": Int64TensorType,
@@ -173,62 +174,129 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
     native = job.native
     model = tb.load(native)
     ports = tb.input_ports(model, native, job.shapes, read_sample(job.data))
-    examples = tuple(torch.from_numpy(a) for a in tb.example_arrays(ports, EXAMPLE_BATCH))
+    runnable = model.module() if native.format == "exported-program" else model
+    arrays = tb.example_arrays(ports, _example_batch(native, job.shapes), tb.index_limits(runnable, ports))
+    examples = tuple(torch.from_numpy(a) for a in arrays)
+    outputs, flat = _probe(tb, runnable, examples, ports, native)
+    if not flat:  # a dict, a ModelOutput or nested tuples: both exporters want a flat tuple of tensors
+        model = runnable = _flattened(tb, runnable)
     opset = job.opset or DEFAULT_OPSET
     names = [p.name for p in ports]
-    with torch.inference_mode():
-        runnable = model.module() if native.format == "exported-program" else model
-        count = len(torch.utils._pytree.tree_leaves(runnable(*examples)))
-    outputs = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
     notes: list[str] = []
-    dynamo_error = ""
+    dynamo_error: BaseException | None = None
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
     if native.format != "torchscript":
         try:
             with silenced():
-                _torch_dynamo(model, examples, names, outputs, job.dst, opset)
+                _torch_dynamo(model, examples, names, outputs, job.dst, opset,
+                              static=native.format == "exported-program", wrapped=not flat)
             notes.append(f"torch.onnx dynamo exporter, opset {opset}")
         except Exception as exc:
-            dynamo_error = brief(exc, 160)
+            dynamo_error = exc
     if not notes:
-        if native.format == "exported-program":
-            model = model.module()
         try:
             with silenced():
-                _torch_legacy(model, examples, names, outputs, job.dst, opset)
+                _torch_legacy(runnable, examples, names, outputs, job.dst, opset, traced=not flat)
         except Exception as exc:
-            raise _torch_failure(native, brief(exc, 200), dynamo_error) from None
+            raise _torch_failure(native, exc, dynamo_error, _next_step(root_cause(exc), ports, tb)) from None
         notes.append(f"TorchScript exporter, opset {opset}" +
-                     (f" (dynamo exporter failed: {dynamo_error})" if dynamo_error else ""))
+                     (f" (dynamo exporter failed: {root_cause(dynamo_error, 160)})" if dynamo_error else ""))
     name_batch_dim(job.dst)
     return replace(native, inputs=ports, outputs=_onnx_outputs(job.dst)), tuple(notes)
+
+
+def _example_batch(native: NativeModel, shapes: tuple[InputShape, ...]) -> int:
+    """EXAMPLE_BATCH, for the dynamo exporter; a TorchScript module goes to the TorchScript exporter only, which
+    keeps the batch free whatever it traces at, and a traced module may run only at the batch it was traced
+    with: the one --shape gives."""
+    if native.format == "torchscript" and shapes and shapes[0].dims:
+        return shapes[0].dims[0]
+    return EXAMPLE_BATCH
+
+
+def _probe(tb, model, examples, ports, native: NativeModel) -> tuple[list[str], bool]:
+    """One call on the example inputs: the outputs' names, and whether they are already flat. A model that
+    fails here fails before either exporter runs, so its own error is the one to show."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = model(*examples)
+    except Exception as exc:
+        given = ", ".join(f"{p.name} {p.dtype} [{'x'.join(map(str, e.shape))}]" for p, e in zip(ports, examples,
+                                                                                                  strict=True))
+        why = root_cause(exc)
+        raise PerfkitError(native.source or native.path, f"it fails on example inputs ({given}): {why}",
+                           _next_step(why, ports, tb)) from None
+    return [name for name, _ in tb.named_outputs(out)], tb.is_flat(out)
+
+
+def _flattened(tb, model):
+    """The module with its outputs as a flat tuple of tensors, in the order (and under the names) that
+    `named_outputs` gives them."""
+    import torch
+
+    class Flattened(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *args):
+            return tuple(t for _, t in tb.named_outputs(self.inner(*args)))
+
+    return Flattened()
 
 
 UNEXPORTED_OP = (r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d+ is not supported",
                  r"unrecognized namespace ([\w.]+::\w+)", r"[Nn]o (?:decomposition|ONNX function)\w* (?:registered )?"
                  r"for (?:target )?'?([\w.]+::\w+)")
+# A root cause that says an input has the wrong element type (an id fed as float, a mask as int).
+WRONG_DTYPE = re.compile(r"[Ss]calar types?|dtype|\bLong\b|FloatTensor|[Ee]xpected .{0,60} but (?:found|got)")
 
 
-def _torch_failure(native: NativeModel, why: str, dynamo_error: str) -> PerfkitError:
-    """One line: the op that has no ONNX export when either exporter names it, else what they said."""
+def _next_step(root: str, ports, tb) -> str:
+    """What to try after a failure with this root cause."""
+    example = next((p for p in ports if tb.guessed_dtype(p.name) == "int64"), ports[0]) if ports else None
+    if example is not None and WRONG_DTYPE.search(root):
+        dims = "x".join(str(d or 1) for d in example.shape or ())
+        return (f"give each input its element type, e.g. --shape {example.name}={dims}:int64, or real inputs with "
+                "--inputs data.npz")
+    if "index out of range" in root:
+        return "give real inputs with --inputs data.npz (the example ids overran a table)"
+    return ("check --shape against what forward takes (one per input, in its order), give real inputs with "
+            "--inputs data.npz, or export it yourself with torch.onnx.export and bench the .onnx")
+
+
+def _torch_failure(native: NativeModel, exc: BaseException, dynamo_error: BaseException | None,
+                   next_step: str) -> PerfkitError:
+    """One line that holds the root cause: the op that has no ONNX export when either exporter names it, else
+    the first error behind what each exporter raised, and what to try next."""
+    subject = native.source or native.path
+    why = root_cause(exc)
+    dynamo_why = root_cause(dynamo_error) if dynamo_error else ""
     for pattern in UNEXPORTED_OP:
-        m = re.search(pattern, f"{why} {dynamo_error}")
+        m = re.search(pattern, f"{why} {dynamo_why} {brief(exc, 10_000)}")
         if m:
-            return PerfkitError(native.source or native.path, f"the op {m[1]} has no ONNX export",
-                                "replace it in the model, or register an ONNX translation for it "
-                                "(torch.onnx.export(..., custom_translation_table=…)) and export it yourself")
-    return PerfkitError(native.source or native.path, f"torch.onnx could not export it: {why}",
-                        "try another --opset, or replace the failing op" +
-                        (f" (the dynamo exporter said: {dynamo_error})" if dynamo_error else ""))
+            how = "register a symbolic for it (torch.onnx.register_custom_op_symbolic)"
+            if dynamo_error:
+                how += " or an ONNX translation (torch.onnx.export(..., dynamo=True, custom_translation_table=…))"
+            return PerfkitError(subject, f"the op {m[1]} has no ONNX export",
+                                f"replace it in the model, or {how}, export it yourself and bench the .onnx")
+    said = f" (the dynamo exporter said: {dynamo_why})" if dynamo_why else ""
+    return PerfkitError(subject, f"torch.onnx could not export it: {why}{said}",
+                        f"try another --opset; {next_step}")
 
 
-def _torch_dynamo(model, examples, names, outputs, dst: str, opset: int) -> None:
+def _torch_dynamo(model, examples, names, outputs, dst: str, opset: int, *, static: bool, wrapped: bool) -> None:
+    """The dynamo exporter, the batch free unless `static` (a torch.export program keeps the shapes it was
+    exported with); `wrapped`: the flattening wrapper, which takes its inputs as *args."""
     import warnings
 
     import torch
 
-    static = getattr(model, "graph_signature", None) is not None  # an ExportedProgram keeps its own shapes
-    dynamic = None if static else tuple({0: torch.export.Dim.DYNAMIC} for _ in examples)
+    dynamic: Any = None if static else tuple({0: torch.export.Dim.DYNAMIC} for _ in examples)
+    if dynamic and wrapped:
+        dynamic = (dynamic,)  # one entry for the wrapper's *args, holding each input's
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, examples, dynamo=True, input_names=names, output_names=outputs,
@@ -239,7 +307,9 @@ def _torch_dynamo(model, examples, names, outputs, dst: str, opset: int) -> None
     program.save(dst)
 
 
-def _torch_legacy(model, examples, names, outputs, dst: str, opset: int) -> None:
+def _torch_legacy(model, examples, names, outputs, dst: str, opset: int, traced: bool = False) -> None:
+    """The TorchScript-based exporter; `traced`: trace the flattening wrapper first, since this exporter's own
+    tracer refuses a ScriptModule called inside a plain module."""
     import warnings
 
     import torch
@@ -247,8 +317,52 @@ def _torch_legacy(model, examples, names, outputs, dst: str, opset: int) -> None
     axes = {n: {0: "batch"} for n in [*names, *outputs]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if traced:
+            model = torch.jit.trace(model, examples, strict=False, check_trace=False)
+        _register_symbolics()
         torch.onnx.export(model, examples, dst, dynamo=False, input_names=names, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset)
+
+
+def _register_symbolics() -> None:
+    """Two ops transformers' masks use, for the TorchScript exporter: aten::diff, which it lacks, and
+    aten::cumsum of a bool, which it writes as a CumSum onnxruntime refuses (torch counts bools as int64).
+    A causal LM (GPT-2, Llama) traced with input_ids alone takes both, in its packed-sequence check."""
+    import torch
+
+    try:
+        from torch.onnx import symbolic_helper as sh
+    except ImportError:  # a torch without the TorchScript exporter's helpers: its own symbolics stand
+        return
+
+    def constant(value: int) -> Any:
+        return torch.tensor([value], dtype=torch.long)
+
+    @sh.parse_args("v", "i", "i", "v", "v")
+    def diff(g, x, n, dim, prepend, append):
+        parts = [v for v in (prepend, x, append) if not sh._is_none(v)]
+        if len(parts) > 1:
+            x = g.op("Concat", *parts, axis_i=dim)
+        axes = g.op("Constant", value_t=constant(dim))
+        for _ in range(n):
+            later = g.op("Slice", x, g.op("Constant", value_t=constant(1)),
+                         g.op("Constant", value_t=constant(2**63 - 1)), axes)
+            earlier = g.op("Slice", x, g.op("Constant", value_t=constant(0)), g.op("Constant", value_t=constant(-1)),
+                           axes)
+            x = g.op("Sub", later, earlier)
+        return x
+
+    @sh.parse_args("v", "i", "none")
+    def cumsum(g, x, dim, dtype=None):
+        types = sh._type_utils.JitScalarType
+        if dtype is not None and not sh._is_none(dtype):
+            x = g.op("Cast", x, to_i=types(sh._get_const(dtype, "i", "dtype")).onnx_type())
+        elif x.type().scalarType() == "Bool":
+            x = g.op("Cast", x, to_i=types.INT64.onnx_type())
+        return g.op("CumSum", x, g.op("Constant", value_t=torch.tensor(dim, dtype=torch.long)))
+
+    torch.onnx.register_custom_op_symbolic("aten::diff", diff, 11)  # 11: the opset CumSum and Slice's inputs came
+    torch.onnx.register_custom_op_symbolic("aten::cumsum", cumsum, 11)
 
 
 def name_batch_dim(path: str) -> None:

@@ -112,6 +112,8 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
         out.append(f"native vs ONNX, batch {r.batch}: row {i + 1} ({r.model.label} on {r.target.label}) runs "
                    f"{fmt_ratio(ratio)} the speed of row {n + 1} ({report.results[n].model.label})")
     if compared(report):
+        if report.accuracy_on:
+            out.append(f"accuracy judged on {report.accuracy_on}")
         out += variant_notes(report, verdict)
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")

@@ -92,6 +92,7 @@ class BuildContext:
     check_feeds: tuple[dict[str, Any], ...] = ()  # for fp16's repair: the accuracy feeds
     reference: Outputs | None = None  # the base model's outputs on check_feeds
     budget: Budget | None = None
+    source: str = ""  # the model path the user gave: fusion reads a Hugging Face config.json beside it
 
 
 def split_chains(text: str) -> list[str]:

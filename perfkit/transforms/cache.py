@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perfkit.core import VERSION
-from perfkit.core.errors import CaseFailed, Unsupported
+from perfkit.core.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.core.model import Model
-from perfkit.files.onnx_file import disk_size, file_digest
+from perfkit.files.onnx_file import external_data_files, file_digest
 from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.transforms import TRANSFORMS, BuildContext, Step, get_transform
 
@@ -69,6 +69,8 @@ def build_variant(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache
         return Broken(tuple(s.label for s in steps), "skipped", str(exc))
     except CaseFailed as exc:
         return Broken(tuple(s.label for s in steps), "failed", str(exc))
+    except PerfkitError as exc:  # about a file in the cache: that variant's row, never the run, and no hint
+        return Broken(tuple(s.label for s in steps), "failed", exc.what)  # that sends the user into the cache
 
 
 def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_dir: str, timeout_s: float,
@@ -79,7 +81,7 @@ def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_d
     for step in steps:
         folder = Path(cache_dir) / "variants" / step_key(model, step, ctx, cpu_flags)
         meta_path = folder / "meta.json"
-        if not meta_path.is_file() or not (folder / MODEL_FILE).is_file():
+        if _incomplete(folder):
             shutil.rmtree(folder, ignore_errors=True)  # an entry someone pruned by hand is built again
             all_cached = False
             _build_step(model, step, ctx, folder, timeout_s, isolate)
@@ -96,6 +98,8 @@ def step_key(parent: Model, step: Step, ctx: BuildContext, cpu_flags: tuple[str,
     if step.name == "fp16":
         salt["budget"] = ctx.budget.text if ctx.budget else ""
         salt["checks"] = _feeds_digest(ctx.check_feeds)
+    if step.name == "fusion":  # a Hugging Face config.json beside the user's model gives heads and hidden size
+        salt["config"] = _config_digest(ctx.source)
     if TRANSFORMS[step.name].machine_specific:
         salt["cpu"] = cpu_flags
     text = json.dumps([parent.digest, step.name, step.options, _ort_version(), VERSION, salt], default=str)
@@ -109,6 +113,12 @@ def _feeds_digest(feeds) -> str:
             h.update(name.encode())
             h.update(feed[name].tobytes())
     return h.hexdigest()
+
+
+def _config_digest(source: str) -> str:
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    config = folder / "config.json"
+    return file_digest([config]) if source and config.is_file() else ""
 
 
 def _ort_version() -> str:
@@ -132,6 +142,8 @@ def _build_step(parent: Model, step: Step, ctx: BuildContext, folder: Path, time
             if notes.status == "skipped":
                 raise Unsupported(notes.reason)
             raise CaseFailed(f"building {step.label}: {notes.reason}")
+        if lacking := _incomplete(work, meta=False):
+            raise CaseFailed(f"building {step.label}: its output is incomplete ({lacking})")
         digest = file_digest(sorted(p for p in work.iterdir() if p.is_file()))
         (work / "meta.json").write_text(json.dumps({"step": step.label, "options": step.options,
                                                     "parent": parent.path, "parent_digest": parent.digest,
@@ -145,15 +157,61 @@ def _build_step(parent: Model, step: Step, ctx: BuildContext, folder: Path, time
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _incomplete(folder: Path, meta: bool = True) -> str:
+    """What the entry lacks: its model, an external data file the model names (or part of one), its
+    meta.json; "" when whole."""
+    import onnx
+
+    model = folder / MODEL_FILE
+    if not model.is_file() or (meta and not (folder / "meta.json").is_file()):
+        return "no model file"
+    try:
+        external_data_files(onnx.load(str(model), load_external_data=False), model)
+    except PerfkitError as exc:
+        return exc.what
+    return ""
+
+
 def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
-    """One transform from src to dst (in the worker); returns its notes."""
+    """One transform from src to dst (in the worker); returns its notes. Weights the transform left naming
+    its input's data files are brought into dst's folder, so the entry loads wherever it is copied."""
     step, src, dst, ctx = args
-    return tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
+    notes = tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
+    bring_data_along(Path(dst), Path(src))
+    return notes
 
 
-def is_large(path: Path) -> bool:
-    """The model with the external data it names is too big for one protobuf message."""
-    return disk_size(str(path))[0] > LARGE_BYTES
+def bring_data_along(dst: Path, src: Path) -> None:
+    """Rewrite dst with its weights in `dst.onnx.data` when any tensor still points at a data file that
+    is beside src but not beside dst (onnxruntime's optimized-model writer and plugins do that)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor, uses_external_data
+
+    proto = onnx.load(str(dst), load_external_data=False)
+    external = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
+    here = {e.value for t in external for e in t.external_data if e.key == "location"}
+    away = {name for name in here if not (dst.parent / name).is_file()}
+    if not away or not all((src.parent / name).is_file() for name in away):
+        return  # whole, or naming files nobody has: the entry check reports it
+    for tensor in external:
+        location = next(e.value for e in tensor.external_data if e.key == "location")
+        base = dst.parent if (dst.parent / location).is_file() else src.parent
+        load_external_data_for_tensor(tensor, str(base))
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+    for name in here:
+        (dst.parent / name).unlink(missing_ok=True)  # onnx appends to a data file that exists
+    save(proto, dst, large=True)
+
+
+def weights_beside(path: Path) -> bool:
+    """Whether a transform of this model writes its weights beside it (`model.onnx.data`): the model's own
+    weights live beside it (the user's layout is kept), or it is too big for one protobuf message."""
+    import onnx
+
+    files = external_data_files(onnx.load(str(path), load_external_data=False), path)
+    return bool(files) or path.stat().st_size > LARGE_BYTES
+
 
 
 def save(proto: onnx.ModelProto, dst: Path, large: bool) -> None:

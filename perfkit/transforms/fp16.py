@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfkit.transforms import BuildContext
-from perfkit.transforms.cache import is_large, save
+from perfkit.transforms.cache import LARGE_BYTES, save, weights_beside
 
 if TYPE_CHECKING:
     import onnx
@@ -34,8 +34,8 @@ Values = dict[str, list[Any]]  # tensor name -> its value on each layer-wise fee
 def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     import onnx
 
-    large = is_large(src)
     fp32 = onnx.load(str(src))
+    large = fp32.ByteSize() > LARGE_BYTES  # too big for one protobuf message: sessions load it from files
     name_nodes(fp32)
     engine = options["engine"]
     if engine == "auto":
@@ -59,7 +59,7 @@ def convert(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
         notes.append(f"kept {len(blocked)} node(s) in fp32 to repair it: {shown}")
     if problem:
         notes.append(f"still broken after repair: {problem}" if options["repair"] else f"broken: {problem}")
-    save(fp16, dst, large)
+    save(fp16, dst, large or weights_beside(src))
     return notes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfkit.transforms import BuildContext
-from perfkit.transforms.cache import is_large
+from perfkit.transforms.cache import weights_beside
 
 LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -18,7 +18,7 @@ def graph_optimize(src: Path, dst: Path, options: dict, ctx: BuildContext) -> li
     so.log_severity_level = 3
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[options["level"]])
     so.optimized_model_filepath = str(dst)
-    if is_large(src):
+    if weights_beside(src):
         so.add_session_config_entry("session.optimized_model_external_initializers_file_name", dst.name + ".data")
         so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])

@@ -9,7 +9,7 @@ from typing import Any
 from perfkit.core.errors import Unsupported, brief
 from perfkit.files.onnx_file import op_histogram
 from perfkit.transforms import BuildContext
-from perfkit.transforms.cache import is_large
+from perfkit.transforms.cache import weights_beside
 
 CALIBRATE = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -38,7 +38,7 @@ def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
     """Weights to int8 ahead of time, activations quantized per call from their own range."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    large = is_large(src)
+    large = weights_beside(src)
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8 if options["weights"] == "qint8"
@@ -54,7 +54,7 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     if not ctx.calibration:
         raise Unsupported("int8-static needs calibration data and the model's inputs cannot be synthesised")
     activation = QuantType.QUInt8 if options["types"] == "u8s8" else QuantType.QInt8
-    large = is_large(src)
+    large = weights_beside(src)
     extra: dict[str, bool | float] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if options["calibrate"] == "percentile":
         extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from perfkit.analysis.accuracy import compare_outputs, nonfinite, parse_budget, within
+from perfkit.analysis.accuracy import compare_outputs, looks_like_scores, nonfinite, parse_budget, within
 from perfkit.core.errors import PerfkitError
 from perfkit.output.cells import summary_cells
 
@@ -94,3 +94,27 @@ def test_bad_budgets_say_how_to_write_one(text, message):
 
 def test_budget_text_is_canonical():
     assert parse_budget("cos >= 0.999 , agree>=0.99").text == "cos>=0.999,agree>=0.99"
+
+
+@pytest.mark.parametrize("name, shape, scores", [
+    ("pooler_output", (4, 768), False),  # BERT: one row per item, but features, not classes
+    ("last_hidden_state", (4, 16, 768), False),
+    ("sentence_embedding", (4, 384), False),
+    ("logits", (4, 16, 50257), True),  # a language model's: a label per token
+    ("predictions", (4, 1000), True),  # Keras applications' softmax
+    ("output_0", (4, 10), True),  # an unnamed (batch, classes): a classifier's
+])
+def test_label_agreement_is_only_for_outputs_that_are_class_scores(name, shape, scores):
+    array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    assert looks_like_scores(array, name) is scores
+
+
+def test_a_variant_that_flips_most_labels_is_outside_the_default_budget():
+    from perfkit.core.spec import DEFAULT_BUDGET
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((8, 1000)) * 0.01 + 5  # close scores, as a ViT's: cosine near 1 whatever the order
+    got = ref + rng.standard_normal((8, 1000)) * 0.01
+    (acc,) = compare_outputs([[ref.astype(np.float32)]], [[got.astype(np.float32)]], ("logits",))
+    assert acc.cosine > 0.99 and acc.agree < 0.5
+    assert within((acc,), parse_budget(DEFAULT_BUDGET))[0] is False

@@ -1,7 +1,7 @@
 import pytest
 
 from perfkit.core.errors import PerfkitError
-from perfkit.core.spec import Target, parse_batches, parse_dim, parse_shape, parse_target
+from perfkit.core.spec import InputShape, Target, parse_batches, parse_dim, parse_shape, parse_target
 
 
 def test_target_with_provider_options():
@@ -40,9 +40,15 @@ def test_unknown_opt_level():
 
 def test_dim_shape_batch_parsers():
     assert parse_dim("batch=8") == ("batch", 8)
-    assert parse_shape("pixel_values=1x3x224x224") == ("pixel_values", (1, 3, 224, 224))
-    assert parse_shape("scalar=") == ("scalar", ())
+    assert parse_shape("pixel_values=1x3x224x224") == InputShape("pixel_values", (1, 3, 224, 224))
+    assert parse_shape("scalar=") == InputShape("scalar", ())
     assert parse_batches("1, 8,32") == (1, 8, 32)
+
+
+def test_a_shape_may_give_its_element_type():
+    assert parse_shape("input_ids=1x128:int64") == InputShape("input_ids", (1, 128), "int64")
+    with pytest.raises(PerfkitError, match="'long' is not an element type perfkit feeds — use one of float32"):
+        parse_shape("input_ids=1x128:long")
 
 
 @pytest.mark.parametrize("parser,text", [(parse_dim, "batch"), (parse_dim, "batch=-1"), (parse_shape, "x=1x?x3"),

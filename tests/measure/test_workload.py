@@ -3,13 +3,16 @@ import pytest
 
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import Signature, TensorInfo
-from perfkit.core.spec import Workload
+from perfkit.core.spec import InputShape, Workload
 from perfkit.measure.workload import (
     INT_HIGH,
     INT_LOW,
     OTHER_DIM_DEFAULT,
+    calibration_feeds,
+    feed_set,
     load_inputs,
     numpy_dtype,
+    read_samples,
     resolve_shapes,
     synthesize,
 )
@@ -41,7 +44,12 @@ def test_unnamed_dims_are_named_in_the_warning():
 
 
 def test_shape_overrides_and_feeds_named_dims_to_other_inputs():
-    shapes = resolve_shapes(BERT, Workload(shapes=(("ids", (2, 7)),)), "m.onnx")
+    shapes = resolve_shapes(BERT, Workload(shapes=(InputShape("ids", (2, 7)),)), "m.onnx")
+    assert dict(shapes.shapes) == {"ids": (2, 7), "mask": (2, 7)}
+
+
+def test_a_shape_may_state_the_input_s_own_element_type():
+    shapes = resolve_shapes(BERT, Workload(shapes=(InputShape("ids", (2, 7), "int64"),)), "m.onnx")
     assert dict(shapes.shapes) == {"ids": (2, 7), "mask": (2, 7)}
 
 
@@ -52,8 +60,9 @@ def test_zero_batch_is_allowed():
 @pytest.mark.parametrize("wl,match", [
     (Workload(dims=(("nope", 3),)), "no input has a dim of that name"),
     (Workload(batch=2, dims=(("batch", 3),)), "is the batch dim, also set by --batch"),
-    (Workload(shapes=(("nope", (1,)),)), "no such input"),
-    (Workload(shapes=(("ids", (1, 2, 3)),)), "has rank 3"),
+    (Workload(shapes=(InputShape("nope", (1,)),)), "no such input"),
+    (Workload(shapes=(InputShape("ids", (1, 2, 3)),)), "has rank 3"),
+    (Workload(shapes=(InputShape("ids", (1, 2), "float32"),)), "gives float32, the model's input is int64"),
 ])
 def test_conflicting_options(wl, match):
     with pytest.raises(PerfkitError, match=match):
@@ -70,7 +79,8 @@ def test_unknown_rank_needs_a_shape():
     unknown = sig(TensorInfo("x", "float32", None))
     with pytest.raises(PerfkitError, match="unknown rank — give its shape with --shape x="):
         resolve_shapes(unknown, Workload(), "m.onnx")
-    assert dict(resolve_shapes(unknown, Workload(shapes=(("x", (2, 2)),)), "m.onnx").shapes) == {"x": (2, 2)}
+    given = Workload(shapes=(InputShape("x", (2, 2)),))
+    assert dict(resolve_shapes(unknown, given, "m.onnx").shapes) == {"x": (2, 2)}
 
 
 def test_non_tensor_inputs_are_refused():
@@ -177,3 +187,48 @@ def test_ids_stay_inside_the_tables_they_index_and_masks_are_ones():
     assert ids.index_limit == 1 and mask.index_limit is None
     (feed,) = synthesize(sig, resolve_shapes(sig, Workload(batch=2, dims=(("sequence", 16),)), "m"), seed=0)
     assert feed["input_ids"].max() <= 1 and (feed["attention_mask"] == 1).all()
+
+
+IMAGE = Signature((TensorInfo("image", "float32", ("batch", 3, 4, 4)),), ())
+
+
+def calibration_file(tmp_path, n):
+    path = tmp_path / "cal.npz"
+    np.savez(path, image=np.random.default_rng(1).random((n, 3, 4, 4), dtype=np.float32))
+    return str(path)
+
+
+def test_a_quarter_of_the_calibration_samples_is_held_out_to_judge_accuracy_on(tmp_path):
+    samples = read_samples(calibration_file(tmp_path, 40), IMAGE)
+    assert (samples.held, len(samples.calibrate["image"])) == (10, 30)
+    fs = feed_set(IMAGE, Workload(batch=2), checks=8, subject="m.onnx", samples=samples)
+    assert len(fs.checks) == 5 and fs.checks[0]["image"].shape == (2, 3, 4, 4) and not fs.synthetic_checks
+    np.testing.assert_array_equal(np.concatenate([c["image"] for c in fs.checks]), samples.held_out["image"])
+    assert fs.checks_from == f"10 samples held out from {samples.path} (calibration used the other 30)"
+    cal = calibration_feeds(IMAGE, fs.shapes, samples, 0, skip=len(fs.checks))
+    seen = np.concatenate([f["image"] for f in cal.feeds])
+    assert not any((seen == held).all(axis=(1, 2, 3)).any() for held in samples.held_out["image"])
+
+
+def test_too_few_samples_to_hold_out_are_judged_on_themselves_and_said_so(tmp_path):
+    samples = read_samples(calibration_file(tmp_path, 6), IMAGE)
+    fs = feed_set(IMAGE, Workload(batch=1), checks=8, subject="m.onnx", samples=samples)
+    assert samples.held == 0 and len(fs.checks) == 6
+    assert fs.checks_from.startswith("the 6 calibration samples themselves — too few to hold any out")
+
+
+def test_samples_of_another_shape_leave_synthetic_checks_and_say_why(tmp_path):
+    samples = read_samples(calibration_file(tmp_path, 40), IMAGE)
+    sig = Signature((TensorInfo("image", "float32", ("batch", 3, "h", "w")),), ())
+    fs = feed_set(sig, Workload(batch=1), checks=8, subject="m.onnx", samples=samples)
+    assert fs.synthetic_checks and len(fs.checks) == 8
+    assert fs.checks_from == ("8 synthetic feeds (calibration samples are image [1, 3, 4, 4], this workload feeds "
+                              "image [1, 3, 32, 32])")
+
+
+def test_the_users_inputs_are_the_checks_when_given(tmp_path):
+    path = tmp_path / "in.npz"
+    np.savez(path, image=np.ones((3, 3, 4, 4), np.float32))
+    fs = feed_set(IMAGE, Workload(inputs=str(path)), checks=8, subject="m.onnx")
+    assert len(fs.checks) == 1 and fs.checks[0]["image"].shape == (3, 3, 4, 4) and not fs.synthetic_checks
+    assert fs.checks_from == f"the --inputs data ({path})"

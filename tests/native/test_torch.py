@@ -9,9 +9,10 @@ torch = pytest.importorskip("torch")
 
 from perfkit.convert import run_convert  # noqa: E402
 from perfkit.core.errors import PerfkitError  # noqa: E402
+from perfkit.core.spec import InputShape  # noqa: E402
 from perfkit.native.conversion import convert  # noqa: E402
 from perfkit.native.detect import prepare_native  # noqa: E402
-from tests.torch_models import TwoHeads, tiny_cnn  # noqa: E402
+from tests.torch_models import VOCAB, TwoHeads, tiny_cnn, token_model  # noqa: E402
 
 SHAPE = ("x=1x3x16x16",)
 
@@ -64,7 +65,8 @@ def test_two_inputs_and_a_tuple_of_outputs_keep_their_names_and_order(tmp_path):
     torch.manual_seed(0)
     torch.save(TwoHeads().state_dict(), tmp_path / "two.pt")
     native = prepare_native(str(tmp_path / "two.pt"), False, "tests.torch_models:TwoHeads")
-    done = convert(native, cache_dir=str(tmp_path / "c"), shapes=(("x", (1, 6)), ("y", (1, 2))), isolate=False)
+    done = convert(native, cache_dir=str(tmp_path / "c"), shapes=(InputShape("x", (1, 6)), InputShape("y", (1, 2))),
+                   isolate=False)
     assert [p.name for p in done.native.inputs] == ["x", "y"]
     assert done.native.outputs == ("output_0", "output_1")
     lines, parity = converted(tmp_path, tmp_path / "two.pt", factory="tests.torch_models:TwoHeads",
@@ -102,7 +104,7 @@ def test_the_native_session_runs_in_inference_mode_with_the_feeds_of_the_convers
 
     torch.save(tiny_cnn().state_dict(), tmp_path / "w.pt")
     native = convert(prepare_native(str(tmp_path / "w.pt"), False, "tests.torch_models:tiny_cnn"),
-                     cache_dir=str(tmp_path / "c"), shapes=(("x", (1, 3, 16, 16)),), isolate=False).native
+                     cache_dir=str(tmp_path / "c"), shapes=(InputShape("x", (1, 3, 16, 16)),), isolate=False).native
     session = TorchBackend().open(native, Target("torch", "cpu", threads=1))
     try:
         prepared = session.prepare({"x": np.random.default_rng(0).random((3, 3, 16, 16), dtype=np.float32)})
@@ -159,3 +161,93 @@ def test_a_failed_conversion_leaves_no_cache_folders_behind(tmp_path):
     with pytest.raises(PerfkitError, match="--factory"):
         converted(tmp_path, tmp_path / "w.pt")  # a state dict without its factory
     assert not (tmp_path / "c").exists() and not (tmp_path / "out.onnx").exists()
+
+
+def traced_token_model(path):
+    ids = torch.randint(0, VOCAB, (1, 16))
+    torch.jit.save(torch.jit.trace(token_model(), (ids,), strict=False), path)
+    return path
+
+
+def test_token_ids_given_as_int64_stay_below_the_vocabulary_and_convert(tmp_path):
+    from perfkit.backends.torch import example_arrays, index_limits, input_ports
+
+    path = traced_token_model(tmp_path / "tokens.pt")
+    lines, parity = converted(tmp_path, path, shapes=("input_ids=1x16:int64",))
+    assert parity.ok, lines
+    assert "input_ids int64 [N, 16]" in lines[1]
+    model = torch.jit.load(path)
+    native = prepare_native(str(path), False, None)
+    ports = input_ports(model, native, (InputShape("input_ids", (1, 16), "int64"),), None)
+    (ids,) = example_arrays(ports, 2, index_limits(model, ports))
+    assert index_limits(model, ports) == {"input_ids": VOCAB} and 1 < ids.max() < VOCAB
+
+
+def test_inputs_named_like_token_ids_are_int64_without_a_dtype(tmp_path):
+    lines, parity = converted(tmp_path, traced_token_model(tmp_path / "tokens.pt"), shapes=("input_ids=1x16",))
+    assert parity.ok and "input_ids int64 [N, 16]" in lines[1]
+
+
+def test_a_traced_module_returning_a_dict_keeps_its_output_names(tmp_path):
+    lines, parity = converted(tmp_path, traced_token_model(tmp_path / "tokens.pt"), shapes=("input_ids=1x16",))
+    assert [a.name for a in parity.outputs] == ["logits", "last_hidden_state"] and parity.ok
+    assert "logits float32 [N, 3], last_hidden_state float32 [N, 16, 8]" in lines[2]
+
+
+def test_a_module_returning_a_dict_goes_through_the_dynamo_exporter_with_its_names(tmp_path):
+    torch.save(token_model().state_dict(), tmp_path / "w.pt")
+    lines, parity = converted(tmp_path, tmp_path / "w.pt", factory="tests.torch_models:token_model",
+                              shapes=("input_ids=1x16",))
+    assert "dynamo exporter" in lines[0] and parity.ok
+    assert [a.name for a in parity.outputs] == ["logits", "last_hidden_state"]
+
+
+def test_a_conversion_that_fails_names_its_root_cause_on_one_line(tmp_path):
+    with pytest.raises(PerfkitError) as err:
+        converted(tmp_path, traced_token_model(tmp_path / "tokens.pt"), shapes=("input_ids=1x16:float32",))
+    line = str(err.value)
+    assert "\n" not in line and "input_ids float32 [1x16]" in line
+    assert "Expected tensor for argument #1 'indices' to have one of the following scalar types: Long" in line
+    assert "--shape input_ids=1x16:int64" in err.value.fix
+
+
+def test_the_torchscript_warm_up_keeps_the_profiling_runs_out_of_the_timed_calls(tmp_path):
+    from perfkit.core.spec import Plan, Target
+    from perfkit.measure.case import Case, OpenCase
+
+    path = traced_token_model(tmp_path / "tokens.pt")
+    native = convert(prepare_native(str(path), False, None), cache_dir=str(tmp_path / "c"),
+                     shapes=(InputShape("input_ids", (1, 16)),), isolate=False).native
+    plan = Plan(warmup_calls=1, warmup_time_s=0.0, warmup_max_s=30.0)  # on its own, one call of warm-up
+    feeds = ({"input_ids": np.ones((1, 16), dtype=np.int64)},)
+    was = torch._C._jit_set_num_profiled_runs(3)
+    try:
+        opened = OpenCase(Case(native.path, Target("torch", "cpu", threads=1), feeds, plan, native=native))
+        assert opened.warmup_calls >= 3 + 1 + 1  # three profiled, the optimising call, and one from the warm-up
+        opened._session._model.get_debug_state()  # raises while the executor has no optimised plan yet
+        opened.finish(tuple(opened.block(3)))
+    finally:
+        torch._C._jit_set_num_profiled_runs(was)
+
+
+def test_a_module_that_does_not_jit_warms_up_as_before(tmp_path):
+    from perfkit.core.spec import Plan, Target
+    from perfkit.measure.case import Case, OpenCase
+
+    torch.save(token_model().state_dict(), tmp_path / "w.pt")
+    native = convert(prepare_native(str(tmp_path / "w.pt"), False, "tests.torch_models:token_model"),
+                     cache_dir=str(tmp_path / "c"), shapes=(InputShape("input_ids", (1, 16)),), isolate=False).native
+    plan = Plan(warmup_calls=1, warmup_time_s=0.0)
+    opened = OpenCase(Case(native.path, Target("torch", "cpu", threads=1),
+                           ({"input_ids": np.ones((1, 16), dtype=np.int64)},), plan, native=native))
+    assert opened.warmup_calls == 1
+    opened.finish(())
+
+
+def test_the_ops_of_a_causal_lm_s_packed_sequence_check_convert(tmp_path):
+    from tests.torch_models import PackedPositions
+
+    positions = torch.tensor([[0, 1, 2, 0, 1, 5]])
+    torch.jit.save(torch.jit.trace(PackedPositions(), (positions,)), tmp_path / "packed.pt")
+    lines, parity = converted(tmp_path, tmp_path / "packed.pt", shapes=("position_ids=1x6",))
+    assert parity.ok, lines

@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,13 +10,24 @@ from perfkit.core.errors import Unsupported
 from perfkit.files.onnx_file import op_histogram, open_onnx
 from perfkit.transforms import BuildContext, parse_chain
 from perfkit.transforms.cache import build_chain
-from perfkit.transforms.fusion import detect_model_type, infer_heads_and_hidden
+from perfkit.transforms.fusion import detect_model_type, infer_heads_and_hidden, read_hf_config, resolve
 from tests import models
+
+AUTO = {"model_type": "auto", "num_heads": "0", "hidden_size": "0"}
 
 
 def build(path, chain, tmp_path):
     return build_chain(open_onnx(path)[0], parse_chain(chain), BuildContext(), str(tmp_path / "c"), 120,
                        isolate=False)
+
+
+def cosine(a, b):
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def outputs(path, feed):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
 
 
 def test_fusion_detects_bert_and_fuses_attention(save, tmp_path):
@@ -25,9 +39,7 @@ def test_fusion_detects_bert_and_fuses_attention(save, tmp_path):
     assert ops["com.microsoft:Attention"] == 1 and "Softmax" not in ops
     assert any("fused" in n and "Attention" in n for n in fused.notes)
     feed = {"input_ids": np.array([[1, 2, 3, 4]]), "attention_mask": np.ones((1, 4), np.int64)}
-    want = ort.InferenceSession(path).run(None, feed)[0]
-    got = ort.InferenceSession(fused.model.path).run(None, feed)[0]
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(outputs(fused.model.path, feed), outputs(path, feed), rtol=1e-3, atol=1e-4)
 
 
 def test_fusion_of_a_graph_without_attention_is_unsupported(save, tmp_path):
@@ -35,6 +47,123 @@ def test_fusion_of_a_graph_without_attention_is_unsupported(save, tmp_path):
         build(save(models.conv(), "conv.onnx"), "fusion", tmp_path)
 
 
-def test_fusion_with_a_model_type_given_runs_on_whatever_matches(save, tmp_path):
-    fused = build(save(models.mlp(), "mlp.onnx"), "fusion:model_type=bert", tmp_path)
-    assert any("nothing was fused" in n for n in fused.notes)
+def test_fusion_that_cannot_read_the_heads_names_the_option(save, tmp_path):
+    with pytest.raises(Unsupported, match=r"cannot read the number of attention heads .* fusion:num_heads="):
+        build(save(models.mlp(), "mlp.onnx"), "fusion:model_type=bert", tmp_path)
+
+
+def test_fusion_that_fuses_nothing_is_a_skipped_row_naming_the_patterns(save, tmp_path):
+    with pytest.raises(Unsupported, match="fusion fused nothing for bert .*Attention"):
+        build(save(models.mlp(), "mlp.onnx"), "fusion:model_type=bert,num_heads=2,hidden_size=32", tmp_path)
+
+
+def test_a_config_json_gives_type_heads_and_hidden_over_the_graph():
+    config = {"model_type": "roberta", "num_attention_heads": 12, "hidden_size": 768}
+    found = resolve(models.attention(), AUTO, config)
+    assert (found.model_type, found.heads, found.hidden, found.source) == ("bert", 12, 768, "config.json")
+
+
+def test_the_config_json_beside_the_model_the_user_gave_is_read(tmp_path):
+    (tmp_path / "given").mkdir()
+    (tmp_path / "given" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_head": 4}))
+    ctx = BuildContext(source=str(tmp_path / "given" / "model.onnx"))
+    assert read_hf_config(tmp_path / "cache" / "model.onnx", ctx)["n_head"] == 4
+    assert read_hf_config(tmp_path / "cache" / "model.onnx", BuildContext()) == {}
+
+
+# Real exports of two-layer transformers with random weights (hidden 64, 4 heads), made once for the module.
+
+def _export(module, args, names, path, dynamo):
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            dims = ({0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")},) * len(args)
+            torch.onnx.export(module, args, str(path), input_names=names, dynamo=True, dynamic_shapes=dims,
+                              verbose=False)
+        else:
+            axes = {n: {0: "batch", 1: "seq"} for n in names}
+            torch.onnx.export(module, args, str(path), input_names=names, dynamo=False, opset_version=17,
+                              dynamic_axes=axes)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """name -> path: BERT, GPT-2 (dynamo, and TorchScript), ViT (dynamo), a BERT with eager attention
+    exported by TorchScript (the layout onnxruntime's Attention fusion matches)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("exports")
+    torch.manual_seed(0)
+    small = {"num_hidden_layers": 2, "intermediate_size": 128, "hidden_size": 64, "num_attention_heads": 4}
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=100, **small)).eval()
+    eager = transformers.BertModel(transformers.BertConfig(vocab_size=100, attn_implementation="eager", **small))
+    gpt2 = transformers.GPT2Model(transformers.GPT2Config(n_embd=64, n_head=4, n_layer=2, vocab_size=100,
+                                                          use_cache=False)).eval()
+    vit = transformers.ViTModel(transformers.ViTConfig(image_size=32, patch_size=8, **small),
+                                add_pooling_layer=False).eval()
+    ids = (torch.randint(0, 100, (2, 8)), torch.ones(2, 8, dtype=torch.int64))
+    text, image = ["input_ids", "attention_mask"], ["pixel_values"]
+    return {
+        "bert": _export(Hidden(bert), ids, text, folder / "bert.onnx", dynamo=True),
+        "bert-eager": _export(Hidden(eager.eval()), ids, text, folder / "bert-eager.onnx", dynamo=False),
+        "gpt2": _export(Hidden(gpt2), ids, text, folder / "gpt2.onnx", dynamo=True),
+        "gpt2-torchscript": _export(Hidden(gpt2), ids, text, folder / "gpt2-ts.onnx", dynamo=False),
+        "vit": _export(Hidden(vit), (torch.randn(2, 3, 32, 32),), image, folder / "vit.onnx", dynamo=True),
+    }
+
+
+def Hidden(model):  # noqa: N802 - reads as the wrapper's name
+    """The model's last hidden state as its one output (HF models return dicts and caches)."""
+    import torch
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, attention_mask=None):
+            if x.dtype.is_floating_point:
+                return self.model(pixel_values=x).last_hidden_state
+            return self.model(input_ids=x, attention_mask=attention_mask).last_hidden_state
+
+    return _Hidden().eval()
+
+
+def _feed(path):
+    rng = np.random.default_rng(0)
+    names = [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+    if names == ["pixel_values"]:
+        return {"pixel_values": rng.standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    return {"input_ids": rng.integers(0, 100, (2, 8)), "attention_mask": np.ones((2, 8), np.int64)}
+
+
+@pytest.mark.parametrize("name, family", [("bert", "bert"), ("gpt2", "gpt2"), ("gpt2-torchscript", "gpt2"),
+                                          ("vit", "vit"), ("bert-eager", "bert")])
+def test_real_exports_are_detected_with_their_heads_and_hidden_size(exports, name, family):
+    proto = onnx.load(str(exports[name]), load_external_data=False)
+    assert (detect_model_type(proto), *infer_heads_and_hidden(proto)) == (family, 4, 64)
+
+
+@pytest.mark.parametrize("name, fused_op", [("bert", "SkipLayerNormalization"), ("vit", "SkipLayerNormalization"),
+                                            ("gpt2-torchscript", "FastGelu"), ("bert-eager", "Attention")])
+def test_real_exports_fuse_and_match_their_outputs(exports, tmp_path, name, fused_op):
+    path = exports[name]
+    fused = build(str(path), "fusion", tmp_path)
+    ops = op_histogram(onnx.load(fused.model.path, load_external_data=False))
+    assert ops[f"com.microsoft:{fused_op}"] >= 2
+    feed = _feed(path)
+    assert cosine(outputs(fused.model.path, feed), outputs(path, feed)) >= 0.999
+    attention = "com.microsoft:Attention" in ops
+    assert attention or any("no attention fused" in n for n in fused.notes)
+
+
+def test_dynamo_weights_beside_the_model_go_beside_the_fused_one(exports, tmp_path):
+    assert exports["bert"].with_name("bert.onnx.data").is_file()  # the dynamo exporter writes them beside it
+    fused = build(str(exports["bert"]), "fusion", tmp_path)
+    folder = tmp_path / "c" / "variants"
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file() and p.name != "meta.json") == \
+        ["model.onnx", "model.onnx.data"]
+    assert fused.model.path.startswith(str(folder))

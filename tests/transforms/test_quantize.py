@@ -5,7 +5,7 @@ import pytest
 from perfkit.core.errors import Unsupported
 from perfkit.core.spec import Workload
 from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
-from perfkit.measure.workload import calibration_feeds, resolve_shapes
+from perfkit.measure.workload import calibration_feeds, read_samples, resolve_shapes
 from perfkit.transforms import BuildContext, parse_chain
 from perfkit.transforms.cache import build_chain
 from tests import models
@@ -72,10 +72,12 @@ def test_calibration_data_from_a_file(conv, tmp_path, rng):
     path = tmp_path / "cal.npz"
     np.savez(path, image=rng.random((20, 3, 8, 8), dtype=np.float32))
     shapes = resolve_shapes(sig, Workload(batch=1), conv)
-    made = calibration_feeds(sig, shapes, str(path), 0, skip=8)
+    made = calibration_feeds(sig, shapes, read_samples(str(path), sig, hold_out=False), 0, skip=8)
     feeds, source = made.feeds, made.source
     assert len(feeds) == 2 and feeds[0]["image"].shape == (8, 3, 8, 8)  # chunks of 8; the last 4 samples left out
-    assert source.startswith(f"{path} (20 samples, sha256 ")
+    assert source.startswith(f"{path} (20 of 20 samples, sha256 ")
+    held_back = calibration_feeds(sig, shapes, read_samples(str(path), sig), 0, skip=8)
+    assert len(held_back.feeds) == 1 and held_back.source.startswith(f"{path} (15 of 20 samples")
     variant = build(conv, "int8-static", tmp_path, BuildContext(calibration=feeds, calibration_source=source))
     assert any(str(path) in n for n in variant.notes)
 
