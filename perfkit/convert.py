@@ -46,7 +46,7 @@ def run_convert(model: str, output: str, *, shapes: tuple[str, ...] = (), inputs
         resized = tuple(replace(s, dims=(batch, *s.dims[1:])) for s in parsed if free and s.name in names)
         concrete = resolve_shapes(signature, Workload(batch=batch if free else None, shapes=resized), model)
         feeds = tuple(synthesize(signature, concrete, 0, PARITY_FEEDS, model))
-        source = f"{len(feeds)} synthetic feeds of {concrete.batch} items (uniform [0, 1))"
+        source = f"{len(feeds)} synthetic feeds of {concrete.batch} items ({fed_values(feeds)})"
     result = parity(converted.native, converted.onnx_path, feeds, timeout_s, isolate)
     write_atomic(out, Path(converted.onnx_path).read_bytes())
     return parity_lines(converted, signature, result, source), result
@@ -77,6 +77,29 @@ def parity_lines(converted: Converted, signature: Signature, result: Parity, sou
     lines.append(f"parity: {verdict} (max abs ≤ {PARITY_TOLERANCE:g} and every label equal, on {result.rows} items)")
     lines += [f"warning: {w}" for w in result.warnings]
     return lines
+
+
+def fed_values(feeds: tuple[dict[str, Any], ...]) -> str:
+    """What the synthetic feeds held, read from the arrays themselves rather than assumed: token ids are
+    integers in a small range, masks all ones, and only the other floats are uniform in [0, 1)."""
+    import numpy as np
+
+    parts: list[str] = []
+    for name in feeds[0] if feeds else {}:
+        part = _fed(name, np.concatenate([np.ravel(f[name]) for f in feeds]))
+        if part not in parts:  # several float inputs read as one "floats uniform [0, 1)"
+            parts.append(part)
+    return "; ".join(parts)
+
+
+def _fed(name: str, values: Any) -> str:
+    kind = values.dtype.kind
+    if not values.size or kind not in "iuf":
+        return "bools" if kind == "b" else f"{name} {values.dtype}"
+    low, high = values.min().item(), values.max().item()
+    if low == high:  # a mask: all ones
+        return f"{name} all {low:g}"
+    return "floats uniform [0, 1)" if kind == "f" else f"{name} integers in [{low}, {high}]"
 
 
 def _num(value: float | None) -> str:

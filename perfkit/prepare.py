@@ -12,7 +12,7 @@ from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.model import EXPORTED, Model, NativeModel, Signature
 from perfkit.core.records import Outputs
 from perfkit.core.spec import BenchSpec
-from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
+from perfkit.files.onnx_file import feature_outputs, op_histogram, open_onnx, read_signature
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_samples
@@ -47,6 +47,7 @@ class Prepared:
     feeds: tuple[FeedSet, ...]  # one per workload; with check feeds when rows are compared
     calibration: Calibration  # empty unless a chain quantizes statically
     compared: bool  # rows carry accuracy against a reference (variants, or a native model)
+    features: tuple[str, ...] = ()  # outputs that are features by their last op: no label agreement on them
 
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
@@ -69,7 +70,7 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
         calibration = calibration_feeds(signature, feeds[0].shapes, samples, spec.workloads[0].seed,
                                         len(feeds[0].checks))
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
-                    calibration=calibration, compared=compare)
+                    calibration=calibration, compared=compare, features=feature_outputs(proto))
 
 
 def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
@@ -83,7 +84,9 @@ def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
     on_progress(f"reference outputs of {native.label if native else model.path} on "
                 f"{len(prepared.feeds[0].checks)} feeds")
     fall_back = fall_back_to_conversion and native is not None and bool(prepared.spec.variants)
-    return tuple(_reference(f, native, model.path, prepared.spec, fall_back) for f in prepared.feeds)
+    runs = (_reference(f, native, model.path, prepared.spec, fall_back) for f in prepared.feeds)
+    return tuple(replace(r, outputs=replace(r.outputs, features=prepared.features)) if r.outputs else r
+                 for r in runs)
 
 
 def _reference(f: FeedSet, native: NativeModel | None, model_path: str, spec: BenchSpec,

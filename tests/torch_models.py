@@ -72,6 +72,17 @@ def token_model() -> TokenModel:
     return TokenModel().eval()
 
 
+class FixedBatch(torch.nn.Module):
+    """Runs only at batch 1, as a module traced with a reshape to its traced shape does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(x).reshape(1, 4)
+
+
 class PackedPositions(torch.nn.Module):
     """What a causal LM traced with input_ids alone does to find packed sequences: torch.diff with a prepended
     column, then the cumulative sum of a bool."""

@@ -71,3 +71,26 @@ def name_missing_data(src, dst, options, ctx):
     proto.graph.initializer[0].ClearField("raw_data")
     onnx.save_model(proto, str(dst))
     return []
+
+
+def write_type_error(src, dst, options, ctx):
+    """A transform that writes a model whose Add mixes int32 and float32, as a quantizer once did."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    bias = numpy_helper.from_array(__import__("numpy").zeros(4, "int32"), "bias_quantized")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "bias_quantized"], ["y"], name="Add_quant")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [bias])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(dst))
+    return []
+
+
+def litter(src, dst, options, ctx):
+    """A transform that leaves a temporary file in the working folder, as symbolic shape inference does."""
+    import shutil
+    from pathlib import Path
+
+    Path("sym_shape_infer_temp.onnx").write_text("left behind")
+    shutil.copyfile(src, dst)
+    return []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from perfkit.core.errors import PerfkitError
@@ -111,6 +111,8 @@ def against(reference: Outputs, candidate: Outputs) -> tuple[OutputAccuracy, ...
     compared = dict(zip((names[k] for k in shared),
                         compare_outputs([[feed[k] for k in shared] for feed in expected], got,
                                         tuple(names[k] for k in shared)), strict=True))
+    for name in set(reference.features) & compared.keys():  # label agreement means nothing on features
+        compared[name] = replace(compared[name], agree=None, top_k=None)
     return tuple(compared.get(n) or OutputAccuracy(n, comparable=False, reason="the variant has no output of this "
                                                    "name") for n in names)
 
@@ -160,7 +162,7 @@ def compare_arrays(name: str, ref: list, got: list) -> OutputAccuracy:
                           cosine=min(cosine, 1.0), agree=agree, top_k=top_k)
 
 
-SCORE_NAMES = ("logit", "prob", "score", "class", "pred")  # outputs so named hold class scores whatever their rank
+SCORE_NAMES = ("logit", "prob", "score", "class", "predictions")  # class scores whatever their rank
 # Outputs so named are features, never scores, whatever their shape: BERT's pooler_output is (batch, 768) and
 # the index of its largest feature means nothing.
 FEATURE_NAMES = ("pool", "hidden", "embed", "feature", "state", "encod", "attention", "last_")
@@ -173,9 +175,9 @@ def looks_like_scores(array, name: str = "") -> bool:
     if array.dtype.kind != "f" or array.ndim < 2 or not 2 <= array.shape[-1] <= MAX_CLASSES:
         return False
     lowered = name.lower()
-    if any(word in lowered for word in SCORE_NAMES):
-        return True
-    return array.ndim == 2 and not any(word in lowered for word in FEATURE_NAMES)
+    if any(word in lowered for word in FEATURE_NAMES):  # class_embedding is an embedding
+        return False
+    return array.ndim == 2 or any(word in lowered for word in SCORE_NAMES)
 
 
 def _agreement(name: str, ref: list, got: list) -> tuple[float | None, float | None]:
@@ -190,6 +192,11 @@ def _agreement(name: str, ref: list, got: list) -> tuple[float | None, float | N
     classes = ref[0].shape[-1]
     r = np.concatenate([a.reshape(-1, classes) for a in ref])
     g = np.concatenate([np.nan_to_num(a.astype(np.float64), nan=-np.inf).reshape(-1, classes) for a in got])
+    # An item whose best score is tied has no label to keep (a random-weight net's uniform softmax): left out.
+    decided = (r == r.max(axis=1, keepdims=True)).sum(axis=1) == 1
+    if not decided.any():
+        return None, None
+    r, g = r[decided], g[decided]
     labels = r.argmax(axis=1)
     agree = float(np.mean(labels == g.argmax(axis=1)))
     if classes <= TOP_K:

@@ -107,6 +107,26 @@ def export_onnx(model: Any, native: NativeModel, ports: tuple[Port, ...], dst: s
     with silenced(2):
         model.export(dst, format="onnx", verbose=False, opset_version=opset,
                      input_signature=[specs] if len(specs) > 1 else specs)
+    if not _extra_inputs(dst, ports):
+        return
+    # Keras' export made some layers' constants (a Normalization's mean and variance) into inputs, which
+    # would then be fed made-up values; tf2onnx's own Keras path keeps them as weights.
+    with silenced(2):
+        import tf2onnx
+
+        tf2onnx.convert.from_keras(model, input_signature=specs, opset=opset, output_path=dst)
+    if extra := _extra_inputs(dst, ports):
+        raise PerfkitError(native.source or native.path, f"its ONNX export takes inputs the model does not have: "
+                           f"{', '.join(extra)} (a layer's constants)",
+                           "export it yourself with tf2onnx and bench the .onnx file")
+
+
+def _extra_inputs(dst: str, ports: tuple[Port, ...]) -> list[str]:
+    import onnx
+
+    graph = onnx.load(dst, load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in weights][len(ports):]
 
 
 class KerasBackend:

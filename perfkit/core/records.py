@@ -100,3 +100,4 @@ class Outputs:
 
     names: tuple[str, ...]
     per_feed: tuple[list[Any], ...]
+    features: tuple[str, ...] = ()  # outputs the graph shows are features (a Tanh pooler): never class scores

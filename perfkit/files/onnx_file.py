@@ -175,6 +175,27 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, dtype, dims)
 
 
+PASS_THROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Transpose")
+# A last op that makes features, never class scores: a pooler's Tanh, a normalised hidden state, a pooled map.
+FEATURE_OPS = ("Tanh", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+               "RMSNormalization", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "AveragePool", "MaxPool",
+               "LpNormalization", "Relu")
+
+
+def feature_outputs(proto: onnx.ModelProto) -> tuple[str, ...]:
+    """The outputs whose last op (past reshapes and casts) makes features: label agreement means nothing on
+    them, whatever their shape or name (a tuple-returning BERT's pooler is `output_1`, (batch, 768))."""
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    found = []
+    for output in proto.graph.output:
+        node = producer.get(output.name)
+        while node is not None and node.op_type in PASS_THROUGH and node.input:
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type in FEATURE_OPS:
+            found.append(output.name)
+    return tuple(found)
+
+
 def op_histogram(proto: onnx.ModelProto) -> Counter[str]:
     """Op types of every node, subgraphs included, prefixed with their domain when it is not ONNX's own."""
     counts: Counter[str] = Counter()

@@ -64,6 +64,8 @@ def pack(exc: BaseException) -> tuple[str, Any]:
         return "user", (exc.subject, exc.what, exc.fix)
     if isinstance(exc, Unsupported):
         return "unsupported", str(exc)
+    if isinstance(exc, CaseFailed):  # already written for the row
+        return "error", str(exc)
     return "error", brief(exc, 300, typed=True)
 
 

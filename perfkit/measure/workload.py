@@ -290,8 +290,11 @@ class Samples:
 
 
 def read_samples(path_text: str, sig: Signature, hold_out: bool = True) -> Samples:
-    """The calibration file, checked against the model's inputs; with `hold_out`, one sample in HOLD_OUT_SHARE
-    (the last ones, up to HOLD_OUT_MAX) held out when there are at least HOLD_OUT_MIN_SAMPLES."""
+    """The calibration file, checked against the model's inputs; with `hold_out` and at least
+    HOLD_OUT_MIN_SAMPLES, every HOLD_OUT_SHARE-th sample (up to HOLD_OUT_MAX) is held out — spread over the
+    file, as files are often sorted by label — leaving at least one call of a fixed batch to calibrate on."""
+    import numpy as np
+
     arrays, _ = load_inputs(path_text, _samples_signature(sig))
     counts = {len(a) for a in arrays.values()}
     if len(counts) != 1 or 0 in counts:
@@ -299,8 +302,17 @@ def read_samples(path_text: str, sig: Signature, hold_out: bool = True) -> Sampl
                            "give every input the same number of samples")
     n = counts.pop()
     held = 0 if n < HOLD_OUT_MIN_SAMPLES or not hold_out else min(n // HOLD_OUT_SHARE, HOLD_OUT_MAX)
-    return Samples(path_text, {k: a[:n - held] for k, a in arrays.items()},
-                   {k: a[n - held:] for k, a in arrays.items()} if held else {}, n)
+    held = max(0, min(held, n - (fixed_batch(sig) or 1)))
+    picked = np.zeros(n, dtype=bool)
+    picked[np.arange(HOLD_OUT_SHARE - 1, n, HOLD_OUT_SHARE)[:held]] = True
+    return Samples(path_text, {k: a[~picked] for k, a in arrays.items()},
+                   {k: a[picked] for k, a in arrays.items()} if held else {}, n)
+
+
+def fixed_batch(sig: Signature) -> int | None:
+    """The batch every call must have, when the inputs' first dim is one fixed number."""
+    fixed = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], int)}
+    return fixed.pop() if len(fixed) == 1 else None
 
 
 def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples: Samples | None = None) -> FeedSet:
@@ -316,7 +328,8 @@ def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples
     if checks and samples is not None:
         real, why_not = held_out_checks(samples, shapes)
         if real:
-            return FeedSet(shapes, feeds[:wl.distinct_feeds], real, real_checks_from(samples))
+            used = len(real) * max(shapes.batch, 1)
+            return FeedSet(shapes, feeds[:wl.distinct_feeds], real, real_checks_from(samples, used))
     synthetic = f"{checks} synthetic feeds" + (f" ({why_not})" if why_not else "")
     return FeedSet(shapes, feeds[:wl.distinct_feeds], feeds[:checks], synthetic, synthetic_checks=bool(checks))
 
@@ -341,32 +354,36 @@ def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{name} {_show(shape)}" for name, shape in shapes.items())
 
 
-def real_checks_from(samples: Samples) -> str:
+def real_checks_from(samples: Samples, used: int) -> str:
+    """The accuracy line's words for real checks: how many samples, and whether the quantizer saw them."""
     if samples.held:
-        return f"{samples.held} samples held out from {samples.path} (calibration used the other " \
+        some = f"{used} of the {samples.held}" if used < samples.held else str(used)
+        return f"{some} samples held out from {samples.path} (calibration used the other " \
                f"{samples.total - samples.held})"
-    return (f"the {samples.total} calibration samples themselves — too few to hold any out (fewer than "
+    return (f"{used} of the calibration samples themselves — too few to hold any out (fewer than "
             f"{HOLD_OUT_MIN_SAMPLES}), and a quantizer's own samples flatter it: give more samples or --inputs")
 
 
 def calibration_feeds(sig: Signature, shapes: Shapes, samples: Samples | None, seed: int, skip: int) -> Calibration:
-    """Feeds for static quantization: the user's samples (not those held out) split into calls of the model's
-    batch; or synthetic, seeded apart from the `skip` check feeds so calibration never sees the inputs
-    accuracy is judged on."""
+    """Feeds for static quantization: the user's samples (not those held out) in calls of the model's fixed
+    batch, or of up to CALIBRATION_CHUNK when the batch is free; or synthetic, seeded apart from the `skip`
+    check feeds so calibration never sees the inputs accuracy is judged on."""
     if samples is None:
         per_call = max(shapes.batch, 1)
         count = max(1, -(-CALIBRATION_SAMPLES // per_call))
         feeds = synthesize(sig, shapes, seed, skip + count)[skip:]
         return Calibration(tuple(feeds), f"{count * per_call} synthetic samples (seed {seed})", synthetic=True)
     arrays, n = samples.calibrate, samples.total - samples.held
-    fixed = {i.shape[0] for i in sig.inputs if i.shape and isinstance(i.shape[0], int)}
-    chunk = fixed.pop() if len(fixed) == 1 else CALIBRATION_CHUNK
-    chunks = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, n - chunk + 1, chunk))
-    if not chunks:
-        raise PerfkitError(samples.path, f"{n} samples to calibrate on, fewer than the model's fixed batch of "
-                           f"{chunk}", f"give at least {chunk + samples.held} samples")
+    batch = fixed_batch(sig)
+    if batch is not None and n < batch:
+        raise PerfkitError(samples.path, f"{n} samples, fewer than the model's fixed batch of {batch}",
+                           f"give at least {batch} samples")
+    chunk = batch or min(CALIBRATION_CHUNK, n)
+    last = n - chunk + 1 if batch else n  # a fixed batch takes whole calls only; a free one the rest too
+    chunks = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, last, chunk))
+    used = sum(len(next(iter(c.values()))) for c in chunks)
     digest = file_digest([Path(samples.path)])[:12]
-    return Calibration(chunks, f"{samples.path} ({n} of {samples.total} samples, sha256 {digest})")
+    return Calibration(chunks, f"{samples.path} ({used} of {samples.total} samples, sha256 {digest})")
 
 
 def _samples_signature(sig: Signature) -> Signature:

@@ -173,11 +173,14 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
 
     native = job.native
     model = tb.load(native)
-    ports = tb.input_ports(model, native, job.shapes, read_sample(job.data))
+    sample = read_sample(job.data)
+    ports = tb.input_ports(model, native, job.shapes, sample)
     runnable = model.module() if native.format == "exported-program" else model
-    arrays = tb.example_arrays(ports, _example_batch(native, job.shapes), tb.index_limits(runnable, ports))
+    users = _user_arrays(native, ports, sample)
+    arrays = users or tb.example_arrays(ports, _example_batch(native, job.shapes), tb.index_limits(runnable, ports))
     examples = tuple(torch.from_numpy(a) for a in arrays)
-    outputs, flat = _probe(tb, runnable, examples, ports, native)
+    given = users is not None
+    outputs, flat = _probe(tb, runnable, examples, ports, native, given)
     if not flat:  # a dict, a ModelOutput or nested tuples: both exporters want a flat tuple of tensors
         model = runnable = _flattened(tb, runnable)
     opset = job.opset or DEFAULT_OPSET
@@ -198,7 +201,7 @@ def _torch(job: ExportJob, tb) -> tuple[NativeModel, tuple[str, ...]]:
             with silenced():
                 _torch_legacy(runnable, examples, names, outputs, job.dst, opset, traced=not flat)
         except Exception as exc:
-            raise _torch_failure(native, exc, dynamo_error, _next_step(root_cause(exc), ports, tb)) from None
+            raise _torch_failure(native, exc, dynamo_error, _next_step(root_cause(exc), ports, tb, given)) from None
         notes.append(f"TorchScript exporter, opset {opset}" +
                      (f" (dynamo exporter failed: {root_cause(dynamo_error, 160)})" if dynamo_error else ""))
     name_batch_dim(job.dst)
@@ -214,7 +217,25 @@ def _example_batch(native: NativeModel, shapes: tuple[InputShape, ...]) -> int:
     return EXAMPLE_BATCH
 
 
-def _probe(tb, model, examples, ports, native: NativeModel) -> tuple[list[str], bool]:
+def _user_arrays(native: NativeModel, ports, sample: Any) -> list[Any] | None:
+    """The user's --inputs arrays as the export's examples, where the ports came from them: a traced module may
+    run only at the batch and on the values it was traced with, which random batch-2 examples miss. A batch
+    under EXAMPLE_BATCH is repeated up to it for the dynamo exporter, which would pin a batch of 1; a
+    TorchScript module keeps the user's batch. None where the ports are not the sample's (a torch.export
+    program's own, or no .npz)."""
+    import numpy as np
+
+    if not isinstance(sample, dict) or [p.name for p in ports] != list(sample) or native.format == "exported-program":
+        return None
+    arrays = [np.ascontiguousarray(sample[p.name]) for p in ports]
+    batch = len(arrays[0]) if arrays and arrays[0].ndim else 0
+    if native.format == "torchscript" or not 0 < batch < EXAMPLE_BATCH:
+        return arrays
+    rows = np.arange(EXAMPLE_BATCH) % batch
+    return [a.take(rows, axis=0) if a.ndim and len(a) == batch else a for a in arrays]
+
+
+def _probe(tb, model, examples, ports, native: NativeModel, given: bool) -> tuple[list[str], bool]:
     """One call on the example inputs: the outputs' names, and whether they are already flat. A model that
     fails here fails before either exporter runs, so its own error is the one to show."""
     import torch
@@ -223,11 +244,12 @@ def _probe(tb, model, examples, ports, native: NativeModel) -> tuple[list[str], 
         with torch.inference_mode():
             out = model(*examples)
     except Exception as exc:
-        given = ", ".join(f"{p.name} {p.dtype} [{'x'.join(map(str, e.shape))}]" for p, e in zip(ports, examples,
-                                                                                                  strict=True))
+        fed = ", ".join(f"{p.name} {p.dtype} [{'x'.join(map(str, e.shape))}]"
+                        for p, e in zip(ports, examples, strict=True))
         why = root_cause(exc)
-        raise PerfkitError(native.source or native.path, f"it fails on example inputs ({given}): {why}",
-                           _next_step(why, ports, tb)) from None
+        what = "your --inputs" if given else "example inputs"
+        raise PerfkitError(native.source or native.path, f"it fails on {what} ({fed}): {why}",
+                           _next_step(why, ports, tb, given)) from None
     return [name for name, _ in tb.named_outputs(out)], tb.is_flat(out)
 
 
@@ -252,19 +274,51 @@ UNEXPORTED_OP = (r"Exporting the operator '?([\w:.]+)'? to ONNX opset version \d
                  r"for (?:target )?'?([\w.]+::\w+)")
 # A root cause that says an input has the wrong element type (an id fed as float, a mask as int).
 WRONG_DTYPE = re.compile(r"[Ss]calar types?|dtype|\bLong\b|FloatTensor|[Ee]xpected .{0,60} but (?:found|got)")
+# An input that indexes a table (an embedding's ids): int64 whatever else the error names.
+WANTS_IDS = re.compile(r"indices|Long, Int|embedding", re.IGNORECASE)
+# The element types torch names in its errors (`Double`, `torch.DoubleTensor`, `torch.float64`), as --shape types.
+TORCH_TYPES = {"Double": "float64", "Float": "float32", "Half": "float16", "BFloat16": "bfloat16", "Long": "int64",
+               "Int": "int32", "float64": "float64", "float32": "float32", "float16": "float16",
+               "bfloat16": "bfloat16", "int64": "int64", "int32": "int32"}
+NAMED_TYPE = re.compile(r"\b(?:torch\.)?(Double|Float|Half|BFloat16|Long|Int)(?:Tensor)?\b|"
+                        r"\btorch\.(float64|float32|float16|bfloat16|int64|int32)\b")
 
 
-def _next_step(root: str, ports, tb) -> str:
-    """What to try after a failure with this root cause."""
-    example = next((p for p in ports if tb.guessed_dtype(p.name) == "int64"), ports[0]) if ports else None
-    if example is not None and WRONG_DTYPE.search(root):
-        dims = "x".join(str(d or 1) for d in example.shape or ())
-        return (f"give each input its element type, e.g. --shape {example.name}={dims}:int64, or real inputs with "
-                "--inputs data.npz")
+def _next_step(root: str, ports, tb, given: bool = False) -> str:
+    """What to try after a failure with this root cause; `given`: the examples were the user's --inputs, so
+    asking for them again would not help."""
+    if ports and WRONG_DTYPE.search(root):
+        return _dtype_step(root, ports, tb, given)
     if "index out of range" in root:
-        return "give real inputs with --inputs data.npz (the example ids overran a table)"
+        return ("check the ids in your --inputs against the tables they index" if given else
+                "give real inputs with --inputs data.npz (the example ids overran a table)")
+    if given:
+        return ("check the --inputs arrays against what forward takes (one per input, in its order, at the batch "
+                "a traced module was traced with), or export it yourself with torch.onnx.export and bench the .onnx")
     return ("check --shape against what forward takes (one per input, in its order), give real inputs with "
             "--inputs data.npz, or export it yourself with torch.onnx.export and bench the .onnx")
+
+
+def _dtype_step(root: str, ports, tb, given: bool) -> str:
+    """An input fed the wrong element type: int64 for ids an embedding indexes, else the type the error names
+    that was not fed (`Float and Double` for a float32 input to a float64 module is float64)."""
+    fed = {p.dtype for p in ports}
+    if WANTS_IDS.search(root):
+        wanted: str | None = "int64"
+    else:
+        named = [TORCH_TYPES[a or b] for a, b in NAMED_TYPE.findall(root)]
+        wanted = next((t for t in named if t not in fed), None)
+    example = next((p for p in ports if tb.guessed_dtype(p.name) == "int64"), ports[0]) if wanted == "int64" \
+        else next((p for p in ports if p.dtype != wanted), ports[0])
+    if given:
+        return (f"store {example.name} as {wanted} in the --inputs file" if wanted else
+                "store each input in the --inputs file as the element type forward expects")
+    dims = "x".join(str(d or 1) for d in example.shape or ())
+    if wanted is None:
+        return (f"give each input the element type forward expects, e.g. --shape {example.name}={dims}:DTYPE, or "
+                "real inputs with --inputs data.npz")
+    return (f"give each input its element type, e.g. --shape {example.name}={dims}:{wanted}, or real inputs with "
+            "--inputs data.npz")
 
 
 def _torch_failure(native: NativeModel, exc: BaseException, dynamo_error: BaseException | None,

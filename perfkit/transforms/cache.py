@@ -9,12 +9,14 @@ crash never leaves a half-written entry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,8 +71,11 @@ def build_variant(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache
         return Broken(tuple(s.label for s in steps), "skipped", str(exc))
     except CaseFailed as exc:
         return Broken(tuple(s.label for s in steps), "failed", str(exc))
-    except PerfkitError as exc:  # about a file in the cache: that variant's row, never the run, and no hint
-        return Broken(tuple(s.label for s in steps), "failed", exc.what)  # that sends the user into the cache
+    except PerfkitError as exc:  # that variant's row, never the run; a hint only when it is not about the cache
+        cached = Path(exc.subject).resolve().is_relative_to(Path(cache_dir).resolve())
+        hint = "" if cached or not exc.fix else f" — {exc.fix}"
+        return Broken(tuple(s.label for s in steps), "failed", f"building {'+'.join(s.label for s in steps)}: "
+                      f"{exc.what}{hint}")
 
 
 def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_dir: str, timeout_s: float,
@@ -176,9 +181,55 @@ def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
     """One transform from src to dst (in the worker); returns its notes. Weights the transform left naming
     its input's data files are brought into dst's folder, so the entry loads wherever it is copied."""
     step, src, dst, ctx = args
-    notes = tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
+    src, dst = str(Path(src).resolve()), str(Path(dst).resolve())  # the step runs in a scratch folder
+    ctx = replace(ctx, source=str(Path(ctx.source).resolve()) if ctx.source else "")
+    with _scratch_cwd(Path(dst).parent / SCRATCH):
+        notes = tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
     bring_data_along(Path(dst), Path(src))
+    if not _incomplete(Path(dst).parent, meta=False):  # an incomplete entry is named as such by the parent
+        refuse_unloadable(Path(dst))
     return notes
+
+
+SCRATCH = ".scratch"  # inside the step's work folder, which the parent removes whatever happens to the worker
+
+
+@contextlib.contextmanager
+def _scratch_cwd(folder: Path) -> Iterator[None]:
+    """Run inside a scratch folder, removed after: tools write temporary files to the working folder
+    (onnxruntime's symbolic shape inference leaves sym_shape_infer_temp.onnx and a weights file), and perfkit
+    writes nothing outside its results and cache folders."""
+    before = os.getcwd()
+    folder.mkdir()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+NOT_THE_FILE = ("NOT_IMPLEMENTED", "Could not find an implementation")  # a kernel missing on the CPU only
+
+
+def refuse_unloadable(dst: Path) -> None:
+    """A step's output that onnxruntime cannot load as its rows will (CPU, default optimization) is that
+    variant's failed build, named with onnxruntime's reason: a type error a quantizer wrote, a fused graph
+    onnxruntime's own optimizer then breaks. A kernel missing on the CPU is not: the variant may be meant for
+    another provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # a machine that builds for others (or the tests' fake backend): nothing to ask
+        return
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(str(dst), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind classes
+        text = " ".join(str(exc).split())
+        if not any(mark in text for mark in NOT_THE_FILE):
+            reason = text.split(" failed:", 1)[-1].removeprefix("This is an invalid model. ")
+            raise CaseFailed(f"onnxruntime cannot load what it wrote: {reason[:400]}") from None
 
 
 def bring_data_along(dst: Path, src: Path) -> None:

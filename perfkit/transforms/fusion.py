@@ -58,22 +58,23 @@ def fuse(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # "producer not matched" and such
     proto = onnx.load(str(src), load_external_data=False)  # shapes and dims only: weights may be gigabytes
-    found = resolve(proto, options, read_hf_config(src, ctx))
+    found = resolve(proto, options, read_hf_config(src, ctx), src.parent)
+    hint = failure_hint(found, options, proto)
     # The temporary files live in dst's folder and go with it, so nothing is left anywhere else.
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".fusion-") as work:
-        fused = run_fusions(src, Path(work), found)
+        fused, fallback = run_fusions(src, Path(work), found, hint)
         fused.save_model_to_file(str(dst), use_external_data_format=weights_beside(src))
-    return describe(found, proto, onnx.load(str(dst), load_external_data=False))
+    return describe(found, proto, onnx.load(str(dst), load_external_data=False), fallback)
 
 
-def resolve(proto: onnx.ModelProto, options: dict, config: dict) -> Found:
-    """Options first, then config.json, then the graph; Unsupported naming the option when heads or hidden
-    size stay unknown."""
+def resolve(proto: onnx.ModelProto, options: dict, config: dict, folder: Path | None = None) -> Found:
+    """Options first, then config.json, then the graph (its weights in `folder`); Unsupported naming the
+    option when heads or hidden size stay unknown."""
     family, source = options["model_type"], "given"
     if family == "auto":
         family, source = config_family(config), "config.json"
     if not family:
-        family, source = detect_model_type(proto), "the graph"
+        family, source = detect_model_type(proto, folder), "the graph"
     heads, hidden = int(options["num_heads"]), int(options["hidden_size"])
     if family in PER_NODE_HEADS:  # onnxruntime asserts on a hidden size without heads: both or neither
         return Found(family, family, heads, hidden if heads else 0, source)
@@ -100,20 +101,51 @@ def _require(heads: int, hidden: int) -> None:
                           "fusion:num_heads=N,hidden_size=H")
 
 
-def run_fusions(src: Path, work: Path, found: Found):
-    """onnxruntime's basic graph optimization, then its fusions; anything the optimizer raises (its asserts
-    included) becomes a skipped row that names the values it was given."""
-    from onnxruntime.transformers import optimizer
-
+def run_fusions(src: Path, work: Path, found: Found, hint: str):
+    """onnxruntime's basic graph optimization, then its fusions, and the note on a fallback ("" when none).
+    Where its gpt2 fusions raise (its postprocess indexes a Gemm bias that bias-free heads lack), its bert
+    LayerNorm/GELU fusions run instead; anything else the optimizer raises (asserts included) becomes a
+    skipped row worded by `hint`."""
     basic = work / "basic.onnx"
     _basic_pass(src, basic)
     try:
-        return optimizer.optimize_model(str(basic), model_type=found.model_type, num_heads=found.heads,
-                                        hidden_size=found.hidden, opt_level=0, use_gpu=False)
+        return _optimize(basic, found, found.model_type), ""
     except Exception as exc:  # noqa: BLE001 - the optimizer's failures are asserts, IndexErrors, …
-        raise Unsupported(f"fusion: onnxruntime's {found.model_type} fusions failed on this graph with "
-                          f"{found.heads} heads, hidden size {found.hidden} ({brief(exc, 120, typed=True)}) — "
-                          "give fusion:model_type=…,num_heads=…,hidden_size=… if those are wrong") from None
+        failure = brief(exc, 120, typed=True)
+    if not found.model_type.startswith("gpt2"):
+        raise Unsupported(f"fusion: {hint.format(failure=failure)}")
+    bert = found.model_type.replace("gpt2", "bert")
+    try:
+        fused = _optimize(basic, found, bert, attention=False)
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise Unsupported(f"fusion: {hint.format(failure=failure)}; its {bert} LayerNorm/GELU fusions failed "
+                          f"too ({brief(exc, 80, typed=True)})") from None
+    return fused, (f"onnxruntime's {found.model_type} patterns fail on this graph ({failure}): fell back to its "
+                   f"{bert} LayerNorm/GELU fusions, attention left as it is (its {bert} attention patterns "
+                   "do not mask the future)")
+
+
+def _optimize(path: Path, found: Found, model_type: str, attention: bool = True):
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions(model_type)
+    options.enable_attention = attention
+    return optimizer.optimize_model(str(path), model_type=model_type, num_heads=found.heads,
+                                    hidden_size=found.hidden, opt_level=0, use_gpu=False,
+                                    optimization_options=options)
+
+
+def failure_hint(found: Found, options: dict, proto: onnx.ModelProto) -> str:
+    """How a failure of onnxruntime's fusions reads ({failure} left to fill): with values read from config.json
+    or the graph that agree with its weights, the patterns are to blame; otherwise the values may be."""
+    given = options["model_type"] != "auto" or int(options["num_heads"]) or int(options["hidden_size"])
+    sizes = f"{found.heads} heads, hidden size {found.hidden}"
+    if not given and found.heads and _square_width(proto) in (0, found.hidden):
+        return (f"onnxruntime's {found.model_type} patterns fail on this graph ({{failure}}) — the values look "
+                f"right ({found.family}{_ort_name(found)}, {sizes}, from {found.source})")
+    return (f"onnxruntime's {found.model_type} fusions failed on this graph with {sizes} ({{failure}}) — give "
+            "fusion:model_type=…,num_heads=…,hidden_size=… if those are wrong")
 
 
 def _basic_pass(src: Path, dst: Path) -> None:
@@ -132,9 +164,10 @@ def _basic_pass(src: Path, dst: Path) -> None:
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"], disabled_optimizers=["ConstantSharing"])
 
 
-def describe(found: Found, before: onnx.ModelProto, after: onnx.ModelProto) -> list[str]:
-    """The notes: what was used and what was fused (ops the output has more of than the input); Unsupported
-    when nothing was, as that file would be onnxruntime's basic optimization under another name."""
+def describe(found: Found, before: onnx.ModelProto, after: onnx.ModelProto, fallback: str = "") -> list[str]:
+    """The notes: what was used, any fallback, and what was fused (ops the output has more of than the
+    input); Unsupported when nothing was, as that file would be onnxruntime's basic optimization under another
+    name."""
     had, has = op_histogram(before), op_histogram(after)
     gained = {op.split(":")[-1]: n - had.get(op, 0) for op, n in has.items()
               if n > had.get(op, 0) and (op.startswith("com.microsoft:") or op in FUSED_STANDARD_OPS)}
@@ -146,8 +179,9 @@ def describe(found: Found, before: onnx.ModelProto, after: onnx.ModelProto) -> l
         f"{found.heads} heads, hidden size {found.hidden}"
     notes = [f"model type {found.family}{_ort_name(found)}, {sizes} (from {found.source}; give "
              "fusion:model_type=…,num_heads=…,hidden_size=… to override)",
+             *([fallback] if fallback else []),
              "fused " + ", ".join(f"{n}×{op}" for op, n in sorted(gained.items(), key=lambda kv: -kv[1]))]
-    if not set(gained) & set(ATTENTION_OPS):
+    if not fallback and not set(gained) & set(ATTENTION_OPS):
         notes.append(f"no attention fused: the graph does not match {expected} (SDPA or dynamo exports often "
                      "do not); only the ops above were fused")
     return notes
@@ -188,8 +222,9 @@ def config_int(config: dict, keys: tuple[str, ...]) -> int:
     return 0
 
 
-def detect_model_type(proto: onnx.ModelProto) -> str:
-    """bert, gpt2, llama, vit or swin from input names and ops; Unsupported when the graph has no attention."""
+def detect_model_type(proto: onnx.ModelProto, folder: Path | None = None) -> str:
+    """bert, gpt2, llama, vit or swin from input names, ops and wiring; Unsupported when the graph has no
+    attention. `folder` is where the weights lie, for reading a folded causal mask the exporter wrote there."""
     ops = op_histogram(proto)
     if model_kind(ops) != "transformer":
         raise Unsupported("fusion: no attention (Softmax between MatMuls) in this graph — "
@@ -199,17 +234,148 @@ def detect_model_type(proto: onnx.ModelProto) -> str:
     if any("pixel" in n for n in names) or (plain["Conv"] and not any("ids" in n for n in names)):
         # Swin's stages widen (patch merging): its LayerNorms have several widths, a ViT's one.
         return "swin" if len(norm_widths(proto)) > 1 else "vit"
-    if _rms_norm(plain) and plain["Sin"] and plain["Cos"]:
-        return "llama"  # RMSNorm and rotary embeddings
-    # A causal mask: Trilu (older exports) or a position compared with positions (Range <= Range).
-    if plain["Trilu"] or plain["LessOrEqual"] or any("past" in n for n in names):
-        return "gpt2"
-    return "bert"
+    wiring = Wiring(proto)
+    decoder = _decoder(plain, names, wiring, folder)
+    # With a fixed sequence length the dynamo exporter folds the rotary tables (Sin, Cos) into initializers:
+    # rotate-half (Neg of a Slice, concatenated) is what is left of them.
+    rotary = bool(plain["Sin"] and plain["Cos"]) or wiring.rotate_half()
+    if _rms_norm(plain, wiring) and (rotary or decoder or _vocab_logits(proto, names)):
+        return "llama"
+    return "gpt2" if decoder else "bert"
 
 
-def _rms_norm(plain: Counter[str]) -> bool:
+def _rms_norm(plain: Counter[str], wiring: Wiring) -> bool:
     fused = plain["SimplifiedLayerNormalization"] or plain["RMSNormalization"]
-    return bool(fused or (plain["ReduceMean"] and plain["Sqrt"] and not plain["LayerNormalization"]))
+    return bool(fused or (not plain["LayerNormalization"] and wiring.rms_norm()))
+
+
+def _decoder(plain: Counter[str], names: set[str], wiring: Wiring, folder: Path | None) -> bool:
+    """A causal mask made at run time (Trilu, or positions compared: Range <= Range), a past input, a causal
+    attention op, or a causal mask folded to a constant (dynamo exports with a fixed sequence length)."""
+    if plain["Trilu"] or plain["LessOrEqual"] or plain["GroupQueryAttention"] or any("past" in n for n in names):
+        return True
+    return wiring.causal_attention() or any(is_causal_mask(tensor_values(t, folder))
+                                            for t in wiring.mask_constants())
+
+
+def _vocab_logits(proto: onnx.ModelProto, names: set[str]) -> bool:
+    """Token ids the only input and an output as wide as the embedding table (a language-model head). Only a
+    hint with an RMSNorm: BERT's masked-LM head looks the same."""
+    if not names or not all("ids" in n for n in names):
+        return False
+    dims = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    rows = {dims[n.input[0]][0] for n in proto.graph.node
+            if n.op_type == "Gather" and len(dims.get(n.input[0], ())) == 2}
+    widths = {o.type.tensor_type.shape.dim[-1].dim_value for o in proto.graph.output
+              if o.type.tensor_type.shape.dim}
+    return bool(rows & widths - {0})
+
+
+# A folded causal mask is read only up to this many elements (a 2048 × 2048 float mask is 16 MiB).
+MASK_READ_LIMIT = 1 << 22
+MASKED = -1e4  # additive masks put -inf, the dtype's min, or at least this far below zero above the diagonal
+
+
+def tensor_values(tensor: onnx.TensorProto, folder: Path | None):
+    """A small tensor's values, read from the proto or, for weights written beside the model, from just its
+    bytes there; None when it is large, external without a folder, or cannot be read."""
+    import numpy as np
+    from onnx import external_data_helper, numpy_helper
+
+    if int(np.prod(tensor.dims, dtype=np.int64)) > MASK_READ_LIMIT:
+        return None
+    try:
+        if external_data_helper.uses_external_data(tensor):
+            if folder is None:
+                return None
+            tensor = _copy(tensor)  # the graph's own proto stays without data, as fuse loaded it
+            external_data_helper.load_external_data_for_tensor(tensor, str(folder))
+        return numpy_helper.to_array(tensor)
+    except Exception:  # noqa: BLE001 - a missing or short weights file: no mask read, no detection from it
+        return None
+
+
+def _copy(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    import onnx
+
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    return copy
+
+
+def is_causal_mask(values) -> bool:
+    """Lower-triangular over its last two dims: a boolean keep-mask (True on and below the diagonal) or its
+    negation, or an additive mask of 0 on and below the diagonal and a large negative number above."""
+    import numpy as np
+
+    if values is None or values.ndim < 2 or values.shape[-1] != values.shape[-2] or values.shape[-1] < 2:
+        return False
+    keep = np.tril(np.ones(values.shape[-2:], dtype=bool))
+    if values.dtype == bool:
+        return bool((values == keep).all() or (values == ~keep).all())
+    if values.dtype.kind != "f":
+        return False
+    return bool((values[..., keep] == 0).all() and (values[..., ~keep] <= MASKED).all())
+
+
+def _squares(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Pow" or (node.op_type == "Mul" and node.input[0] == node.input[1])
+
+
+class Wiring:
+    """Which node makes and which nodes read each tensor, and the graph's constants by name."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        self.nodes = list(proto.graph.node)
+        self.producers = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.nodes:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.constants = {t.name: t for t in proto.graph.initializer}
+        for node in self.nodes:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self.constants[node.output[0]] = node.attribute[0].t
+
+    def made_by(self, name: str, op: str) -> bool:
+        node = self.producers.get(name)
+        return node is not None and node.op_type == op
+
+    def read_by(self, name: str, op: str) -> bool:
+        return any(n.op_type == op for n in self.consumers.get(name, ()))
+
+    def rotate_half(self) -> bool:
+        """rotate_half(x) = concat(-x2, x1) with x1, x2 the halves of each head: a Neg of a Slice, concatenated."""
+        return any(n.op_type == "Neg" and self.made_by(n.input[0], "Slice") and self.read_by(n.output[0], "Concat")
+                   for n in self.nodes)
+
+    def rms_norm(self) -> bool:
+        """A mean of squares of a tensor that is not centred first (a LayerNorm's is of x - mean(x)), as the
+        exporters decompose an RMSNorm: Pow, ReduceMean, Add, Sqrt, Reciprocal or Div."""
+        means = [self.producers.get(n.input[0]) for n in self.nodes if n.op_type == "ReduceMean"]
+        return any(_squares(square) and not self.made_by(square.input[0], "Sub") for square in means if square)
+
+    def causal_attention(self) -> bool:
+        """An attention op told to mask the future (ONNX's is_causal, onnxruntime's unidirectional)."""
+        flags = ("is_causal", "unidirectional")
+        return any(a.name in flags and a.i == 1 for n in self.nodes if "Attention" in n.op_type
+                   for a in n.attribute)
+
+    def mask_constants(self) -> list[onnx.TensorProto]:
+        """Constants of shape (…, n, n) that an Add or Where applies to the scores on their way to a Softmax, or
+        that an And/Or combines with the padding mask first (an attention_mask input with a fixed length)."""
+        found = []
+        for name, tensor in self.constants.items():
+            square = len(tensor.dims) >= 2 and tensor.dims[-1] == tensor.dims[-2] > 1
+            if square and any(n.op_type in ("Add", "Where", "And", "Or") and self.reaches_softmax(n)
+                              for n in self.consumers.get(name, ())):
+                found.append(tensor)
+        return found
+
+    def reaches_softmax(self, node: onnx.NodeProto, hops: int = 3) -> bool:
+        """Whether a Softmax reads the node's output within `hops` nodes (a Where, then the Add of the mask)."""
+        readers = self.consumers.get(node.output[0], ()) if node.output else ()
+        return any(r.op_type == "Softmax" or (hops > 1 and self.reaches_softmax(r, hops - 1)) for r in readers)
 
 
 def norm_widths(proto: onnx.ModelProto) -> Counter[int]:

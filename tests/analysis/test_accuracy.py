@@ -100,6 +100,7 @@ def test_budget_text_is_canonical():
     ("pooler_output", (4, 768), False),  # BERT: one row per item, but features, not classes
     ("last_hidden_state", (4, 16, 768), False),
     ("sentence_embedding", (4, 384), False),
+    ("class_embedding", (4, 768), False),
     ("logits", (4, 16, 50257), True),  # a language model's: a label per token
     ("predictions", (4, 1000), True),  # Keras applications' softmax
     ("output_0", (4, 10), True),  # an unnamed (batch, classes): a classifier's
@@ -118,3 +119,24 @@ def test_a_variant_that_flips_most_labels_is_outside_the_default_budget():
     (acc,) = compare_outputs([[ref.astype(np.float32)]], [[got.astype(np.float32)]], ("logits",))
     assert acc.cosine > 0.99 and acc.agree < 0.5
     assert within((acc,), parse_budget(DEFAULT_BUDGET))[0] is False
+
+
+def test_items_whose_best_score_is_tied_have_no_label_to_agree_on():
+    uniform = np.full((2, 1000), 0.001, np.float32)  # a random-weight net's softmax
+    (acc,) = compare_outputs([[uniform]], [[np.zeros_like(uniform)]], ("predictions",))
+    assert acc.agree is None and acc.top_k is None and acc.cosine == 0.0
+    ref = np.array([[0.2, 0.2, 0.6], [0.5, 0.5, 0.0]], np.float32)
+    (acc,) = compare_outputs([[ref]], [[np.array([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0]], np.float32)]], ("probs",))
+    assert acc.agree == 0.0  # only the first item has a label, and it changed
+
+
+def test_outputs_the_graph_shows_are_features_get_no_label_agreement():
+    from perfkit.analysis.accuracy import against
+    from perfkit.core.records import Outputs
+
+    rng = np.random.default_rng(0)
+    ref = [rng.standard_normal((4, 10)).astype(np.float32), rng.standard_normal((4, 768)).astype(np.float32)]
+    got = [ref[0], -ref[1]]
+    logits, pooled = against(Outputs(("output_0", "output_1"), (ref,), features=("output_1",)),
+                             Outputs(("output_0", "output_1"), (got,)))
+    assert logits.agree == 1.0 and pooled.agree is None and pooled.top_k is None and pooled.cosine < 0

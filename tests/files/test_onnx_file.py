@@ -137,3 +137,16 @@ def test_a_folder_is_not_onnx_whatever_it_holds(tmp_path):
         (tmp_path / name / marker).write_text("{}")
         with pytest.raises(PerfkitError, match="is a directory — give the .onnx file inside it"):
             open_onnx(str(tmp_path / name))
+
+
+def test_outputs_made_by_a_pooler_or_a_norm_are_features():
+    from onnx import helper
+
+    from perfkit.files.onnx_file import feature_outputs
+    from tests.conftest import graph_model, tensor
+
+    nodes = [helper.make_node("MatMul", ["x", "x"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
+             helper.make_node("Reshape", ["t", "shape"], ["pooled"]), helper.make_node("Add", ["h", "x"], ["logits"])]
+    proto = graph_model(nodes, [tensor("x", shape=(4, 4)), tensor("shape", onnx.TensorProto.INT64, (2,))],
+                        [tensor("pooled", shape=(4, 4)), tensor("logits", shape=(4, 4))])
+    assert feature_outputs(proto) == ("pooled",)

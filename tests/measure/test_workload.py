@@ -201,20 +201,41 @@ def calibration_file(tmp_path, n):
 def test_a_quarter_of_the_calibration_samples_is_held_out_to_judge_accuracy_on(tmp_path):
     samples = read_samples(calibration_file(tmp_path, 40), IMAGE)
     assert (samples.held, len(samples.calibrate["image"])) == (10, 30)
+    every = np.load(samples.path)["image"]
+    np.testing.assert_array_equal(samples.held_out["image"], every[3::4])  # spread: files are often sorted by label
     fs = feed_set(IMAGE, Workload(batch=2), checks=8, subject="m.onnx", samples=samples)
     assert len(fs.checks) == 5 and fs.checks[0]["image"].shape == (2, 3, 4, 4) and not fs.synthetic_checks
     np.testing.assert_array_equal(np.concatenate([c["image"] for c in fs.checks]), samples.held_out["image"])
     assert fs.checks_from == f"10 samples held out from {samples.path} (calibration used the other 30)"
     cal = calibration_feeds(IMAGE, fs.shapes, samples, 0, skip=len(fs.checks))
     seen = np.concatenate([f["image"] for f in cal.feeds])
-    assert not any((seen == held).all(axis=(1, 2, 3)).any() for held in samples.held_out["image"])
+    assert len(seen) == 30 and not any((seen == held).all(axis=(1, 2, 3)).any() for held in samples.held_out["image"])
+    by_four = feed_set(IMAGE, Workload(batch=4), checks=8, subject="m.onnx", samples=samples)
+    assert by_four.checks_from.startswith("8 of the 10 samples held out")  # two calls of 4: what was used
+
+
+@pytest.mark.parametrize("n", [4, 9])
+def test_a_free_batch_calibrates_on_few_samples_and_says_how_many_it_used(tmp_path, n):
+    samples = read_samples(calibration_file(tmp_path, n), IMAGE)
+    cal = calibration_feeds(IMAGE, resolve_shapes(IMAGE, Workload(batch=1), "m"), samples, 0, skip=0)
+    used = n - samples.held
+    assert sum(len(f["image"]) for f in cal.feeds) == used and f"({used} of {n} samples" in cal.source
+
+
+def test_a_fixed_batch_keeps_one_call_to_calibrate_on_and_refuses_fewer_samples(tmp_path):
+    fixed = Signature((TensorInfo("image", "float32", (8, 3, 4, 4)),), ())
+    samples = read_samples(calibration_file(tmp_path, 10), fixed)
+    assert samples.held == 2 and len(samples.calibrate["image"]) == 8
+    with pytest.raises(PerfkitError, match=r"6 samples, fewer than the model's fixed batch of 8 — give at least 8"):
+        calibration_feeds(fixed, resolve_shapes(fixed, Workload(), "m"), read_samples(calibration_file(tmp_path, 6),
+                                                                                     fixed), 0, skip=0)
 
 
 def test_too_few_samples_to_hold_out_are_judged_on_themselves_and_said_so(tmp_path):
     samples = read_samples(calibration_file(tmp_path, 6), IMAGE)
     fs = feed_set(IMAGE, Workload(batch=1), checks=8, subject="m.onnx", samples=samples)
     assert samples.held == 0 and len(fs.checks) == 6
-    assert fs.checks_from.startswith("the 6 calibration samples themselves — too few to hold any out")
+    assert fs.checks_from.startswith("6 of the calibration samples themselves — too few to hold any out")
 
 
 def test_samples_of_another_shape_leave_synthetic_checks_and_say_why(tmp_path):

@@ -74,3 +74,19 @@ def test_the_keras_session_runs_the_compiled_predict_step(tmp_path):
     assert probs.shape == (2, 3) and score.shape == (2, 1)
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     session.close()
+
+
+def test_a_normalization_layer_keeps_its_constants_as_weights_not_inputs(tmp_path):
+    """Keras' own export made EfficientNet's Normalization mean and variance into inputs fed made-up values."""
+    import onnx
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 3), name="image")
+    h = keras.layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(image)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(h))
+    keras.Model(image, keras.layers.Dense(3, activation="softmax", name="probs")(h)).save(tmp_path / "n.keras")
+    lines, parity = run(tmp_path, tmp_path / "n.keras")
+    assert parity.ok and parity.outputs[0].max_abs < 1e-5, lines
+    graph = onnx.load(str(tmp_path / "out.onnx")).graph
+    weights = {t.name for t in graph.initializer}
+    assert [i.name for i in graph.input if i.name not in weights] == ["image"]

@@ -186,6 +186,7 @@ def test_token_ids_given_as_int64_stay_below_the_vocabulary_and_convert(tmp_path
 def test_inputs_named_like_token_ids_are_int64_without_a_dtype(tmp_path):
     lines, parity = converted(tmp_path, traced_token_model(tmp_path / "tokens.pt"), shapes=("input_ids=1x16",))
     assert parity.ok and "input_ids int64 [N, 16]" in lines[1]
+    assert "(input_ids integers in [1, 8])" in lines[3] and "uniform" not in lines[3]  # ids, not floats
 
 
 def test_a_traced_module_returning_a_dict_keeps_its_output_names(tmp_path):
@@ -251,3 +252,44 @@ def test_the_ops_of_a_causal_lm_s_packed_sequence_check_convert(tmp_path):
     torch.jit.save(torch.jit.trace(PackedPositions(), (positions,)), tmp_path / "packed.pt")
     lines, parity = converted(tmp_path, tmp_path / "packed.pt", shapes=("position_ids=1x6",))
     assert parity.ok, lines
+
+
+def test_a_traced_module_is_exported_on_the_users_inputs_at_their_batch(tmp_path):
+    from tests.torch_models import FixedBatch
+
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.trace(FixedBatch().eval(), torch.rand(1, 8)), tmp_path / "fixed.pt")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "x1.npz", x=rng.random((1, 8), dtype=np.float32))
+    lines, parity = converted(tmp_path, tmp_path / "fixed.pt", shapes=(), inputs=str(tmp_path / "x1.npz"))
+    assert parity.ok and "x1.npz sample" in lines[3], lines
+    np.savez(tmp_path / "x3.npz", x=rng.random((3, 8), dtype=np.float32))
+    with pytest.raises(PerfkitError) as err:  # the user's batch, not EXAMPLE_BATCH: and no call for --inputs
+        converted(tmp_path, tmp_path / "fixed.pt", shapes=(), inputs=str(tmp_path / "x3.npz"))
+    assert "your --inputs (x float32 [3x8])" in err.value.what and "--inputs data.npz" not in err.value.fix
+
+
+def test_a_wrong_element_type_is_answered_with_the_type_the_error_names(tmp_path):
+    from perfkit.backends import torch as tb
+    from perfkit.core.model import Port
+    from perfkit.native.exporters import _next_step
+
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(8, 4)).double()), tmp_path / "dbl.pt")
+    with pytest.raises(PerfkitError) as err:
+        converted(tmp_path, tmp_path / "dbl.pt", shapes=("x=1x8",))
+    assert "Float and Double" in err.value.what and "--shape x=1x8:float64" in err.value.fix
+    ports = (Port("x", "float32", (None, 8)),)
+    assert ":float16" in _next_step("expected scalar type Half but found Float", ports, tb)
+    assert ":bfloat16" in _next_step("Input type (torch.FloatTensor) and weight type (torch.BFloat16Tensor)"
+                                     " should be the same dtype", ports, tb)
+    assert ":DTYPE" in _next_step("mat1 and mat2 must have the same dtype", ports, tb)
+    assert _next_step("got Float and Double dtype", ports, tb, True) == "store x as float64 in the --inputs file"
+
+
+def test_the_parity_line_says_what_the_synthetic_feeds_held():
+    from perfkit.convert import fed_values
+
+    rng = np.random.default_rng(0)
+    feeds = tuple({"input_ids": rng.integers(1, 8, (2, 6), endpoint=True), "attention_mask": np.ones((2, 6)),
+                   "pixels": rng.random((2, 3), dtype=np.float32), "extra": rng.random(2)} for _ in range(4))
+    assert fed_values(feeds) == "input_ids integers in [1, 8]; attention_mask all 1; floats uniform [0, 1)"

@@ -78,3 +78,40 @@ def test_a_step_whose_output_names_data_nobody_wrote_is_a_failed_variant(beside,
 def test_without_external_data_a_small_model_stays_one_file(save, tmp_path):
     variant = build(save(models.conv(), "conv.onnx"), "ort-opt:all", tmp_path)
     assert sorted(p.name for p in Path(variant.model.path).parent.iterdir()) == ["meta.json", "model.onnx"]
+
+
+def test_a_step_whose_output_onnxruntime_refuses_is_a_failed_variant_with_its_reason(beside, tmp_path, plugins):
+    plugins("typo=tests.workers:write_type_error")
+    broken = build(beside, "typo", tmp_path)
+    assert isinstance(broken, Broken) and broken.status == "failed"
+    assert broken.reason == ("building typo: onnxruntime cannot load what it wrote: Type Error: Type parameter (T) "
+                             "of Optype (Add) bound to different types (tensor(float) and tensor(int32) in node "
+                             "(Add_quant).")
+    assert "check_model" not in broken.reason and "perfkit-cache" not in broken.reason
+
+
+def test_a_user_error_while_building_names_the_step_and_never_a_hint_into_the_cache(beside, tmp_path, monkeypatch):
+    from perfkit.core.errors import PerfkitError
+    from perfkit.core.model import Model
+    from perfkit.transforms import cache
+
+    def refuse(parent, *_):
+        raise PerfkitError(parent.path, "is broken", "copy it there")
+
+    monkeypatch.setattr(cache, "step_key", refuse)
+    outside = build(beside, "ort-opt:basic", tmp_path)
+    assert outside.reason == "building ort-opt:basic: is broken — copy it there"
+    entry = Model(str(tmp_path / "c" / "variants" / "x" / "model.onnx"), "onnx", "digest")
+    inside = build_variant(entry, parse_chain("ort-opt:basic"), BuildContext(), str(tmp_path / "c"), 120, False)
+    assert inside.reason == "building ort-opt:basic: is broken"
+
+
+def test_a_step_runs_in_a_scratch_folder_and_leaves_nothing_in_the_working_folder(tmp_path, monkeypatch, plugins):
+    plugins("litter=tests.workers:litter")
+    monkeypatch.chdir(tmp_path)
+    onnx.save_model(models.conv(), "conv.onnx")
+    variant = build_variant(open_onnx("conv.onnx")[0], parse_chain("litter"), BuildContext(), "cache", 120,
+                            isolate=False)  # relative paths, in this process: the folder must come back
+    assert isinstance(variant, Variant) and Path.cwd() == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "conv.onnx"]
+    assert sorted(p.name for p in Path(variant.model.path).parent.iterdir()) == ["meta.json", "model.onnx"]
