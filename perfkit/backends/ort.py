@@ -182,8 +182,9 @@ class BoundOrtSession(OrtSession):
         return call
 
 
-_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
-_SOURCE = re.compile(r"^(/\S+:\d+ .*?\) )")
+_PREFIX = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : ")  # nested errors repeat it
+# C++ source locations: "/…/graph_utils.cc:479 NodeArg& f(Graph&, …) " or "graph.cc:4164 AddInitializedOrtValue "
+_SOURCE = re.compile(r"\S*\.(?:cc|h|cpp):\d+ (?:[^()\[]*\([^)]*\) |\w+ )")
 
 
 def clean_message(exc: BaseException) -> str:

@@ -93,7 +93,23 @@ def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_d
         meta = json.loads(meta_path.read_text())
         model = Model(str(folder / MODEL_FILE), "onnx", meta["digest"], (*model.lineage, step.label))
         notes += [f"{step.label}: {n}" for n in meta["notes"]]
+    if steps:
+        _check_loads(Path(model.path).parent, steps[-1], timeout_s, isolate)
     return Variant(model, tuple(notes), all_cached)
+
+
+def _check_loads(folder: Path, last: Step, timeout_s: float, isolate: bool) -> None:
+    """The chain's file, the one its rows measure, must load in onnxruntime as they will (intermediate files
+    need not: a fused graph onnxruntime's own optimizer breaks still quantizes into one that loads). Asked
+    once per entry, the answer kept in its meta.json."""
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    if "loads" not in meta:
+        answer = call_guarded(load_problem, str(folder / MODEL_FILE), timeout_s, isolate)
+        meta["loads"] = answer.reason if isinstance(answer, Failure) else answer
+        meta_path.write_text(json.dumps(meta, indent=1))
+    if meta["loads"]:
+        raise CaseFailed(f"building {last.label}: onnxruntime cannot load what it wrote: {meta['loads']}")
 
 
 def step_key(parent: Model, step: Step, ctx: BuildContext, cpu_flags: tuple[str, ...]) -> str:
@@ -186,8 +202,6 @@ def apply_step(args: tuple[Step, str, str, BuildContext]) -> tuple[str, ...]:
     with _scratch_cwd(Path(dst).parent / SCRATCH):
         notes = tuple(get_transform(step.name)(Path(src), Path(dst), step.values(), ctx))
     bring_data_along(Path(dst), Path(src))
-    if not _incomplete(Path(dst).parent, meta=False):  # an incomplete entry is named as such by the parent
-        refuse_unloadable(Path(dst))
     return notes
 
 
@@ -212,24 +226,25 @@ def _scratch_cwd(folder: Path) -> Iterator[None]:
 NOT_THE_FILE = ("NOT_IMPLEMENTED", "Could not find an implementation")  # a kernel missing on the CPU only
 
 
-def refuse_unloadable(dst: Path) -> None:
-    """A step's output that onnxruntime cannot load as its rows will (CPU, default optimization) is that
-    variant's failed build, named with onnxruntime's reason: a type error a quantizer wrote, a fused graph
-    onnxruntime's own optimizer then breaks. A kernel missing on the CPU is not: the variant may be meant for
-    another provider."""
+def load_problem(path: str) -> str:
+    """Why onnxruntime cannot load the file as its rows will (CPU, default optimization), or "": a type error
+    a quantizer wrote, a fused graph onnxruntime's optimizer breaks. A kernel missing on the CPU is no
+    problem here: the variant may be meant for another provider."""
     try:
         import onnxruntime as ort
     except ImportError:  # a machine that builds for others (or the tests' fake backend): nothing to ask
-        return
+        return ""
+    from perfkit.backends.ort import clean_message
+
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
-        ort.InferenceSession(str(dst), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own pybind classes
-        text = " ".join(str(exc).split())
+        text = clean_message(exc)
         if not any(mark in text for mark in NOT_THE_FILE):
-            reason = text.split(" failed:", 1)[-1].removeprefix("This is an invalid model. ")
-            raise CaseFailed(f"onnxruntime cannot load what it wrote: {reason[:400]}") from None
+            return text.split(" failed:", 1)[-1].removeprefix("This is an invalid model. ")[:400]
+    return ""
 
 
 def bring_data_along(dst: Path, src: Path) -> None:

@@ -63,3 +63,14 @@ def test_unknown_backend():
 def test_messages_lose_their_cpp_noise():
     exc = RuntimeError("[ONNXRuntimeError] : 1 : FAIL : /src/x.h:46 void f(int) Opset 99 is under development.")
     assert clean_message(exc) == "Opset 99 is under development."
+
+
+def test_a_nested_onnxruntime_error_reads_as_its_reason_without_cpp_locations():
+    from perfkit.backends.ort import clean_message
+
+    text = ("[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: /onnxruntime_src/onnxruntime/core/graph/"
+            "graph_utils.cc:479 onnxruntime::NodeArg& onnxruntime::graph_utils::AddInitializerWithOrtValue("
+            "onnxruntime::Graph&, const onnx::TensorProto&, onnxruntime::Tensor&&) [ONNXRuntimeError] : 1 : FAIL : "
+            "graph.cc:4164 AddInitializedOrtValue Attempt to replace the existing tensor")
+    assert clean_message(RuntimeError(text)) == ("Exception during initialization: Attempt to replace the existing "
+                                                 "tensor")
