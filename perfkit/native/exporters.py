@@ -126,7 +126,7 @@ def _sklearn_failure(native: NativeModel, exc: Exception) -> PerfkitError:
         return PerfkitError(native.source or native.path, f"skl2onnx has no converter for {name}",
                             "replace that step with a supported one, or register a converter with "
                             "skl2onnx.update_registered_converter (see skl2onnx's list of supported models)")
-    return PerfkitError(native.source or native.path, f"skl2onnx could not convert it: {brief(exc, 200)}",
+    return PerfkitError(native.source or native.path, f"skl2onnx could not convert it: {root_cause(exc)}",
                         "check the estimator against skl2onnx's supported list, or pass --debug")
 
 
@@ -448,7 +448,7 @@ def _keras(job: ExportJob, kb) -> tuple[NativeModel, tuple[str, ...]]:
     except PerfkitError:
         raise
     except Exception as exc:
-        why = brief(exc, 200)
+        why = root_cause(exc)
         raise PerfkitError(native.source or native.path, f"tf2onnx could not convert it: {why}",
                            "try another --opset, or check the layers against tf2onnx's supported ops") from None
     name_outputs(job.dst)
