@@ -216,6 +216,29 @@ def test_auto_variants_of_a_model_with_its_weights_beside_it_all_build(tmp_path)
     assert all(r.accuracy[0].cosine > 0.99 for r in report.results)
 
 
+def test_auto_variants_of_a_bert_from_torchs_default_exporter_make_a_table_not_an_error(tmp_path):
+    """The field report: torch.onnx.export (dynamo) writes bert.onnx.data beside bert.onnx, and every variant
+    of it used to end the run with exit 2."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tests.torch_models import Hidden, export
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, num_hidden_layers=2, intermediate_size=64, hidden_size=32,
+                                     num_attention_heads=2)
+    ids = (torch.randint(0, 100, (1, 8)), torch.ones(1, 8, dtype=torch.int64))
+    path = export(Hidden(transformers.BertModel(config).eval()), ids, ["input_ids", "attention_mask"],
+                  tmp_path / "bert.onnx", dynamo=True)
+    assert path.with_name("bert.onnx.data").is_file()
+    report = bench.run(variant_spec(str(path), tmp_path, ("auto",)))
+    rows = {r.model.label: r for r in report.results}
+    assert list(rows) == ["base", "ort-opt:all", "fusion", "int8-dynamic", "fusion+int8-dynamic",
+                          "fusion+int8-dynamic:per-channel"]
+    assert all(r.status == "ok" for r in rows.values()), [(r.model.label, r.reason) for r in report.results]
+    assert any("model type bert, 2 heads, hidden size 32" in n for n in rows["fusion"].notes), rows["fusion"].notes
+    assert all(r.accuracy[0].cosine > 0.99 for r in rows.values())
+
+
 def test_accuracy_is_judged_on_calibration_samples_held_out_and_the_table_says_so(save, tmp_path, rng):
     import numpy as np
 

@@ -1,5 +1,7 @@
 """Small PyTorch modules for the native tests: importable, so a factory or a whole pickled module loads."""
 
+import warnings
+
 import torch
 
 
@@ -90,3 +92,42 @@ class PackedPositions(torch.nn.Module):
     def forward(self, positions):
         first = positions[:, :1] - 1
         return (torch.diff(positions, prepend=first, dim=-1) != 1).cumsum(-1)
+
+
+# Real exports of transformers with random weights, as their users make them (the fusion and bench tests).
+
+def export(module, args, names, path, dynamo, fixed=False):
+    """Batch and sequence free, or with `fixed` none: the dynamo exporter then folds the causal mask and the
+    rotary tables into initializers."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            dims = None if fixed else ({0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")},) * len(args)
+            torch.onnx.export(module, args, str(path), input_names=names, dynamo=True, dynamic_shapes=dims,
+                              verbose=False)
+        else:
+            axes = {n: {0: "batch", 1: "seq"} for n in names}
+            torch.onnx.export(module, args, str(path), input_names=names, dynamo=False, opset_version=17,
+                              dynamic_axes=axes)
+    return path
+
+
+def Hidden(model):  # noqa: N802 - reads as the wrapper's name
+    """The model's last hidden state, or a language model's logits, as its one output (HF models return dicts
+    and caches)."""
+    import torch
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, attention_mask=None):
+            if x.dtype.is_floating_point:
+                return self.model(pixel_values=x).last_hidden_state
+            out = self.model(input_ids=x, attention_mask=attention_mask)
+            return out.logits if "logits" in out else out.last_hidden_state
+
+    return _Hidden().eval()

@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import numpy as np
 import onnx
@@ -99,24 +98,6 @@ def test_a_failure_with_values_read_from_the_graph_blames_the_patterns_not_the_v
 
 # Real exports of two-layer transformers with random weights (hidden 64, 4 heads), made once for the module.
 
-def _export(module, args, names, path, dynamo, fixed=False):
-    """Batch and sequence free, or with `fixed` none: the dynamo exporter then folds the causal mask and the
-    rotary tables into initializers."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            dims = None if fixed else ({0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")},) * len(args)
-            torch.onnx.export(module, args, str(path), input_names=names, dynamo=True, dynamic_shapes=dims,
-                              verbose=False)
-        else:
-            axes = {n: {0: "batch", 1: "seq"} for n in names}
-            torch.onnx.export(module, args, str(path), input_names=names, dynamo=False, opset_version=17,
-                              dynamic_axes=axes)
-    return path
-
-
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """name -> path: BERT, GPT-2 (dynamo, and TorchScript), ViT (dynamo), a BERT with eager attention
@@ -125,6 +106,8 @@ def exports(tmp_path_factory):
     with it), GPT-2 and Llama language models from input_ids alone."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    from tests.torch_models import Hidden, export
+
     folder = tmp_path_factory.mktemp("exports")
     torch.manual_seed(0)
     small = {"num_hidden_layers": 2, "intermediate_size": 128, "hidden_size": 64, "num_attention_heads": 4}
@@ -141,34 +124,15 @@ def exports(tmp_path_factory):
     ids = (torch.randint(0, 100, (2, 8)), torch.ones(2, 8, dtype=torch.int64))
     text, image = ["input_ids", "attention_mask"], ["pixel_values"]
     return {
-        "bert": _export(Hidden(bert), ids, text, folder / "bert.onnx", dynamo=True),
-        "bert-eager": _export(Hidden(eager.eval()), ids, text, folder / "bert-eager.onnx", dynamo=False),
-        "gpt2": _export(Hidden(gpt2), ids, text, folder / "gpt2.onnx", dynamo=True),
-        "gpt2-torchscript": _export(Hidden(gpt2), ids, text, folder / "gpt2-ts.onnx", dynamo=False),
-        "vit": _export(Hidden(vit), (torch.randn(2, 3, 32, 32),), image, folder / "vit.onnx", dynamo=True),
-        "gpt2-fixed": _export(Hidden(gpt2), ids, text, folder / "gpt2-fixed.onnx", dynamo=True, fixed=True),
-        "gpt2-ids": _export(Hidden(gpt2_lm), ids[:1], text[:1], folder / "gpt2-ids.onnx", dynamo=True, fixed=True),
-        "llama-ids": _export(Hidden(llama), ids[:1], text[:1], folder / "llama-ids.onnx", dynamo=True, fixed=True),
+        "bert": export(Hidden(bert), ids, text, folder / "bert.onnx", dynamo=True),
+        "bert-eager": export(Hidden(eager.eval()), ids, text, folder / "bert-eager.onnx", dynamo=False),
+        "gpt2": export(Hidden(gpt2), ids, text, folder / "gpt2.onnx", dynamo=True),
+        "gpt2-torchscript": export(Hidden(gpt2), ids, text, folder / "gpt2-ts.onnx", dynamo=False),
+        "vit": export(Hidden(vit), (torch.randn(2, 3, 32, 32),), image, folder / "vit.onnx", dynamo=True),
+        "gpt2-fixed": export(Hidden(gpt2), ids, text, folder / "gpt2-fixed.onnx", dynamo=True, fixed=True),
+        "gpt2-ids": export(Hidden(gpt2_lm), ids[:1], text[:1], folder / "gpt2-ids.onnx", dynamo=True, fixed=True),
+        "llama-ids": export(Hidden(llama), ids[:1], text[:1], folder / "llama-ids.onnx", dynamo=True, fixed=True),
     }
-
-
-def Hidden(model):  # noqa: N802 - reads as the wrapper's name
-    """The model's last hidden state, or a language model's logits, as its one output (HF models return dicts
-    and caches)."""
-    import torch
-
-    class _Hidden(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x, attention_mask=None):
-            if x.dtype.is_floating_point:
-                return self.model(pixel_values=x).last_hidden_state
-            out = self.model(input_ids=x, attention_mask=attention_mask)
-            return out.logits if "logits" in out else out.last_hidden_state
-
-    return _Hidden().eval()
 
 
 def _feed(path):
