@@ -9,7 +9,7 @@ from typing import Any
 from perfkit.core.errors import Unsupported, brief
 from perfkit.files.onnx_file import op_histogram
 from perfkit.transforms import BuildContext
-from perfkit.transforms.cache import weights_beside
+from perfkit.transforms.cache import save, weights_beside
 
 CALIBRATE = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -60,6 +60,8 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
         extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
+        pre, unshared = unshare_biases(pre, Path(work), large)
+        notes += unshared
         quantize_static(str(pre), str(dst), FeedsReader(ctx.calibration),
                         quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
                         per_channel=options["per_channel"], reduce_range=options["reduce_range"],
@@ -68,6 +70,47 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
                         use_external_data_format=large, extra_options=extra)
     notes.append(f"calibrated on {ctx.calibration_source}")
     return notes + _nothing_quantized(dst)
+
+
+BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
+
+
+def unshare_biases(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
+    """onnxruntime's static quantizer rewrites a Conv or Gemm bias to int32 under the bias's own name, so a bias
+    initializer with any other use (the TorchScript exporter merges identical fresh biases into one, used by
+    Convs and Adds alike) leaves those uses reading int32, and the model does not load. Every use after a
+    bias's first as a bias gets its own copy; a model without such sharing is left as it is."""
+    import onnx
+
+    def shared(proto: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int]]:
+        biases = {t.name for t in proto.graph.initializer} & {
+            node.input[k] for node in proto.graph.node if (k := BIAS_INPUT.get(node.op_type, 99)) < len(node.input)}
+        seen: set[str] = set()
+        uses = []
+        for node in proto.graph.node:
+            for k, name in enumerate(node.input):
+                is_bias = BIAS_INPUT.get(node.op_type) == k
+                if name in biases and (name in seen or not is_bias):
+                    uses.append((node, k))
+                if is_bias:
+                    seen.add(name)
+        return uses
+
+    if not shared(onnx.load(str(src), load_external_data=False)):
+        return src, []
+    proto = onnx.load(str(src))
+    tensors = {t.name: t for t in proto.graph.initializer}
+    uses = shared(proto)
+    for n, (node, k) in enumerate(uses):
+        copy = onnx.TensorProto()
+        copy.CopyFrom(tensors[node.input[k]])
+        copy.name = f"{node.input[k]}_use{n}"
+        proto.graph.initializer.append(copy)
+        node.input[k] = copy.name
+    out = work / "unshared.onnx"
+    save(proto, out, large)
+    return out, [f"gave {len(uses)} op(s) their own copy of a Conv/Gemm bias they shared, which onnxruntime's "
+                 "quantizer would have made int32 for all of them"]
 
 
 class FeedsReader:

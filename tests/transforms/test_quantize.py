@@ -101,3 +101,35 @@ def test_static_without_calibration_is_unsupported(conv, tmp_path):
 def test_a_model_with_nothing_to_quantize_says_so(relu_model, tmp_path):
     variant = build(relu_model, "int8-dynamic", tmp_path)
     assert any("nothing was quantized" in n for n in variant.notes)
+
+
+def shared_bias_model():
+    """Two Convs on one bias initializer, as the TorchScript exporter merges identical fresh biases."""
+    from onnx import helper
+
+    from tests.conftest import graph_model, tensor
+
+    rng = np.random.default_rng(0)
+    inits = [models.const("w1", rng.standard_normal((4, 3, 3, 3)) / 4),
+             models.const("w2", rng.standard_normal((4, 4, 1, 1)) / 2), models.const("b0", np.full(4, 0.1))]
+    nodes = [helper.make_node("Conv", ["image", "w1", "b0"], ["c1"]), helper.make_node("Relu", ["c1"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b0"], ["logits"])]
+    return graph_model(nodes, [tensor("image", shape=("batch", 3, 8, 8))], [tensor("logits", shape=("batch", 4, 6, 6))],
+                       inits)
+
+
+def test_a_bias_shared_by_several_ops_gets_a_copy_per_use_before_quantizing(save, tmp_path):
+    import onnx
+
+    from perfkit.transforms.quantize import unshare_biases
+
+    path = save(shared_bias_model(), "shared.onnx")
+    out, notes = unshare_biases(tmp_path / "shared.onnx", tmp_path, large=False)
+    uses = [i for n in onnx.load(str(out)).graph.node for i in n.input if i.startswith("b0")]
+    assert uses == ["b0", "b0_use0"] and "gave 1 op(s) their own copy" in notes[0]
+    x = {"image": np.random.default_rng(1).random((1, 3, 8, 8), dtype=np.float32)}
+    np.testing.assert_allclose(run(str(out), x)[0], run(path, x)[0], rtol=1e-6)
+    variant = build_chain(open_onnx(path)[0], parse_chain("int8-static:qoperator,u8s8,per-channel"),
+                          calibration(path), str(tmp_path / "c"), 120, isolate=False)
+    assert np.corrcoef(run(variant.model.path, x)[0].ravel(), run(path, x)[0].ravel())[0, 1] > 0.99
+    assert unshare_biases(out, tmp_path, large=False) == (out, [])  # nothing shared: left as it is
