@@ -57,6 +57,20 @@ def test_native_and_onnx_rows_side_by_side_with_the_native_model_as_reference(cl
     assert render(again, "table", width=250) == text  # a stored native run reads back the same
 
 
+def test_a_noisy_multithreaded_native_row_says_its_ratio_may_read_far_above_its_quiet_value(classifier, tmp_path):
+    from dataclasses import replace
+
+    report = bench.run(spec(classifier, tmp_path, trust=True, batch=(16,)))
+    native, onnx_row = report.results
+    shaky = replace(native, summary=replace(native.summary, cv=0.9))  # CV 90 %: a busy machine's native row
+    line = "native rows on a busy machine: a framework's thread team loses more to other programs"
+    assert line not in render(replace(report, results=(shaky, onnx_row)), "table", width=250)  # no thread team
+    shaky = replace(shaky, target=replace(shaky.target, backend="torch"))  # as a TorchScript row would be
+    assert line in render(replace(report, results=(shaky, onnx_row)), "table", width=250)
+    single = replace(shaky, target=replace(shaky.target, threads=1))
+    assert line not in render(replace(report, results=(single, onnx_row)), "table", width=250)
+
+
 def test_variants_of_a_native_model_are_built_from_its_conversion_in_isolated_workers(tmp_path):
     torch = pytest.importorskip("torch")
     from tests.torch_models import tiny_cnn

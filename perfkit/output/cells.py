@@ -100,17 +100,31 @@ def cells(r: Result) -> list[str]:
     ]
 
 
+# Measured on 2 busy cores: a TorchScript DistilBERT's "ONNX vs native" read 1.25× in one run and 6.1× in
+# another; a traced BERT 3.8× with 2 threads and 1.24× with --threads 1: torch's team waits for its slowest thread.
+THREAD_TEAMS = ("torch", "keras")  # frameworks whose intra-op threads wait for each other at every op
+NATIVE_UNDER_LOAD = ("a framework's thread team loses more to other programs than onnxruntime's pool does, so "
+                     "'native vs ONNX' can read several times its quiet value — compare with --threads 1, or on a "
+                     "quiet machine")
+
+
 def notes(report: Report, verdict: Verdict) -> list[str]:
     """Warnings and reasons under the table, each naming the row it belongs to; with variants, the pick
     and a diagnosis of every row slower than its baseline."""
     out = [f"warning: {w}" for w in report.warnings]
     out += row_warnings(report)
-    if line := noise_line(assess(report, verdict.baseline)):
+    noise = assess(report, verdict.baseline)
+    if line := noise_line(noise):
         out.append(line)
-    for n, i, ratio in native_speedups(report):
+    natives = native_speedups(report)
+    for n, i, ratio in natives:
         r = report.results[i]
         out.append(f"native vs ONNX, batch {r.batch}: row {i + 1} ({r.model.label} on {r.target.label}) runs "
                    f"{fmt_ratio(ratio)} the speed of row {n + 1} ({report.results[n].model.label})")
+    noisy = {i for i in noise.drifted} | {i for i, _ in (*noise.unstable, *noise.stalled)}
+    teams = [report.results[n].target for n, _, _ in natives if n in noisy]
+    if any(t.backend in THREAD_TEAMS and t.threads != 1 for t in teams):
+        out.append(f"native rows on a busy machine: {NATIVE_UNDER_LOAD}")
     if compared(report):
         if report.accuracy_on:
             out.append(f"accuracy judged on {report.accuracy_on}")
