@@ -340,7 +340,7 @@ def held_out_checks(samples: Samples, shapes: Shapes) -> tuple[tuple[dict[str, A
     pool = samples.held_out or samples.calibrate
     n = len(next(iter(pool.values())))
     per_call = max(shapes.batch, 1)
-    feeds = tuple({k: a[i:i + per_call] for k, a in pool.items()} for i in range(0, n - per_call + 1, per_call))
+    feeds = calls(pool, per_call, whole=True)
     want = dict(shapes.shapes)
     if not feeds:
         return (), f"the {n} calibration samples are fewer than one call's batch of {per_call}"
@@ -378,12 +378,18 @@ def calibration_feeds(sig: Signature, shapes: Shapes, samples: Samples | None, s
     if batch is not None and n < batch:
         raise PerfkitError(samples.path, f"{n} samples, fewer than the model's fixed batch of {batch}",
                            f"give at least {batch} samples")
-    chunk = batch or min(CALIBRATION_CHUNK, n)
-    last = n - chunk + 1 if batch else n  # a fixed batch takes whole calls only; a free one the rest too
-    chunks = tuple({k: a[i:i + chunk] for k, a in arrays.items()} for i in range(0, last, chunk))
+    chunks = calls(arrays, batch or min(CALIBRATION_CHUNK, n), whole=batch is not None)
     used = sum(len(next(iter(c.values()))) for c in chunks)
     digest = file_digest([Path(samples.path)])[:12]
     return Calibration(chunks, f"{samples.path} ({used} of {samples.total} samples, sha256 {digest})")
+
+
+def calls(arrays: dict[str, Any], per_call: int, *, whole: bool) -> tuple[dict[str, Any], ...]:
+    """Samples (first axis) as feeds of `per_call` items each; `whole`: only full calls (a fixed batch, or a
+    workload's), else the rest as a last, smaller one."""
+    n = len(next(iter(arrays.values())))
+    last = n - per_call + 1 if whole else n
+    return tuple({k: a[i:i + per_call] for k, a in arrays.items()} for i in range(0, last, per_call))
 
 
 def _samples_signature(sig: Signature) -> Signature:

@@ -121,7 +121,7 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
         r = report.results[i]
         out.append(f"native vs ONNX, batch {r.batch}: row {i + 1} ({r.model.label} on {r.target.label}) runs "
                    f"{fmt_ratio(ratio)} the speed of row {n + 1} ({report.results[n].model.label})")
-    noisy = {i for i in noise.drifted} | {i for i, _ in (*noise.unstable, *noise.stalled)}
+    noisy = set(noise.drifted) | {i for i, _ in (*noise.unstable, *noise.stalled)}
     teams = [report.results[n].target for n, _, _ in natives if n in noisy]
     if any(t.backend in THREAD_TEAMS and t.threads != 1 for t in teams):
         out.append(f"native rows on a busy machine: {NATIVE_UNDER_LOAD}")

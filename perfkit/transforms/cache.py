@@ -25,6 +25,7 @@ from perfkit.core.errors import CaseFailed, PerfkitError, Unsupported
 from perfkit.core.model import Model
 from perfkit.files.onnx_file import external_data_files, file_digest
 from perfkit.measure.isolate import Failure, call_guarded
+from perfkit.output.store import write_atomic
 from perfkit.transforms import TRANSFORMS, BuildContext, Step, get_transform
 
 if TYPE_CHECKING:
@@ -94,20 +95,18 @@ def build_chain(base: Model, steps: tuple[Step, ...], ctx: BuildContext, cache_d
         model = Model(str(folder / MODEL_FILE), "onnx", meta["digest"], (*model.lineage, step.label))
         notes += [f"{step.label}: {n}" for n in meta["notes"]]
     if steps:
-        _check_loads(Path(model.path).parent, steps[-1], timeout_s, isolate)
+        _check_loads(meta, meta_path, steps[-1], timeout_s, isolate)
     return Variant(model, tuple(notes), all_cached)
 
 
-def _check_loads(folder: Path, last: Step, timeout_s: float, isolate: bool) -> None:
+def _check_loads(meta: dict, meta_path: Path, last: Step, timeout_s: float, isolate: bool) -> None:
     """The chain's file, the one its rows measure, must load in onnxruntime as they will (intermediate files
     need not: a fused graph onnxruntime's own optimizer breaks still quantizes into one that loads). Asked
-    once per entry, the answer kept in its meta.json."""
-    meta_path = folder / "meta.json"
-    meta = json.loads(meta_path.read_text())
+    once per entry, the answer kept in its meta.json (rewritten whole or not at all)."""
     if "loads" not in meta:
-        answer = call_guarded(load_problem, str(folder / MODEL_FILE), timeout_s, isolate)
-        meta["loads"] = answer.reason if isinstance(answer, Failure) else answer
-        meta_path.write_text(json.dumps(meta, indent=1))
+        answer = call_guarded(load_problem, str(meta_path.parent / MODEL_FILE), timeout_s, isolate)
+        meta = {**meta, "loads": answer.reason if isinstance(answer, Failure) else answer}
+        write_atomic(meta_path, json.dumps(meta, indent=1))
     if meta["loads"]:
         raise CaseFailed(f"building {last.label}: onnxruntime cannot load what it wrote: {meta['loads']}")
 

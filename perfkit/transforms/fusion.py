@@ -442,20 +442,17 @@ def head_reshapes(proto: onnx.ModelProto) -> list[tuple[int, int]]:
     return found
 
 
-class ShapeReader:
+class ShapeReader(Wiring):
     """Constant values and inferred lengths of the 1-D shape tensors a graph computes."""
 
     def __init__(self, proto: onnx.ModelProto):
         from onnx import numpy_helper
 
+        super().__init__(proto)
         # Inline tensors only: a small shape constant is never in external data.
-        inline = [t for t in proto.graph.initializer if not t.external_data and len(t.dims) <= 1]
-        self.values = {t.name: numpy_helper.to_array(t).ravel().tolist() for t in inline}
-        for node in proto.graph.node:
-            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                self.values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t).ravel().tolist()
+        self.values = {name: numpy_helper.to_array(t).ravel().tolist() for name, t in self.constants.items()
+                       if not t.external_data and len(t.dims) <= 1}
         self.lengths = {v.name: v.type.tensor_type.shape.dim for v in proto.graph.value_info}
-        self.producers = {o: n for n in proto.graph.node for o in n.output}
 
     def length(self, name: str) -> int:
         if name in self.values:
