@@ -9,7 +9,16 @@ from pathlib import Path
 
 from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.errors import PerfkitError
-from perfkit.core.spec import DEFAULT_BUDGET, BenchSpec, Plan, Workload, parse_dim, parse_shape, parse_target
+from perfkit.core.spec import (
+    DEFAULT_BUDGET,
+    BenchSpec,
+    Plan,
+    TuneSpec,
+    Workload,
+    parse_dim,
+    parse_shape,
+    parse_target,
+)
 from perfkit.transforms import parse_chain, split_chains
 from perfkit.transforms.cache import default_cache_dir
 
@@ -51,3 +60,37 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
                      calibration=calibration, cache_dir=cache_dir or default_cache_dir(), profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
                      fail_on_fallback=fail_on_fallback)
+
+
+def parse_duration(text: str, option: str = "--time-budget") -> float:
+    """`5m`, `90s`, `90`, `1h` -> seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(h|m|min|s)?\s*", text)
+    if not m or float(m[1]) <= 0:
+        raise PerfkitError(f"{option} {text}", "not a duration", "write e.g. 5m, 90s or 1h")
+    return float(m[1]) * {"h": 3600, "m": 60, "min": 60}.get(m[2] or "s", 1)
+
+
+def parse_size(text: str, option: str = "--max-memory") -> int:
+    """`2GB`, `512MB`, `1.5G` -> bytes (powers of 1024, as memory is counted)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
+    if not m or float(m[1]) <= 0:
+        raise PerfkitError(f"{option} {text}", "not a size", "write e.g. 2GB or 512MB")
+    return int(float(m[1]) * 1024 ** " KMGT".index((m[2] or " ").upper()))
+
+
+def make_tune_spec(bench: BenchSpec, *, output_dir: str, objective: str = "median", time_budget: str = "5m",
+                   max_memory: str | None = None) -> TuneSpec:
+    """`perfkit tune`'s options on top of bench's: one target, the objective, the time and memory caps."""
+    from perfkit.measure.halving import OBJECTIVES
+
+    if len(bench.targets) != 1:
+        raise PerfkitError("--target", f"tune searches one target at a time, {len(bench.targets)} were given",
+                           "run perfkit tune once per target")
+    if objective not in OBJECTIVES:
+        raise PerfkitError(f"--objective {objective}", "unknown objective", f"use one of {', '.join(OBJECTIVES)}")
+    if len(bench.workloads) > 1 and objective != "throughput":
+        raise PerfkitError("--batch", "several batch sizes only make sense when tuning for throughput",
+                           "give one --batch, or --objective throughput to let tune choose among them")
+    return TuneSpec(bench=bench, output_dir=output_dir, objective=objective,
+                    time_budget_s=parse_duration(time_budget),
+                    max_memory=parse_size(max_memory) if max_memory else None)

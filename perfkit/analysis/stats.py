@@ -146,3 +146,24 @@ def _called(value: float, ci: tuple[float, float], threshold: float) -> bool:
     long as they live (where their memory landed), which rounds of one pair cannot show."""
     margin = 1 + threshold / 2
     return (ci[0] > margin or ci[1] < 1 / margin) and abs(value - 1) >= threshold
+
+
+BOOTSTRAP = 400  # resamples for the interval of a tail ratio: its 2.5th and 97.5th percentiles settle by then
+
+
+def tail_ratio(base: Sequence[int], row: Sequence[int], threshold: float, p: float = 99.0, seed: int = 0
+               ) -> Ratio | None:
+    """How many times lower `row`'s p-th percentile latency is than `base`'s, with a seeded bootstrap interval
+    (each row's calls resampled on their own: a tail has no per-round pairing). None with too few calls for
+    the percentile (`required_n`)."""
+    import numpy as np
+
+    if min(len(base), len(row)) < required_n(p):
+        return None
+    rng = np.random.default_rng(seed)
+    b, r = np.asarray(base, dtype=float), np.asarray(row, dtype=float)
+    value = float(np.percentile(b, p) / np.percentile(r, p))
+    draws = [np.percentile(rng.choice(b, b.size), p) / np.percentile(rng.choice(r, r.size), p)
+             for _ in range(BOOTSTRAP)]
+    low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
+    return Ratio(value, low, high, _called(value, (low, high), threshold))

@@ -62,6 +62,7 @@ class OrtBackend:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVEL_NAMES[target.opt_level])
         if target.threads is not None:
             options.intra_op_num_threads = target.threads
+        apply_session(ort, options, target)
         provider = provider_name(target)
         try:
             with warnings.catch_warnings():  # its "provider not available" warning: fallback is reported per row
@@ -76,6 +77,27 @@ class OrtBackend:
         return OrtSession(ort, session, options, target)
 
 
+def apply_session(ort: Any, options: Any, target: Target) -> None:
+    """A target's SessionOptions attributes and session config entries, under onnxruntime's own names."""
+    for key, value in target.session_options:
+        if key == "execution_mode":
+            options.execution_mode = getattr(ort.ExecutionMode, value)
+        elif key == "inter_op_num_threads":
+            options.inter_op_num_threads = int(value)
+        else:
+            setattr(options, key, value in ("1", "true", "True"))
+    for key, value in target.session_config:
+        options.add_session_config_entry(key, value)
+
+
+def session_value(options: Any, key: str) -> str:
+    """A SessionOptions attribute as a target writes it: ORT_PARALLEL, 2, 1/0."""
+    value = getattr(options, key)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value).rpartition(".")[2]
+
+
 class OrtSession(Closing):
     def __init__(self, ort: Any, session: Any, options: Any, target: Target) -> None:
         self._ort, self._session = ort, session
@@ -85,6 +107,11 @@ class OrtSession(Closing):
                          "opt_level": target.opt_level, "onnxruntime": ort.__version__,
                          "io": "host arrays: the latency includes copies to and from the device" if target.gpu
                          else "host arrays"}
+        # What the session holds, read back from onnxruntime: a tuned row records what ran, not what was asked.
+        for key, _ in target.session_options:
+            self.settings[key] = session_value(options, key)
+        for key, _ in target.session_config:
+            self.settings[key] = options.get_session_config_entry(key)
         outputs = session.get_outputs()
         self.output_names = tuple(o.name for o in outputs)
         raw_outputs = any(t in o.type for o in outputs for t in NON_NUMPY)

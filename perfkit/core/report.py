@@ -16,6 +16,7 @@ from typing import Any
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import Model
 from perfkit.core.records import Environment, OpTime, OutputAccuracy, Summary
+from perfkit.core.search import Search
 from perfkit.core.spec import BenchSpec, Target
 
 SCHEMA_VERSION = 3
@@ -85,6 +86,7 @@ class Report:
     complete: bool = False  # False while running, and for ever if the run was interrupted
     command: tuple[str, ...] = ()
     accuracy_on: str = ""  # what every row's accuracy was judged on: the user's data, or synthetic feeds
+    search: Search | None = None  # a `perfkit tune` run: what it tried; its rows are the final A/B
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -32,6 +32,16 @@ PROVIDER_OPTIONS = {
                  "trt_profile_min_shapes", "trt_profile_max_shapes", "trt_profile_opt_shapes",
                  "trt_cuda_graph_enable", "trt_detailed_build_log"),
 }
+# SessionOptions attributes a target may set, with the values each takes ("int": a count).
+SESSION_OPTIONS = {"inter_op_num_threads": "int", "execution_mode": ("ORT_SEQUENTIAL", "ORT_PARALLEL"),
+                   "enable_cpu_mem_arena": ("0", "1"), "enable_mem_pattern": ("0", "1"),
+                   "enable_mem_reuse": ("0", "1")}
+SESSION_WORDS = {("execution_mode", "ORT_PARALLEL"): "parallel execution",
+                 ("execution_mode", "ORT_SEQUENTIAL"): "sequential execution",
+                 ("enable_cpu_mem_arena", "0"): "arena off", ("enable_mem_pattern", "0"): "mem pattern off",
+                 ("session.intra_op.allow_spinning", "0"): "spin off",
+                 ("session.inter_op.allow_spinning", "0"): "inter-op spin off",
+                 ("session.set_denormal_as_zero", "1"): "denormals as zero"}
 GPU_DEVICES = ("cuda", "tensorrt", "rocm", "migraphx", "dml")
 # The element types --shape NAME=…:DTYPE takes: those a PyTorch example input and a synthetic feed can have.
 SHAPE_DTYPES = ("float32", "float16", "float64", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
@@ -47,12 +57,29 @@ class Target:
     threads: int | None = None  # None: the backend's own default (onnxruntime: one per physical core)
     opt_level: str = "all"  # onnxruntime's own default graph optimization level
     modes: tuple[str, ...] = ()  # iobinding, cuda-graph
+    # More of onnxruntime's session, under its own names (a tuned configuration): SessionOptions attributes
+    # (inter_op_num_threads, execution_mode, enable_cpu_mem_arena, …) and session config entries
+    # (session.intra_op.allow_spinning, …). Not in the label: rows on one target compare, however tuned.
+    session_options: tuple[tuple[str, str], ...] = ()
+    session_config: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
         flags = "".join(f",{m}" for m in self.modes)
         opts = "".join(f",{k}={v}" for k, v in self.provider_options)
         return f"{self.backend}:{self.device}{flags}{opts}"
+
+    @property
+    def session_text(self) -> str:
+        """The session settings that differ from onnxruntime's defaults, briefly: "2 threads, spin off"; ""
+        for a plain target."""
+        parts = [f"{self.threads} thread{'s' if self.threads != 1 else ''}"] if self.threads else []
+        if self.opt_level != "all":
+            parts.append(f"level {self.opt_level}")
+        for key, value in (*self.session_options, *self.session_config):
+            words = f"{value} inter-op threads" if key == "inter_op_num_threads" else f"{key}={value}"
+            parts.append(SESSION_WORDS.get((key, value), words))
+        return ", ".join(parts)
 
     @property
     def gpu(self) -> bool:
@@ -96,6 +123,8 @@ class Plan:
     interleave: bool = True  # rows timed in rounds of short blocks, so the machine's drift lands on all alike
     threshold: float = 0.02  # the smallest speed-up or slow-down called a difference, however significant
     block_s: float | None = None  # one interleaved block; None: a twentieth of min_time_s, within 5-200 ms
+    workers: int = 2  # processes per interleaved case: two, so its interval holds how processes differ; a
+    # search's short stages use one, as they rank candidates and a final A/B decides
 
 
 QUICK_PLAN = Plan(warmup_calls=3, warmup_time_s=0.2, warmup_max_s=2.0, min_rounds=10,
@@ -196,3 +225,15 @@ def parse_batches(text: str) -> tuple[int, ...]:
     if not parts or not all(p.isdigit() for p in parts):
         raise PerfkitError(f"--batch {text}", "not a list of sizes", "write e.g. --batch 1,8,32")
     return tuple(int(p) for p in parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneSpec:
+    """One whole `perfkit tune`: what bench would measure, plus what the search optimizes, its time and its
+    memory cap, and where the tuned configuration goes."""
+
+    bench: BenchSpec  # the model, target, workloads (--batch: the batches throughput may choose from), budget
+    output_dir: str
+    objective: str = "median"  # median latency, p99 latency, or throughput (items per second)
+    time_budget_s: float = 300.0  # about what a ResNet-18-sized model needs on a 2-core machine
+    max_memory: int | None = None  # bytes of peak RSS a candidate may use; None: no cap

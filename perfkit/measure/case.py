@@ -164,6 +164,14 @@ def reference_outputs(job: tuple[str | NativeModel, tuple[dict[str, Any], ...]])
         return outputs_on(session, feeds)
 
 
+def session_outputs(job: tuple[str, Target, tuple[dict[str, Any], ...]]) -> Outputs:
+    """A model file's outputs on the check feeds in the session its rows will run: an int8 file's own kernels,
+    not the float reference's. Judging a candidate before it is timed."""
+    path, target, feeds = job
+    with get_backend(target.backend).open(path, target) as session:
+        return outputs_on(session, feeds)
+
+
 def outputs_on(session: Any, feeds: tuple[dict[str, Any], ...]) -> Outputs:
     """An open session's outputs on each feed, in the form that crosses to the parent and compares."""
     return Outputs(tuple(session.output_names),

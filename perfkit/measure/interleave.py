@@ -148,7 +148,7 @@ class _Sweep:
         of the round-to-round spread, and so of the interval."""
         case = self.cases[slot.index]
         slot.workers = [open_worker(case)]
-        if isinstance(slot.workers[0], ProcessWorker):  # in this process (--no-isolate) there is no second one
+        if isinstance(slot.workers[0], ProcessWorker) and case.plan.workers > 1:  # --no-isolate: there is one
             # The clock frequency settled in the first worker's warm-up: the second needs its own caches only.
             short = replace(case.plan, warmup_time_s=min(case.plan.warmup_time_s, SECOND_WARMUP_S))
             slot.workers.append(open_worker(replace(case, plan=short)))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 
 from perfkit.analysis.noise import assess, is_row_noise, noise_line, rows_named
 from perfkit.analysis.stats import required_n
 from perfkit.analysis.verdict import Verdict, is_native_row, native_speedups, node_change, profile_change
 from perfkit.core.records import Environment, OutputAccuracy
 from perfkit.core.report import Report, Result
+from perfkit.core.search import Search
 from perfkit.output.units import fmt_bytes, fmt_cos, fmt_ns, fmt_rate, fmt_ratio
 
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "invalid": "red"}
@@ -87,12 +89,13 @@ def _cells_with_variants(report: Report, verdict: Verdict) -> list[list[str]]:
 def cells(r: Result) -> list[str]:
     """The table row for one result, as text."""
     s, m = r.summary, r.measurement
+    target = r.target.label + (f" ({r.target.session_text})" if r.target.session_text else "")
     if s is None or m is None:
-        return [r.model.label, r.target.label, _ran_on(r), str(r.batch), *["-"] * 8, r.status]
+        return [r.model.label, target, _ran_on(r), str(r.batch), *["-"] * 8, r.status]
     ci = s.ci_rel
     median = fmt_ns(s.median) + (" (no CI, n<6)" if ci is None else " ±<0.1%" if ci < 0.001 else f" ±{ci:.1%}")
     return [
-        r.model.label, r.target.label, _ran_on(r), str(r.batch), median,
+        r.model.label, target, _ran_on(r), str(r.batch), median,
         fmt_ns(s.p90) if s.p90 is not None else f"n/a (need ≥ {required_n(90)})",
         fmt_ns(s.p99) if s.p99 is not None else f"n/a (need ≥ {required_n(99)})",
         f"{s.cv:.1%}", fmt_rate(r.throughput), fmt_ns(m.load_ns), fmt_ns(m.first_call_ns),
@@ -112,6 +115,8 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     """Warnings and reasons under the table, each naming the row it belongs to; with variants, the pick
     and a diagnosis of every row slower than its baseline."""
     out = [f"warning: {w}" for w in report.warnings]
+    if report.search:
+        out += search_notes(report.search)
     out += row_warnings(report)
     noise = assess(report, verdict.baseline)
     if line := noise_line(noise):
@@ -131,6 +136,20 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
         out += variant_notes(report, verdict)
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")
+    return out
+
+
+def search_notes(search: Search) -> list[str]:
+    """A tune run's answer first, then what the search tried and what it left out."""
+    statuses = Counter(t.status for t in search.trials)
+    tried = len({t.candidate for t in search.trials})
+    out = [search.answer,
+           f"searched {tried} configurations in {search.wall_s:.0f} s (time budget {search.time_budget_s:.0f} s, "
+           f"objective {search.objective}): {statuses['dropped']} dropped, {statuses['out']} halved away; "
+           "rows: the default, the best model file with a default session, and the winner, timed together"]
+    out += [f"search: {n}" for n in search.notes]
+    if search.config:
+        out.append(f"tuned configuration: {search.config}")
     return out
 
 

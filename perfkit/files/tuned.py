@@ -1,0 +1,227 @@
+"""perfkit-tuned.json, both ways: a TunedConfig written with onnxruntime's own names (SessionOptions
+attributes, session config keys, provider options), so a plain onnxruntime script can apply it as written; read
+back and checked, with what differs from where it was tuned; and the Python snippet that opens that session.
+
+Format 1:
+    {"format": "perfkit-tuned", "version": 1,
+     "model": {"path": "model.onnx", "sha256": …, "lineage": [...]},
+     "tuned_from": {"path": …, "sha256": …},
+     "provider": "CPUExecutionProvider", "provider_options": {…}, "target": "ort:cpu", "modes": [],
+     "session_options": {"intra_op_num_threads": 2, "graph_optimization_level": "ORT_ENABLE_ALL", …},
+     "session_config": {"session.intra_op.allow_spinning": "0", …},
+     "inputs": {"batch": 8, "shapes": {"x": [8, 3, 224, 224]}},
+     "objective": "median", "speedup": {"value", "low", "high", "rounds", "significant", "against"},
+     "latency_ns": {"tuned": …, "default": …}, "accuracy": {"budget", "outputs": [...]},
+     "environment": {…}, "perfkit_version": …, "created": …}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from perfkit.core.errors import PerfkitError
+from perfkit.core.records import Environment, OutputAccuracy, Ratio
+from perfkit.core.search import TunedConfig
+from perfkit.core.spec import OPT_LEVELS, SESSION_OPTIONS, Target
+
+FORMAT, VERSION = "perfkit-tuned", 1
+CONFIG_NAME = "perfkit-tuned.json"
+SNIPPET_NAME = "run_tuned.py"
+FEED_NAME = "inputs.npz"  # the feed the tuned row was timed with, for the snippet
+LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+             "rocm": "ROCMExecutionProvider", "dml": "DmlExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+MACHINE_FIELDS = (("cpu_model", "CPU"), ("logical_cores", "logical cores"), ("physical_cores", "physical cores"))
+RUNTIME_PACKAGES = ("onnxruntime", "onnxruntime-gpu")
+
+
+def session_options(target: Target) -> dict[str, Any]:
+    """The target's SessionOptions attributes under onnxruntime's names and types."""
+    out: dict[str, Any] = {"intra_op_num_threads": target.threads or 0,
+                           "graph_optimization_level": LEVEL_NAMES[target.opt_level]}
+    for key, value in target.session_options:
+        out[key] = int(value) if SESSION_OPTIONS.get(key) == "int" else \
+            value == "1" if SESSION_OPTIONS.get(key) == ("0", "1") else value
+    return out
+
+
+def to_json(config: TunedConfig, folder: Path) -> str:
+    t = config.target
+    speedup = None if config.speedup is None else {
+        **dataclasses.asdict(config.speedup),
+        "against": "onnxruntime's default session on the model as given, timed interleaved in the same rounds"}
+    data = {
+        "format": FORMAT, "version": VERSION,
+        "model": {"path": _relative(config.model, folder), "sha256": config.model_digest,
+                  "lineage": list(config.lineage)},
+        "tuned_from": {"path": config.tuned_from, "sha256": config.tuned_from_digest},
+        "provider": PROVIDERS.get(t.device, t.device), "provider_options": dict(t.provider_options),
+        "target": t.label, "modes": list(t.modes),
+        "session_options": session_options(t), "session_config": dict(t.session_config),
+        "inputs": {"batch": config.batch, "shapes": {name: list(shape) for name, shape in config.shapes}},
+        "objective": config.objective, "speedup": speedup,
+        "latency_ns": {"tuned": config.latency_ns, "default": config.default_latency_ns},
+        "accuracy": {"budget": config.budget, "outputs": [dataclasses.asdict(a) for a in config.accuracy]},
+        "environment": dataclasses.asdict(config.environment),
+        "perfkit_version": config.perfkit_version, "created": config.created,
+    }
+    return json.dumps(data, indent=1, allow_nan=False, default=str)
+
+
+def _relative(path: str, folder: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def read_config(path_text: str) -> TunedConfig:
+    """perfkit-tuned.json checked: its format, its model file (relative to the config), its session settings.
+    Every problem is one PerfkitError naming the file."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise PerfkitError(path_text, "no such file" if not path.exists() else "not a file",
+                           "give the perfkit-tuned.json that `perfkit tune -o DIR` wrote")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise PerfkitError(path_text, "not JSON", "give the perfkit-tuned.json that `perfkit tune` wrote") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PerfkitError(path_text, "not a perfkit-tuned config (no \"format\": \"perfkit-tuned\")",
+                           "give the perfkit-tuned.json that `perfkit tune -o DIR` wrote")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise PerfkitError(path_text, f"config version {data.get('version')!r} is newer than this perfkit reads "
+                           f"(≤ {VERSION})", "upgrade perfkit")
+    try:
+        return _config(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PerfkitError(path_text, f"config is damaged or incomplete ({type(exc).__name__}: {exc})",
+                           "run perfkit tune again to write it") from None
+
+
+def _config(data: dict[str, Any], path: Path) -> TunedConfig:
+    model = path.parent / data["model"]["path"]
+    if not model.is_file():
+        raise PerfkitError(str(path), f"its model file {data['model']['path']} is not there ({model})",
+                           "keep the tuned folder together, or run perfkit tune again")
+    accuracy = data.get("accuracy") or {}
+    speedup = data.get("speedup")
+    return TunedConfig(
+        model=str(model), model_digest=data["model"]["sha256"], lineage=tuple(data["model"].get("lineage", ())),
+        tuned_from=data["tuned_from"]["path"], tuned_from_digest=data["tuned_from"]["sha256"],
+        target=target_of(data, str(path)), batch=int(data["inputs"]["batch"]),
+        shapes=tuple((k, tuple(int(d) for d in v)) for k, v in data["inputs"]["shapes"].items()),
+        objective=data.get("objective", "median"),
+        speedup=None if not speedup else Ratio(float(speedup["value"]), float(speedup["low"]),
+                                               float(speedup["high"]), bool(speedup["significant"]),
+                                               int(speedup.get("rounds", 0))),
+        latency_ns=data.get("latency_ns", {}).get("tuned"), default_latency_ns=data.get("latency_ns", {}).get("default"),
+        budget=accuracy.get("budget", ""),
+        accuracy=tuple(OutputAccuracy(**a) for a in accuracy.get("outputs", ())),
+        environment=_environment(data["environment"]), perfkit_version=data.get("perfkit_version", ""),
+        created=data.get("created", ""))
+
+
+def target_of(data: dict[str, Any], subject: str) -> Target:
+    """The Target a config describes; an unknown session option or value is an error here, not ignored there."""
+    device = next((d for d, p in PROVIDERS.items() if p == data["provider"]), None)
+    if device is None:
+        raise PerfkitError(subject, f"provider {data['provider']} is not one perfkit runs",
+                           f"use one of {', '.join(PROVIDERS.values())}")
+    options = dict(data.get("session_options") or {})
+    threads = int(options.pop("intra_op_num_threads", 0)) or None
+    levels = {v: k for k, v in LEVEL_NAMES.items()}
+    level = levels.get(options.pop("graph_optimization_level", "ORT_ENABLE_ALL"))
+    if level not in OPT_LEVELS:
+        raise PerfkitError(subject, "graph_optimization_level is not one of onnxruntime's levels",
+                           f"use one of {', '.join(LEVEL_NAMES.values())}")
+    pairs = []
+    for key, value in options.items():
+        kind = SESSION_OPTIONS.get(key)
+        text = str(int(value)) if isinstance(value, bool) else str(value)
+        if kind is None or kind != "int" and text not in kind or kind == "int" and not text.isdigit():
+            raise PerfkitError(subject, f"session option {key}={value!r} is not one perfkit applies",
+                               f"session_options may hold {', '.join(SESSION_OPTIONS)} with onnxruntime's values")
+        pairs.append((key, text))
+    config = tuple((str(k), str(v)) for k, v in (data.get("session_config") or {}).items())
+    provider_options = tuple((str(k), str(v)) for k, v in (data.get("provider_options") or {}).items())
+    return Target("ort", device, provider_options, threads, level, tuple(data.get("modes") or ()), tuple(pairs),
+                  config)
+
+
+def _environment(data: dict[str, Any]) -> Environment:
+    known = {f.name for f in dataclasses.fields(Environment)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["cpu_flags"] = tuple(values.get("cpu_flags", ()))
+    values["providers"] = tuple(values.get("providers", ()))
+    return Environment(**values)
+
+
+def differences(config: TunedConfig, model_digest: str | None, here: Environment, tuned_model_digest: str
+                ) -> list[str]:
+    """What differs from where the config was tuned, each said once: the model, the machine, the runtime."""
+    out = []
+    if tuned_model_digest != config.model_digest:
+        out.append(f"the tuned model file changed since it was tuned (sha256 {config.model_digest[:12]} → "
+                   f"{tuned_model_digest[:12]}): its figures may not hold")
+    if model_digest is not None and model_digest != config.tuned_from_digest:
+        out.append(f"this model is not the one the config was tuned from ({config.tuned_from}, sha256 "
+                   f"{config.tuned_from_digest[:12]}; this one {model_digest[:12]})")
+    there = config.environment
+    for field, words in MACHINE_FIELDS:
+        if getattr(there, field) != getattr(here, field):
+            out.append(f"tuned on another machine: {words} {getattr(there, field)} there, {getattr(here, field)} "
+                       "here — run perfkit tune on this machine")
+    for package in RUNTIME_PACKAGES:
+        if there.packages.get(package) != here.packages.get(package) and package in there.packages:
+            out.append(f"tuned with {package} {there.packages.get(package)}, this is "
+                       f"{here.packages.get(package) or 'not installed'}")
+    return out
+
+
+def snippet(config: TunedConfig) -> str:
+    """A script that opens the tuned session with plain onnxruntime, feeds the inputs perfkit timed (saved
+    beside it), and prints the median latency: the config applied as written, with nothing of perfkit."""
+    t = config.target
+    lines = [f"so.{k} = {_python(k, v)}" for k, v in session_options(t).items()]
+    lines += [f"so.add_session_config_entry({k!r}, {v!r})" for k, v in t.session_config]
+    provider = PROVIDERS.get(t.device, t.device)
+    return f'''"""The session perfkit tune chose, opened with plain onnxruntime: python {SNIPPET_NAME}"""
+import pathlib
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+here = pathlib.Path(__file__).resolve().parent
+so = ort.SessionOptions()
+{chr(10).join(lines)}
+session = ort.InferenceSession(str(here / {Path(config.model).name!r}), so,
+                               providers=[({provider!r}, {dict(t.provider_options)!r})])
+
+feed = dict(np.load(here / {FEED_NAME!r}))  # the inputs perfkit timed
+
+for _ in range(20):  # warm-up: thread pools, caches, lazy allocations
+    session.run(None, feed)
+times = []
+end = time.perf_counter() + 3.0
+while time.perf_counter() < end or len(times) < 30:
+    t0 = time.perf_counter_ns()
+    session.run(None, feed)
+    times.append(time.perf_counter_ns() - t0)
+times.sort()
+print(f"median {{times[len(times) // 2] / 1e6:.3f}} ms over {{len(times)}} calls "
+      f"(perfkit measured {(config.latency_ns or 0) / 1e6:.3f} ms in its A/B)")
+'''
+
+
+def _python(key: str, value: Any) -> str:
+    if key == "execution_mode":
+        return f"ort.ExecutionMode.{value}"
+    if key == "graph_optimization_level":
+        return f"ort.GraphOptimizationLevel.{value}"
+    return repr(value)

@@ -1,0 +1,232 @@
+"""The steps `perfkit tune` is made of: the model files worth timing (the variants built, each judged against
+the accuracy budget before any timing, an int8 one that misses it repaired toward float until it fits), the
+candidates of each phase as cases, the judge that drops a candidate during the halving, and the tuned folder."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from perfkit.analysis.accuracy import Budget, against, parse_budget, within
+from perfkit.core.errors import PerfkitError
+from perfkit.core.records import OutputAccuracy, Outputs
+from perfkit.core.search import TunedConfig
+from perfkit.core.spec import Plan, Target
+from perfkit.files.onnx_file import disk_size, external_data_files, open_onnx
+from perfkit.files.tuned import CONFIG_NAME, FEED_NAME, SNIPPET_NAME, snippet, to_json
+from perfkit.measure.case import Case, Outcome, session_outputs
+from perfkit.measure.halving import Entrant
+from perfkit.measure.isolate import Failure, call_guarded
+from perfkit.measure.workload import FeedSet
+from perfkit.output.units import fmt_bytes
+from perfkit.prepare import Prepared, Progress, build_context
+from perfkit.rows import session_target
+from perfkit.space import int8_repairs, with_excluded
+from perfkit.transforms import Step
+from perfkit.transforms.cache import Broken, Variant, build_variant
+
+EXCLUDE_COUNTS = (1, 2, 4, 8, 16)  # most sensitive nodes kept in float, doubling until the budget is met
+
+
+@dataclass(frozen=True, eq=False)  # feeds hold arrays: options are told apart by `key`
+class Option:
+    """A candidate of the search: a model file, the session around it, the feeds of its batch."""
+
+    variant: Variant
+    target: Target
+    feeds: FeedSet
+
+    @property
+    def key(self) -> tuple[str, Target, int]:
+        return self.variant.model.path, self.target, self.feeds.shapes.batch
+
+    def case(self, plan: Plan, checks: bool = True) -> Case:
+        return Case(self.variant.model.path, self.target, self.feeds.feeds, plan,
+                    self.feeds.checks if checks else ())
+
+    def entrant(self, plan: Plan) -> Entrant:
+        return Entrant(self.case(plan), max(self.feeds.shapes.batch, 1))
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A variant's outputs against the reference: inside the budget or not, and its worst cosine."""
+
+    ok: bool
+    reason: str
+    accuracy: tuple[OutputAccuracy, ...]
+
+    @property
+    def error(self) -> float | None:
+        cosines = [a.cosine for a in self.accuracy if a.comparable and a.cosine is not None]
+        return 1 - min(cosines) if cosines and all(math.isfinite(c) for c in cosines) else None
+
+
+def judge_outputs(ref: Outputs | None, checked: Outputs | None, budget: Budget) -> Judged:
+    """Outputs judged against the reference and the budget; nothing to compare passes (no reference)."""
+    if ref is None or checked is None:
+        return Judged(True, "", ())
+    accuracy = against(ref, checked)
+    ok, reason = within(accuracy, budget)
+    return Judged(ok, reason, accuracy)
+
+
+@dataclass
+class Built:
+    """The model files the search may time, each judged, and what building them said."""
+
+    variants: list[tuple[Variant, Judged]]
+    notes: list[str]
+
+
+def build_files(prepared: Prepared, ref: Outputs | None, cpu_flags: tuple[str, ...], deadline: float,
+                on_progress: Progress) -> Built:
+    """Each chain built (cached) and judged on the check feeds in the session its rows will use; an int8
+    chain outside the budget is repaired (per-channel, other calibrations, 7-bit weights, then its most
+    sensitive nodes kept in float) until one fits. Chains left when the deadline passes are not built."""
+    spec = prepared.spec
+    budget = parse_budget(spec.accuracy_budget)
+    target = spec.targets[0]
+    ctx = build_context(prepared, ref)
+    out = Built([], [])
+
+    def build(chain: tuple[Step, ...]) -> tuple[Variant, Judged] | None:
+        label = "+".join(s.label for s in chain)
+        on_progress(f"[build] {label}")
+        made = build_variant(prepared.model, chain, ctx, spec.cache_dir, spec.plan.timeout_s, spec.plan.isolate,
+                             cpu_flags)
+        if isinstance(made, Broken):
+            out.notes.append(f"{label} not built ({made.status}): {made.reason}")
+            return None
+        checks = prepared.feeds[0].checks
+        got = call_guarded(session_outputs, (made.model.path, session_target(made, target), checks),
+                           spec.plan.timeout_s, spec.plan.isolate) if ref else None
+        if isinstance(got, Failure):
+            out.notes.append(f"{label} did not run ({got.reason})")
+            return None
+        return made, judge_outputs(ref, got, budget)
+
+    for chain in prepared.chains:
+        if time.monotonic() > deadline:
+            out.notes.append(f"time budget: {'+'.join(s.label for s in chain)} and later chains not built")
+            break
+        first = build(chain)
+        if first is None:
+            continue
+        if first[1].ok or not any(s.name.startswith("int8") for s in chain):
+            out.variants.append(first)
+            if not first[1].ok:
+                out.notes.append(f"{first[0].model.label} outside the budget: {first[1].reason}")
+            continue
+        out.notes.append(f"{first[0].model.label} outside the budget ({first[1].reason}): repairing toward float")
+        fixed = repair(chain, first, build, prepared, deadline, out.notes)
+        if fixed:
+            out.variants.append(fixed)
+    return out
+
+
+Build = Callable[[tuple[Step, ...]], "tuple[Variant, Judged] | None"]
+
+
+def repair(chain: tuple[Step, ...], first: tuple[Variant, Judged], build: Build, prepared: Prepared,
+           deadline: float, notes: list[str]) -> tuple[Variant, Judged] | None:
+    """The int8 chain's repairs in turn, the first inside the budget; then its most sensitive nodes (ranked
+    layer by layer against the float model) kept in float, 1, 2, 4, … of them."""
+    for fixed in int8_repairs(chain):
+        if time.monotonic() > deadline:
+            return None
+        got = build(fixed)
+        if got and got[1].ok:
+            notes.append(f"{got[0].model.label} is inside the budget")
+            return got
+    ranked = sensitive(first[0], prepared)
+    if isinstance(ranked, str):
+        notes.append(f"could not rank {first[0].model.label}'s nodes by sensitivity: {ranked}")
+        return None
+    for count in EXCLUDE_COUNTS:
+        if count > len(ranked) or time.monotonic() > deadline:
+            break
+        excluded = with_excluded(chain, tuple(ranked[:count]))
+        got = build(excluded) if excluded else None
+        if got and got[1].ok:
+            notes.append(f"{first[0].model.label} fits the budget with its {count} most sensitive node(s) in float: "
+                         f"{', '.join(ranked[:count])}")
+            return got
+    notes.append(f"no int8 repair of {first[0].model.label} fits the budget")
+    return None
+
+
+def sensitive(quantized: Variant, prepared: Prepared) -> list[str] | str:
+    """Node names of the quantized variant, most sensitive first, or why they cannot be ranked."""
+    from perfkit.transforms.sensitivity import rank_nodes
+
+    got = call_guarded(rank_nodes, (prepared.model.path, quantized.model.path, prepared.feeds[0].checks[:4]),
+                       prepared.spec.plan.timeout_s, prepared.spec.plan.isolate)
+    return got.reason if isinstance(got, Failure) else list(got)
+
+
+def judge_for(ref: Outputs | None, budget: Budget, max_memory: int | None) -> Callable[[int, Outcome], str]:
+    """The halving's judge: a reason to drop candidate i (its session's outputs outside the budget —
+    denormals flushed to zero can change them — or its peak memory over the cap), or ""."""
+
+    def judge(_: int, outcome: Outcome) -> str:
+        if outcome.nonfinite:
+            return "non-finite outputs: " + "; ".join(outcome.nonfinite)
+        verdict = judge_outputs(ref, outcome.checked, budget)
+        if not verdict.ok:
+            return f"outside the accuracy budget: {verdict.reason}"
+        peak = outcome.measurement.peak_rss_bytes
+        if max_memory is not None and peak is not None and peak > max_memory:
+            return f"peak memory {fmt_bytes(peak)} over --max-memory {fmt_bytes(max_memory)}"
+        return ""
+
+    return judge
+
+
+def write_folder(folder: Path, config: TunedConfig, feed: dict) -> Path:
+    """The tuned folder, whole or not at all: the winning model file and its external data, perfkit-tuned.json,
+    the snippet and the feed it times. Written beside the folder first, then moved in."""
+    import numpy as np
+
+    if folder.exists() and not folder.is_dir():
+        raise PerfkitError(str(folder), "exists and is not a folder", "give -o a folder for the tuned files")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
+        raise PerfkitError(str(folder), "is a folder with other files in it",
+                           "give -o an empty or new folder (or one an earlier tune wrote)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(config.model)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as work:
+        staged = Path(work)
+        _, proto = open_onnx(str(source))
+        for data in external_data_files(proto, source):
+            target = staged / data.relative_to(source.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data, target)
+        shutil.copyfile(source, staged / source.name)
+        placed = replace(config, model=str(folder / source.name))
+        (staged / CONFIG_NAME).write_text(to_json(placed, folder))
+        (staged / SNIPPET_NAME).write_text(snippet(placed))
+        np.savez(staged / FEED_NAME, **feed)
+        folder.mkdir(exist_ok=True)
+        for old in folder.iterdir():  # an earlier tune's files: replaced as a whole
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        for item in staged.iterdir():
+            shutil.move(str(item), folder / item.name)
+    return folder / CONFIG_NAME
+
+
+def footprint(path: str) -> int:
+    return disk_size(path)[0]
+
+
+def unique(options: list[Option]) -> list[Option]:
+    """Each configuration once, in order."""
+    seen: dict[tuple, Option] = {}
+    for o in options:
+        seen.setdefault(o.key, o)
+    return list(seen.values())
