@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perfkit.core.errors import Unsupported, brief
+from perfkit.core.errors import PerfkitError, Unsupported, brief
 from perfkit.files.onnx_file import op_histogram
 from perfkit.transforms import BuildContext
 from perfkit.transforms.cache import save, weights_beside
@@ -35,20 +35,24 @@ def preprocess(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
 
 
 def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
-    """Weights to int8 ahead of time, activations quantized per call from their own range."""
+    """Weights to int8 ahead of time, activations quantized per call from their own range. `exclude` names
+    nodes of the pre-processed model (see `excluded`) to keep in float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = weights_beside(src)
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
+        pre = name_nodes(pre, Path(work), large)
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8 if options["weights"] == "qint8"
                          else QuantType.QUInt8, per_channel=options["per_channel"],
-                         reduce_range=options["reduce_range"], use_external_data_format=large)
+                         reduce_range=options["reduce_range"], use_external_data_format=large,
+                         nodes_to_exclude=excluded(pre, options["exclude"]))
     return notes + _nothing_quantized(dst)
 
 
 def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
-    """Weights and activations to int8 with ranges calibrated on the calibration feeds."""
+    """Weights and activations to int8 with ranges calibrated on the calibration feeds. `exclude` names nodes
+    of the pre-processed model (see `excluded`) to keep in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not ctx.calibration:
@@ -61,15 +65,56 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
         pre, unshared = unshare_biases(pre, Path(work), large)
+        pre = name_nodes(pre, Path(work), large)
         notes += unshared
         quantize_static(str(pre), str(dst), FeedsReader(ctx.calibration),
                         quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
                         per_channel=options["per_channel"], reduce_range=options["reduce_range"],
                         activation_type=activation, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, CALIBRATE[options["calibrate"]]),
-                        use_external_data_format=large, extra_options=extra)
+                        use_external_data_format=large, extra_options=extra,
+                        nodes_to_exclude=excluded(pre, options["exclude"]))
     notes.append(f"calibrated on {ctx.calibration_source}")
     return notes + _nothing_quantized(dst)
+
+
+def name_nodes(src: Path, work: Path, large: bool) -> Path:
+    """Give every unnamed node a name (`Conv_3`: its op and position), so `exclude=` and `sensitive_nodes` can
+    point at any node; a model whose nodes all have names is left as it is."""
+    import onnx
+
+    if all(node.name for node in onnx.load(str(src), load_external_data=False).graph.node):
+        return src
+    proto = onnx.load(str(src))
+    taken = {node.name for node in proto.graph.node}
+    for k, node in enumerate(proto.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{k}"
+            while name in taken:  # a node someone already called Conv_3
+                name += "_"
+            node.name = name
+            taken.add(name)
+    out = work / "named.onnx"
+    save(proto, out, large)
+    return out
+
+
+def excluded(pre: Path, names: tuple[str, ...]) -> list[str]:
+    """The nodes to keep in float, each checked against the model the quantizer sees. Pre-processing renames
+    what onnxruntime's optimizer fuses (a MatMul and Add become the Gemm `/MatMulAddFusion`), so the names are
+    those of the pre-processed model, as `sensitive_nodes` reports them."""
+    import onnx
+
+    if not names:
+        return []
+    nodes = onnx.load(str(pre), load_external_data=False).graph.node
+    have = {node.name for node in nodes}
+    if missing := [name for name in names if name not in have]:
+        weighted = [node.name for node in nodes if node.op_type in ("Conv", "MatMul", "Gemm")]
+        raise PerfkitError(f"exclude={missing[0]}", "no node of that name in the model after quantization "
+                           "pre-processing", f"name one of its nodes, e.g. {', '.join(weighted[:5]) or 'none'}"
+                           f"{' …' if len(weighted) > 5 else ''}")
+    return list(names)
 
 
 BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
