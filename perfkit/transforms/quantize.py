@@ -36,7 +36,8 @@ def preprocess(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
 
 def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     """Weights to int8 ahead of time, activations quantized per call from their own range. `exclude` names
-    nodes of the pre-processed model (see `excluded`) to keep in float."""
+    nodes of the pre-processed model (see `excluded`) to keep in float; the dynamic quantizer splits a Gemm G
+    into a MatMul it calls G_MatMul and an Add, so that name is excluded too."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = weights_beside(src)
@@ -46,7 +47,8 @@ def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8 if options["weights"] == "qint8"
                          else QuantType.QUInt8, per_channel=options["per_channel"],
                          reduce_range=options["reduce_range"], use_external_data_format=large,
-                         nodes_to_exclude=excluded(pre, options["exclude"]))
+                         nodes_to_exclude=[*(kept := excluded(pre, options["exclude"])),
+                                           *(f"{name}_MatMul" for name in kept)])
     return notes + _nothing_quantized(dst)
 
 
@@ -60,6 +62,8 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     activation = QuantType.QUInt8 if options["types"] == "u8s8" else QuantType.QInt8
     large = weights_beside(src)
     extra: dict[str, bool | float] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if options["exclude"]:  # a Relu folded into its QuantizeLinear would be lost to a node that reads around it
+        extra["QDQKeepRemovableActivations"] = True
     if options["calibrate"] == "percentile":
         extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
@@ -74,6 +78,8 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
                         calibrate_method=getattr(CalibrationMethod, CALIBRATE[options["calibrate"]]),
                         use_external_data_format=large, extra_options=extra,
                         nodes_to_exclude=excluded(pre, options["exclude"]))
+    if options["exclude"] and options["format"] == "qdq":
+        read_around_qdq(dst, options["exclude"], large)
     notes.append(f"calibrated on {ctx.calibration_source}")
     return notes + _nothing_quantized(dst)
 
@@ -115,6 +121,34 @@ def excluded(pre: Path, names: tuple[str, ...]) -> list[str]:
                            "pre-processing", f"name one of its nodes, e.g. {', '.join(weighted[:5]) or 'none'}"
                            f"{' …' if len(weighted) > 5 else ''}")
     return list(names)
+
+
+def read_around_qdq(path: Path, names: tuple[str, ...], large: bool) -> None:
+    """Excluded nodes read their activations as float, before the QuantizeLinear/DequantizeLinear pair the
+    quantizer left on them for the producer's sake: onnxruntime's session optimizer quantizes the float
+    weights of any Conv, Gemm or MatMul fed by a DequantizeLinear (per tensor, to int8), so a node reading a
+    DQ output would not stay in float when it runs. Pairs nothing reads any more are removed."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    for node in (n for n in proto.graph.node if n.name in names):
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    _drop_unread(proto, ("DequantizeLinear", "QuantizeLinear"))
+    save(proto, path, large)
+
+
+def _drop_unread(proto, op_types: tuple[str, ...]) -> None:
+    """Remove nodes of these types whose outputs nothing reads, in order (a Q is unread once its DQ is gone)."""
+    for op_type in op_types:
+        read = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+        unread = [n for n in proto.graph.node if n.op_type == op_type and not read & set(n.output)]
+        for node in unread:
+            proto.graph.node.remove(node)
 
 
 BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}

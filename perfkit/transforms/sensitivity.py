@@ -95,7 +95,7 @@ def tensor_names(proto: onnx.ModelProto) -> set[str]:
 
 
 def quantized_nodes(proto: onnx.ModelProto) -> list[Probe]:
-    """The nodes the quantizer wrapped: every node other than Q/DQ that reads a DequantizeLinear's output."""
+    """The nodes the quantizer wrapped, each with the taps that measure it."""
     producer = {out: node for node in proto.graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in proto.graph.node:
@@ -104,11 +104,22 @@ def quantized_nodes(proto: onnx.ModelProto) -> list[Probe]:
     constant = {t.name for t in proto.graph.initializer} | {i.name for i in proto.graph.input}
     probes = []
     for node in proto.graph.node:
-        if node.op_type in QDQ or not any(producer.get(i, node).op_type == "DequantizeLinear" for i in node.input):
+        if node.op_type in QDQ or not wrapped(node, producer, consumers):
             continue
         inputs = tuple(tap for name in node.input if name and (tap := input_tap(name, producer, constant)))
         probes.append(Probe(node.name, node.op_type, output_tap(node.output[0], consumers), inputs))
     return probes
+
+
+def wrapped(node: onnx.NodeProto, producer: dict, consumers: dict[str, list]) -> bool:
+    """Whether the quantizer wrapped this node in Q/DQ: it reads a dequantized tensor, and its weights are
+    dequantized int8 or its output is quantized again. A node kept in float (`exclude=`) may still read a
+    dequantized activation, which is its producer's output quantization, not its own."""
+    made_by = [producer[i] for i in node.input if i in producer]
+    dequantized = [n for n in made_by if n.op_type == "DequantizeLinear"]
+    weights = any(n.input[0] not in producer for n in dequantized)  # a DQ of an initializer
+    requantized = any(n.op_type == "QuantizeLinear" for n in consumers.get(node.output[0], []))
+    return bool(dequantized) and (weights or requantized)
 
 
 def input_tap(name: str, producer: dict, constant: set[str]) -> Tap | None:
