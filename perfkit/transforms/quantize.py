@@ -143,12 +143,18 @@ def read_around_qdq(path: Path, names: tuple[str, ...], large: bool) -> None:
 
 
 def _drop_unread(proto, op_types: tuple[str, ...]) -> None:
-    """Remove nodes of these types whose outputs nothing reads, in order (a Q is unread once its DQ is gone)."""
+    """Remove nodes of these types whose outputs nothing reads, in order (a Q is unread once its DQ is gone),
+    and the scales and zero points only they read (onnxruntime warns of each unused initializer at load)."""
+    dropped: set[str] = set()
     for op_type in op_types:
         read = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
         unread = [n for n in proto.graph.node if n.op_type == op_type and not read & set(n.output)]
         for node in unread:
+            dropped.update(node.input)
             proto.graph.node.remove(node)
+    read = {i for n in proto.graph.node for i in n.input}
+    for tensor in [t for t in proto.graph.initializer if t.name in dropped - read]:
+        proto.graph.initializer.remove(tensor)
 
 
 BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
