@@ -85,3 +85,25 @@ def large_constant():
     inits = [const("big", 30000.0)]
     nodes = [helper.make_node("Add", ["x", "big"], ["shifted"]), helper.make_node("Sub", ["shifted", "big"], ["y"])]
     return graph_model(nodes, [tensor("x")], [tensor("y")], inits)
+
+
+def fragile_conv(channels=8, classes=5, seed=0):
+    """A CNN whose second Conv (`/block/conv2.0/Conv`) int8 ruins: its weights from input channel 0, which the
+    first Conv's Relu always zeroes, are 400 times the others, so they set its weight scale and every other
+    weight rounds to zero, while the float model never sees them."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((channels, 3, 3, 3)) / 5
+    w1[0] = 0  # channel 0 is relu(0 - 1) = 0 everywhere
+    w2 = rng.standard_normal((channels, channels, 3, 3)) / 8
+    w2[:, 0] = 50.0
+    inits = [const("w1", w1), const("b1", np.eye(1, channels)[0] * -1.0), const("w2", w2),
+             const("fc", rng.standard_normal((channels, classes)) / 3), const("fc_b", np.zeros(classes))]
+    nodes = [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1] * 4, name="/stem/conv1/Conv"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="/stem/relu/Relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1] * 4, name="/block/conv2.0/Conv"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="/block/relu/Relu"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["pool"], name="/pool/GlobalAveragePool"),
+             helper.make_node("Flatten", ["pool"], ["flat"], name="/Flatten"),
+             helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], name="/fc/Gemm")]
+    return graph_model(nodes, [tensor("image", shape=("batch", 3, 8, 8))],
+                       [tensor("logits", shape=("batch", classes))], inits)

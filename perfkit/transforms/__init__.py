@@ -29,6 +29,8 @@ class Option:
     choices: tuple[str, ...] = ()  # empty: any value
     default: str = ""
     repeat: bool = False  # values accumulate: fp16:block=Softmax,block=Resize
+    # A value is taken as written (node names such as /layer1/layer1.0/conv1/Conv keep their case, '/', '.', ':'
+    # and '='); only ',', '+', ';' and spaces, which separate options, steps and chains, cannot be in one.
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,12 @@ TRANSFORMS: dict[str, TransformDef] = {
                   Option("repair", BOOL, "true"), Option("block", repeat=True))),
     "int8-dynamic": TransformDef("perfkit.transforms.quantize:dynamic",
                          (Option("weights", ("qint8", "quint8"), "qint8"), Option("per_channel", BOOL, "false"),
-                          Option("reduce_range", BOOL, "false"))),
+                          Option("reduce_range", BOOL, "false"), Option("exclude", repeat=True))),
     "int8-static": TransformDef("perfkit.transforms.quantize:static",
                         (Option("format", ("qdq", "qoperator"), "qdq"), Option("types", ("u8s8", "s8s8"), "s8s8"),
                          Option("per_channel", BOOL, "false"), Option("reduce_range", BOOL, "false"),
-                         Option("calibrate", ("minmax", "entropy", "percentile"), "minmax"))),
+                         Option("calibrate", ("minmax", "entropy", "percentile"), "minmax"),
+                         Option("exclude", repeat=True))),
 }
 
 

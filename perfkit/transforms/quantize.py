@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from perfkit.core.errors import Unsupported, brief
+from perfkit.core.errors import PerfkitError, Unsupported, brief
 from perfkit.files.onnx_file import op_histogram
 from perfkit.transforms import BuildContext
 from perfkit.transforms.cache import save, weights_beside
@@ -35,20 +35,26 @@ def preprocess(src: Path, work: Path, large: bool) -> tuple[Path, list[str]]:
 
 
 def dynamic(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
-    """Weights to int8 ahead of time, activations quantized per call from their own range."""
+    """Weights to int8 ahead of time, activations quantized per call from their own range. `exclude` names
+    nodes of the pre-processed model (see `excluded`) to keep in float; the dynamic quantizer splits a Gemm G
+    into a MatMul it calls G_MatMul and an Add, so that name is excluded too."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = weights_beside(src)
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
+        pre = name_nodes(pre, Path(work), large)
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8 if options["weights"] == "qint8"
                          else QuantType.QUInt8, per_channel=options["per_channel"],
-                         reduce_range=options["reduce_range"], use_external_data_format=large)
+                         reduce_range=options["reduce_range"], use_external_data_format=large,
+                         nodes_to_exclude=[*(kept := excluded(pre, options["exclude"])),
+                                           *(f"{name}_MatMul" for name in kept)])
     return notes + _nothing_quantized(dst)
 
 
 def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
-    """Weights and activations to int8 with ranges calibrated on the calibration feeds."""
+    """Weights and activations to int8 with ranges calibrated on the calibration feeds. `exclude` names nodes
+    of the pre-processed model (see `excluded`) to keep in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not ctx.calibration:
@@ -56,20 +62,99 @@ def static(src: Path, dst: Path, options: dict, ctx: BuildContext) -> list[str]:
     activation = QuantType.QUInt8 if options["types"] == "u8s8" else QuantType.QInt8
     large = weights_beside(src)
     extra: dict[str, bool | float] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if options["exclude"]:  # a Relu folded into its QuantizeLinear would be lost to a node that reads around it
+        extra["QDQKeepRemovableActivations"] = True
     if options["calibrate"] == "percentile":
         extra["CalibPercentile"] = 99.999  # onnxruntime's default: clips the rarest 0.001 % of activations
     with tempfile.TemporaryDirectory(dir=dst.parent) as work:
         pre, notes = preprocess(src, Path(work), large)
         pre, unshared = unshare_biases(pre, Path(work), large)
+        pre = name_nodes(pre, Path(work), large)
         notes += unshared
         quantize_static(str(pre), str(dst), FeedsReader(ctx.calibration),
                         quant_format=QuantFormat.QDQ if options["format"] == "qdq" else QuantFormat.QOperator,
                         per_channel=options["per_channel"], reduce_range=options["reduce_range"],
                         activation_type=activation, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, CALIBRATE[options["calibrate"]]),
-                        use_external_data_format=large, extra_options=extra)
+                        use_external_data_format=large, extra_options=extra,
+                        nodes_to_exclude=excluded(pre, options["exclude"]))
+    if options["exclude"] and options["format"] == "qdq":
+        read_around_qdq(dst, options["exclude"], large)
     notes.append(f"calibrated on {ctx.calibration_source}")
     return notes + _nothing_quantized(dst)
+
+
+def name_nodes(src: Path, work: Path, large: bool) -> Path:
+    """Give every unnamed node a name (`Conv_3`: its op and position), so `exclude=` and `sensitive_nodes` can
+    point at any node; a model whose nodes all have names is left as it is."""
+    import onnx
+
+    if all(node.name for node in onnx.load(str(src), load_external_data=False).graph.node):
+        return src
+    proto = onnx.load(str(src))
+    taken = {node.name for node in proto.graph.node}
+    for k, node in enumerate(proto.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{k}"
+            while name in taken:  # a node someone already called Conv_3
+                name += "_"
+            node.name = name
+            taken.add(name)
+    out = work / "named.onnx"
+    save(proto, out, large)
+    return out
+
+
+def excluded(pre: Path, names: tuple[str, ...]) -> list[str]:
+    """The nodes to keep in float, each checked against the model the quantizer sees. Pre-processing renames
+    what onnxruntime's optimizer fuses (a MatMul and Add become the Gemm `/MatMulAddFusion`), so the names are
+    those of the pre-processed model, as `sensitive_nodes` reports them."""
+    import onnx
+
+    if not names:
+        return []
+    nodes = onnx.load(str(pre), load_external_data=False).graph.node
+    have = {node.name for node in nodes}
+    if missing := [name for name in names if name not in have]:
+        weighted = [node.name for node in nodes if node.op_type in ("Conv", "MatMul", "Gemm")]
+        raise PerfkitError(f"exclude={missing[0]}", "no node of that name in the model after quantization "
+                           "pre-processing", f"name one of its nodes, e.g. {', '.join(weighted[:5]) or 'none'}"
+                           f"{' …' if len(weighted) > 5 else ''}")
+    return list(names)
+
+
+def read_around_qdq(path: Path, names: tuple[str, ...], large: bool) -> None:
+    """Excluded nodes read their activations as float, before the QuantizeLinear/DequantizeLinear pair the
+    quantizer left on them for the producer's sake: onnxruntime's session optimizer quantizes the float
+    weights of any Conv, Gemm or MatMul fed by a DequantizeLinear (per tensor, to int8), so a node reading a
+    DQ output would not stay in float when it runs. Pairs nothing reads any more are removed."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    for node in (n for n in proto.graph.node if n.name in names):
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    _drop_unread(proto, ("DequantizeLinear", "QuantizeLinear"))
+    save(proto, path, large)
+
+
+def _drop_unread(proto, op_types: tuple[str, ...]) -> None:
+    """Remove nodes of these types whose outputs nothing reads, in order (a Q is unread once its DQ is gone),
+    and the scales and zero points only they read (onnxruntime warns of each unused initializer at load)."""
+    dropped: set[str] = set()
+    for op_type in op_types:
+        read = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+        unread = [n for n in proto.graph.node if n.op_type == op_type and not read & set(n.output)]
+        for node in unread:
+            dropped.update(node.input)
+            proto.graph.node.remove(node)
+    read = {i for n in proto.graph.node for i in n.input}
+    for tensor in [t for t in proto.graph.initializer if t.name in dropped - read]:
+        proto.graph.initializer.remove(tensor)
 
 
 BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}

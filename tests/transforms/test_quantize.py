@@ -2,7 +2,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from perfkit.core.errors import Unsupported
+from perfkit.core.errors import CaseFailed, Unsupported
 from perfkit.core.spec import Workload
 from perfkit.files.onnx_file import op_histogram, open_onnx, read_signature
 from perfkit.measure.workload import calibration_feeds, read_samples, resolve_shapes
@@ -18,6 +18,13 @@ def build(path, chain, tmp_path, ctx=None):
 
 def run(path, feed):
     return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def cosine(float_path, quant_path, feeds):
+    """Cosine of the quantized model's first output against the float model's, over all feeds."""
+    want = np.concatenate([run(float_path, f)[0].ravel() for f in feeds]).astype(np.float64)
+    got = np.concatenate([run(quant_path, f)[0].ravel() for f in feeds]).astype(np.float64)
+    return float(want @ got / np.linalg.norm(want) / np.linalg.norm(got))
 
 
 def calibration(path, seed=0):
@@ -133,3 +140,45 @@ def test_a_bias_shared_by_several_ops_gets_a_copy_per_use_before_quantizing(save
                           calibration(path), str(tmp_path / "c"), 120, isolate=False)
     assert np.corrcoef(run(variant.model.path, x)[0].ravel(), run(path, x)[0].ravel())[0, 1] > 0.99
     assert unshare_biases(out, tmp_path, large=False) == (out, [])  # nothing shared: left as it is
+
+
+def quantized_weights(proto, node_name):
+    """A node's inputs that are int8 initializers dequantized: none when the node runs in float."""
+    initializers = {t.name for t in proto.graph.initializer}
+    weights = {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
+    return [i for i in next(n for n in proto.graph.node if n.name == node_name).input if i in weights]
+
+
+def test_excluded_nodes_stay_in_float(save, tmp_path):
+    import onnx
+
+    path = save(models.fragile_conv(), "fragile.onnx")
+    ctx = calibration(path)
+    qdq = onnx.load(build(path, "int8-static:qdq,exclude=/block/conv2.0/Conv", tmp_path, ctx).model.path)
+    assert quantized_weights(qdq, "/block/conv2.0/Conv") == []
+    assert quantized_weights(qdq, "/stem/conv1/Conv")  # the others are still quantized
+    qop = op_histogram(onnx.load(build(path, "int8-static:qoperator,exclude=/block/conv2.0/Conv", tmp_path,
+                                       ctx).model.path))
+    assert qop["QLinearConv"] == 1 and qop["Conv"] == 1
+
+
+def test_dynamic_excludes_by_the_pre_processed_name(mlp, tmp_path):
+    import onnx
+
+    whole = op_histogram(onnx.load(build(mlp, "int8-dynamic", tmp_path).model.path))
+    # pre-processing fuses the first MatMul and its Add into the Gemm named /MatMulAddFusion
+    part = op_histogram(onnx.load(build(mlp, "int8-dynamic:exclude=/MatMulAddFusion", tmp_path).model.path))
+    # the dynamic quantizer splits every Gemm into MatMul and Add; the excluded one stays a float MatMul
+    assert part["MatMulInteger"] == whole["MatMulInteger"] - 1 and part["MatMul"] == 1
+
+
+def test_unnamed_nodes_get_names_that_exclude_takes(conv, tmp_path):
+    import onnx
+
+    named = build(conv, "int8-static:qdq,exclude=Conv_2", tmp_path, calibration(conv))
+    assert quantized_weights(onnx.load(named.model.path), "Conv_2") == []
+
+
+def test_an_unknown_node_is_named_in_one_line(conv, tmp_path):
+    with pytest.raises(CaseFailed, match=r"exclude=/no/such\.Conv: no node of that name .* e\.g\. Conv_0, Conv_2"):
+        build(conv, "int8-static:exclude=/no/such.Conv", tmp_path, calibration(conv))

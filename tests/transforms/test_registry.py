@@ -23,9 +23,19 @@ def test_steps_resolve_every_option_and_keep_the_label_as_written():
     assert opt.label == "ort-opt:extended" and opt.values() == {"level": "extended"}
     assert quant.label == "int8-static:qoperator,u8s8,per-channel,calibrate=entropy"
     assert quant.values() == {"format": "qoperator", "types": "u8s8", "per_channel": True, "reduce_range": False,
-                              "calibrate": "entropy"}
+                              "calibrate": "entropy", "exclude": ()}
     (fp16,) = parse_chain("fp16:block=Softmax,block=Resize,keep-io=false")
     assert fp16.values()["block"] == ("Softmax", "Resize") and fp16.values()["keep_io"] is False
+
+
+def test_excluded_node_names_keep_their_slashes_dots_and_case():
+    text = "int8-static:qdq,u8s8,per-channel,exclude=Conv_12,exclude=/layer1/layer1.0/conv1/Conv"
+    assert split_chains(f"{text},fp16") == [text, "fp16"]
+    (quant,) = parse_chain(text)
+    assert quant.values()["exclude"] == ("Conv_12", "/layer1/layer1.0/conv1/Conv")
+    assert quant.label == text  # the variant's label names what it keeps in float
+    (dynamic,) = parse_chain("int8-dynamic:exclude=/encoder/MatMul:0")
+    assert dynamic.values()["exclude"] == ("/encoder/MatMul:0",)
 
 
 @pytest.mark.parametrize("text,message", [
@@ -83,6 +93,9 @@ def test_cache_keys_change_with_what_decides_the_output(base):
     assert step_key(base, static, ctx, ()) != step_key(base, static, BuildContext(calibration_source="b"), ())
     assert step_key(base, opt, ctx, ("avx2",)) != step_key(base, opt, ctx, ("avx512_vnni",))
     assert step_key(base, dynamic, ctx, ("avx2",)) == step_key(base, dynamic, ctx, ("avx512_vnni",))
+    excluded = [step_key(base, parse_chain(f"int8-static:{e}")[0], ctx, ()) for e in ("exclude=A", "exclude=B",
+                                                                                     "exclude=A,exclude=B")]
+    assert len({*excluded, step_key(base, static, ctx, ())}) == 4
 
 
 def test_plugin_transforms_run_isolated_and_a_crash_fails_only_that_build(base, tmp_path, plugins):
