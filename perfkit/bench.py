@@ -10,7 +10,8 @@ from dataclasses import replace
 from perfkit.core.records import Environment
 from perfkit.core.report import Report, new_run_id, now_stamp
 from perfkit.core.spec import BenchSpec
-from perfkit.files.onnx_file import disk_size
+from perfkit.files.onnx_file import disk_size, open_onnx
+from perfkit.files.tuned import differences
 from perfkit.measure.env import conflicting_runtimes, fingerprint
 from perfkit.measure.interleave import Tick
 from perfkit.measure.targets import check_targets
@@ -80,7 +81,15 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
                    "--shape INPUT=D1xD2…, or --batch")
     if prepared.calibration.synthetic and not prepared.spec.calibration:
         out.append(SYNTHETIC_CALIBRATION)
+    if tuned := prepared.tuned:
+        here = file_digest_of(tuned.model)
+        out += [f"{prepared.spec.config}: {d}" for d in differences(tuned, prepared.model.digest, env, here)]
     return tuple(out)
+
+
+def file_digest_of(path: str) -> str:
+    model, _ = open_onnx(path)
+    return model.digest
 
 
 def accuracy_on(prepared: Prepared) -> str:

@@ -30,7 +30,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
               profile: bool = False, trust: bool = False, factory: str | None = None,
               opset: int | None = None, float64: bool = False, store: str | None = None,
-              fail_on_fallback: bool = False) -> BenchSpec:
+              fail_on_fallback: bool = False, config: str | None = None) -> BenchSpec:
     """The one way the CLI, the Python API and the pytest plugin turn user-facing options into a BenchSpec."""
     chains = tuple(c for text in variants for c in split_chains(text))
     for chain in chains:
@@ -42,6 +42,12 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
     if batch and inputs:
         raise PerfkitError(f"--inputs {inputs}", "--batch cannot resize data you supplied",
                            "drop --batch, or give one data file per batch size")
+    if config:
+        from perfkit.files.tuned import read_config
+
+        tuned = read_config(config)
+        if not (batch or dims or shapes or inputs):  # the shapes it was tuned with
+            shapes = tuple(f"{name}={'x'.join(map(str, dims_))}" for name, dims_ in tuned.shapes)
     parsed_dims = tuple(parse_dim(d) for d in dims)
     parsed_shapes = tuple(parse_shape(s) for s in shapes)
     base = Workload(dims=parsed_dims, shapes=parsed_shapes, inputs=inputs, seed=seed)
@@ -59,7 +65,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
                      allow_fallback=allow_fallback, results_dir=results_dir, variants=chains, accuracy_budget=budget,
                      calibration=calibration, cache_dir=cache_dir or default_cache_dir(), profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback)
+                     fail_on_fallback=fail_on_fallback, config=config)
 
 
 def parse_duration(text: str, option: str = "--time-budget") -> float:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.model import EXPORTED, Model, NativeModel, Signature
 from perfkit.core.records import Outputs
+from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import feature_outputs, op_histogram, open_onnx, read_signature
+from perfkit.files.tuned import read_config
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_samples
@@ -48,6 +50,7 @@ class Prepared:
     calibration: Calibration  # empty unless a chain quantizes statically
     compared: bool  # rows carry accuracy against a reference (variants, or a native model)
     features: tuple[str, ...] = ()  # outputs that are features by their last op: no label agreement on them
+    tuned: TunedConfig | None = None  # --config: measured beside the model, on its own session
 
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
@@ -58,7 +61,7 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     if native:
         spec = batch_over_example_shapes(spec)
     signature = read_signature(proto)
-    compare = bool(spec.variants or native) if compare is None else compare
+    compare = bool(spec.variants or native or spec.config) if compare is None else compare
     # Accuracy is judged on the user's data whenever there is some: --inputs, else calibration samples held out.
     hold_out = compare and not all(wl.inputs for wl in spec.workloads)
     samples = read_samples(spec.calibration, signature, hold_out) if spec.calibration else None
@@ -69,8 +72,10 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     if any(s.name == "int8-static" for chain in chains for s in chain):
         calibration = calibration_feeds(signature, feeds[0].shapes, samples, spec.workloads[0].seed,
                                         len(feeds[0].checks))
+    tuned = read_config(spec.config) if spec.config else None
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
-                    calibration=calibration, compared=compare, features=feature_outputs(proto))
+                    calibration=calibration, compared=compare, features=feature_outputs(proto),
+                    tuned=tuned)
 
 
 def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,

@@ -20,7 +20,7 @@ WARMUP_SECONDS = 0.3
 MIN_ROUNDS, MAX_ROUNDS = 20, 2000
 MARKER = ("perfkit(model, variant=None, target='ort:cpu', batch=None, **options): the model variant the "
           "perfkit_benchmark fixture opens and times; options: dims, shapes, inputs, trust, factory, "
-          "calibration, rounds, warmup_rounds")
+          "calibration, config (a perfkit-tuned.json, relative to the test file), rounds, warmup_rounds")
 
 
 def pytest_configure(config) -> None:
@@ -39,6 +39,8 @@ def perfkit_case(request, tmp_path_factory):
     def _open(model: str, **options):
         options.setdefault("cache_dir", default_cache_dir())  # $PERFKIT_CACHE or .perfkit-cache
         path = resolve_model(model, request.path.parent, options["cache_dir"])
+        if options.get("config"):
+            options["config"] = resolve_model(options["config"], request.path.parent, options["cache_dir"])
         case = open_case(path, **options)
         opened.append(case)
         return case

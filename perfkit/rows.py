@@ -18,7 +18,9 @@ from perfkit.backends import get_backend
 from perfkit.core.model import Model, NativeModel
 from perfkit.core.records import Outputs
 from perfkit.core.report import Result
+from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec, Target
+from perfkit.files.onnx_file import open_onnx
 from perfkit.measure.case import Case, Outcome, run_case
 from perfkit.measure.env import available_memory
 from perfkit.measure.interleave import Tick, interleave, memory_groups
@@ -56,7 +58,18 @@ def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: lis
         if native:
             cases += [PlannedCase(f, ref.outputs, t, native) for t in native_targets(native, spec)]
         cases += [PlannedCase(f, ref.outputs, t, v) for t in spec.targets for v in variants]
+        if prepared.tuned:
+            cases.append(PlannedCase(f, ref.outputs, prepared.tuned.target, tuned_variant(prepared.tuned)))
     return cases
+
+
+TUNED = "tuned"  # the last step of a --config row's lineage: its file as tune chose it, on the session it chose
+
+
+def tuned_variant(config: TunedConfig) -> Variant:
+    """A perfkit-tuned.json's model file as a row's variant, its lineage as tune built it."""
+    model, _ = open_onnx(config.model)
+    return Variant(replace(model, lineage=(*config.lineage, TUNED)), notes=("opened as perfkit-tuned.json says",))
 
 
 WORKER_BYTES = 100 << 20  # a spawned worker with Python, numpy and onnxruntime loaded, before any model

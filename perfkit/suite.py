@@ -29,7 +29,7 @@ from perfkit.measure.timing import measure, timed_calls, warm_up
 from perfkit.measure.workload import FeedSet
 from perfkit.options import make_spec
 from perfkit.prepare import build_variants, prepare, references
-from perfkit.rows import native_target, session_target
+from perfkit.rows import native_target, session_target, tuned_variant
 from perfkit.transforms import split_chains
 from perfkit.transforms.cache import Broken, Variant
 
@@ -89,15 +89,16 @@ class SuiteCase:
 def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu", batch: int | None = None,
               dims: tuple[str, ...] = (), shapes: tuple[str, ...] = (), inputs: str | None = None,
               trust: bool = False, factory: str | None = None, calibration: str | None = None,
-              cache_dir: str | None = None, timeout_s: float = 600) -> SuiteCase:
+              cache_dir: str | None = None, timeout_s: float = 600, config: str | None = None) -> SuiteCase:
     """`variant`: None for the model as given (its ONNX conversion for a native model), "native" for a native
-    model in its own framework, or one chain such as "ort-opt:all+int8-static:qdq,u8s8"."""
+    model in its own framework, or one chain such as "ort-opt:all+int8-static:qdq,u8s8". `config`: a
+    perfkit-tuned.json, whose model file opens on its session, judged against `model`."""
     chain = () if variant in (None, "native", "base") else (variant,)
     if variant == "auto" or any(len(split_chains(c)) != 1 for c in chain):
         raise PerfkitError(f"variant={variant}", "a case is one variant", "name one chain, e.g. int8-dynamic")
     spec = make_spec(model, targets=(target,), batch=(batch,) if batch else (), dims=dims, shapes=shapes,
                      inputs=inputs, results_dir=None, variants=chain, calibration=calibration, cache_dir=cache_dir,
-                     trust=trust, factory=factory, plan=Plan(timeout_s=timeout_s))
+                     trust=trust, factory=factory, plan=Plan(timeout_s=timeout_s), config=config)
     # The native model is the reference itself: nothing to compare it with.
     prepared = prepare(spec, compare=variant != "native")
     native, fed = prepared.native, prepared.feeds[0]
@@ -112,6 +113,8 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
     if isinstance(built, Broken):
         raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
     target_used = session_target(built, prepared.spec.targets[0])
+    if prepared.tuned:
+        built, target_used = tuned_variant(prepared.tuned), prepared.tuned.target
     return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path)
 
 

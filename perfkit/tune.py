@@ -102,8 +102,9 @@ def run(spec: TuneSpec, on_progress: Progress = lambda _: None, command: tuple[s
         record(log, name, options, got)
         return [options[i - 1] for i in got.survivors]
 
-    files = [Option(v, session_target(v, target), f) for v, j in built.variants if j.ok for f in feeds_for(spec, prepared)]
-    files += [Option(base, target, f) for f in feeds_for(spec, prepared)[1:]]
+    batches = feeds_for(spec, prepared)
+    files = [Option(v, session_target(v, target), f) for v, j in built.variants if j.ok for f in batches]
+    files += [Option(base, target, f) for f in batches[1:]]
     best_file = phase("model", files, keep=1)
     starts = [default, *best_file]
     threaded = [replace(o, target=t) for o in starts for t in

@@ -141,6 +141,10 @@ def ten_percent_slower(src: Path, dst: Path, options: dict, ctx: Any) -> list[st
     return _rewrite(src, dst, speed=1 / 1.1) + ["fake: 10 % slower"]
 
 
+def one_percent_faster(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
+    return _rewrite(src, dst, speed=1.01) + ["fake: 1 % faster, inside any practical threshold"]
+
+
 def same_speed(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
     return _rewrite(src, dst) + ["fake: the same file under another name"]
 
@@ -150,7 +154,7 @@ def broken(src: Path, dst: Path, options: dict, ctx: Any) -> list[str]:
 
 
 TRANSFORMS = ("fast=tests.fakes:twice_as_fast;wrong=tests.fakes:faster_but_wrong;same=tests.fakes:same_speed;"
-              "slow10=tests.fakes:ten_percent_slower;broken=tests.fakes:broken")
+              "slow10=tests.fakes:ten_percent_slower;broken=tests.fakes:broken;nudge=tests.fakes:one_percent_faster")
 
 
 # ---- the golden report: a fixed run the renderers' golden files are made from ------------------------------

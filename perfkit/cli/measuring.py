@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 @click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
 @click.option("--fail-on-fallback", is_flag=True,
               help="A GPU row whose compute ops (Conv, MatMul, Gemm, Attention, …) ran on the CPU fails.")
+@click.option("--config", type=click.Path(), metavar="perfkit-tuned.json",
+              help="Also measure the configuration `perfkit tune` wrote: its model file on its session, beside MODEL.")
 @trust_option
 @factory_option
 @opset_option
@@ -65,8 +67,8 @@ if TYPE_CHECKING:
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget,
-          calibration, cache_dir, profile, fail_on_fallback, trust, factory, opset, float64, fmt, output, results_dir,
-          store) -> None:
+          calibration, cache_dir, profile, fail_on_fallback, config, trust, factory, opset, float64, fmt, output,
+          results_dir, store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
@@ -85,7 +87,7 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
                      accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback)
+                     fail_on_fallback=fail_on_fallback, config=config)
     _run_and_print(spec, fmt, output)
 
 

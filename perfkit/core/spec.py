@@ -153,6 +153,7 @@ class BenchSpec:
     float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
     store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
     fail_on_fallback: bool = False  # a GPU row whose compute ops ran on the CPU fails instead of warning
+    config: str | None = None  # a perfkit-tuned.json: its model file and session measured beside the model
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:

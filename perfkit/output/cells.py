@@ -34,7 +34,8 @@ HIDDEN_WITH_VARIANTS = ("p99", "load", "first call")  # room for the variant col
 
 def compared(report: Report) -> bool:
     """Rows carry accuracy when there are variants, or a native model whose conversion is checked."""
-    return bool(report.spec.variants) or any(is_native_row(r) for r in report.results)
+    return bool(report.spec.variants or report.spec.config or report.search) or \
+        any(is_native_row(r) for r in report.results)
 
 
 def device_memory(report: Report) -> bool:

@@ -202,3 +202,10 @@ def node_error(probe: Probe, noise: dict[Tap, float], signal: dict[Tap, float]) 
     inherited = max((relative(t) for t in probe.inputs), default=0.0)
     own = math.sqrt(max(output**2 - inherited**2, 0.0))
     return NodeError(probe.name, probe.op_type, own, output, inherited)
+
+
+def rank_nodes(job: tuple[str, str, tuple[dict[str, Any], ...]]) -> list[str]:
+    """`sensitive_nodes` as a spawned worker calls it: (float model, quantized model, feeds) -> node names,
+    most sensitive first."""
+    float_path, quant_path, feeds = job
+    return [n.name for n in sensitive_nodes(Path(float_path), Path(quant_path), feeds)]

@@ -1,0 +1,89 @@
+"""perfkit tune's flow on the fake backend: the winner and the never-worse rule, candidates judged before they
+are timed, the tuned folder, and the time budget. Simulated figures: the same on every machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from perfkit import tune
+from perfkit.core.errors import PerfkitError
+from perfkit.core.spec import Plan
+from perfkit.options import make_spec, make_tune_spec
+
+PLAN = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=30, min_time_s=0.2, max_time_s=1.0,
+            max_rounds=400, timeout_s=60, isolate=False)
+
+
+def run(fake_backend, tmp_path, variants, budget="2m", **options):
+    model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
+    bench = make_spec(model, results_dir=None, variants=variants, cache_dir=str(tmp_path / "cache"), plan=PLAN,
+                      **options)
+    return tune.run(make_tune_spec(bench, output_dir=str(tmp_path / "tuned"), time_budget=budget))
+
+
+def written(tmp_path):
+    return json.loads((tmp_path / "tuned" / "perfkit-tuned.json").read_text())
+
+
+def test_a_variant_twice_as_fast_is_the_answer_and_is_written(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("fast",))
+    search = report.search
+    assert search.winner is not None and search.answer.startswith("tuned: fast")
+    config = written(tmp_path)
+    assert config["model"]["lineage"] == ["fast"] and config["model"]["path"] == "model.onnx"
+    assert config["speedup"]["value"] == pytest.approx(2.0, rel=0.03) and config["speedup"]["significant"]
+    assert sorted(p.name for p in (tmp_path / "tuned").iterdir()) == \
+        ["inputs.npz", "model.onnx", "perfkit-tuned.json", "run_tuned.py"]
+
+
+def test_a_candidate_faster_only_inside_the_threshold_is_never_returned(fake_backend, tmp_path):
+    fake_backend.MACHINE.reset(drift=lambda now: 1.0 + 0.03 * ((now // 7_000_000) % 3))  # a wobbling machine
+    report = run(fake_backend, tmp_path, ("nudge",))
+    assert report.search.winner is None
+    assert report.search.answer.startswith("the default stays: no configuration was significantly faster")
+    config = written(tmp_path)
+    assert config["model"]["lineage"] == [] and config["speedup"] is None
+    assert config["session_options"] == {"intra_op_num_threads": 0, "graph_optimization_level": "ORT_ENABLE_ALL"}
+
+
+def test_a_variant_outside_the_budget_is_dropped_before_it_is_timed(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, ("wrong",), accuracy_budget="max_abs<=1e-3")
+    search = report.search
+    assert any(n.startswith("wrong outside the budget") for n in search.notes)
+    timed = {search.candidates[t.candidate].variant for t in search.trials}
+    assert "wrong" not in timed and report.search.winner is None
+
+
+def test_every_phase_is_recorded_against_the_default(fake_backend, tmp_path):
+    search = run(fake_backend, tmp_path, ("fast",)).search
+    assert {t.phase for t in search.trials} == {"model", "threads", "details"}
+    fast = next(t for t in search.trials if t.phase == "model")
+    assert fast.score == pytest.approx(2.0, rel=0.03) and fast.status == "kept"
+
+
+def test_a_budget_too_short_for_one_measurement_is_one_clear_error(fake_backend, tmp_path):
+    with pytest.raises(PerfkitError, match=r"--time-budget 5s: too short to time 2 model files .* give "
+                                           r"--time-budget \d+s or more"):
+        run(fake_backend, tmp_path, ("fast",), budget="5s")
+    assert not (tmp_path / "tuned").exists()
+
+
+def test_a_folder_holding_other_files_is_refused(fake_backend, tmp_path):
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / "notes.txt").write_text("mine")
+    with pytest.raises(PerfkitError, match="is a folder with other files in it"):
+        run(fake_backend, tmp_path, ("fast",))
+    assert (tmp_path / "tuned" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"objective": "fastest"}, "--objective fastest: unknown objective"),
+    ({"time_budget": "soon"}, "--time-budget soon: not a duration"),
+    ({"max_memory": "lots"}, "--max-memory lots: not a size"),
+])
+def test_bad_tune_options_are_one_clear_error(fake_backend, tmp_path, options, match):
+    model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
+    with pytest.raises(PerfkitError, match=match):
+        make_tune_spec(make_spec(model, results_dir=None), output_dir=str(tmp_path / "t"), **options)
