@@ -85,3 +85,13 @@ def large_constant():
     inits = [const("big", 30000.0)]
     nodes = [helper.make_node("Add", ["x", "big"], ["shifted"]), helper.make_node("Sub", ["shifted", "big"], ["y"])]
     return graph_model(nodes, [tensor("x")], [tensor("y")], inits)
+
+
+def classifier(features=8, classes=6, seed=0):
+    """Class probabilities from one Gemm and a Softmax: the smallest model with a task to judge on labels."""
+    rng = np.random.default_rng(seed)
+    inits = [const("w", rng.standard_normal((features, classes))), const("b", np.zeros(classes))]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["probabilities"], axis=-1)]
+    return graph_model(nodes, [tensor("x", shape=("batch", features))],
+                       [tensor("probabilities", shape=("batch", classes))], inits)
