@@ -1,6 +1,6 @@
-"""`perfkit bench`: spec -> prepared model and feeds -> targets checked -> reference outputs -> variants -> one
-row per case, every case in its own worker, all timed together in interleaved rounds (or one after another with
---no-interleave, each row saved as it comes) -> Report."""
+"""`perfkit bench`: spec -> prepared model and feeds -> targets checked -> reference outputs (and task metrics on
+--eval labels) -> variants -> one row per case, every case in its own worker, all timed together in interleaved
+rounds (or one after another with --no-interleave, each row saved as it comes) -> Report."""
 
 from __future__ import annotations
 
@@ -31,15 +31,16 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
     prepared = prepare(spec, on_progress)
     spec = prepared.spec
     skipped = check_targets(prepared.model, spec)
+    # Before the run is begun in the store: --eval labels that do not fit the reference's outputs are a user error.
+    refs = references(prepared, on_progress, fall_back_to_conversion=True)
     env = fingerprint()
     report = Report(run_id=new_run_id(), created=now_stamp(), spec=spec, environment=env,
-                    warnings=run_warnings(env, prepared), command=command, accuracy_on=accuracy_on(prepared))
+                    warnings=(*run_warnings(env, prepared), *reference_warnings(prepared, refs)), command=command,
+                    accuracy_on=accuracy_on(prepared))
     store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:
         store.begin(report)
     try:
-        refs = references(prepared, on_progress, fall_back_to_conversion=True)
-        report = replace(report, warnings=(*report.warnings, *reference_warnings(prepared, refs)))
         built = build_variants(prepared, refs[0].outputs, env.cpu_flags, on_progress)
         variants: list[Variant | Broken] = [Variant(prepared.model), *built]
         # Size and op counts once per file, not once per target and batch.

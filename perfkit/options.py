@@ -19,6 +19,7 @@ from perfkit.core.spec import (
     parse_shape,
     parse_target,
 )
+from perfkit.files.data import is_table
 from perfkit.transforms import parse_chain, split_chains
 from perfkit.transforms.cache import default_cache_dir
 
@@ -30,13 +31,16 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               accuracy_budget: str | None = None, calibration: str | None = None, cache_dir: str | None = None,
               profile: bool = False, trust: bool = False, factory: str | None = None,
               opset: int | None = None, float64: bool = False, store: str | None = None,
-              fail_on_fallback: bool = False, config: str | None = None) -> BenchSpec:
+              fail_on_fallback: bool = False, eval: str | None = None, label_column: str | None = None,
+              config: str | None = None) -> BenchSpec:
     """The one way the CLI, the Python API and the pytest plugin turn user-facing options into a BenchSpec."""
     chains = tuple(c for text in variants for c in split_chains(text))
     for chain in chains:
         if chain != "auto":
             parse_chain(chain)
-    budget = parse_budget(accuracy_budget or DEFAULT_BUDGET).text
+    parsed_budget = parse_budget(accuracy_budget or DEFAULT_BUDGET)
+    budget = parsed_budget.text
+    check_eval(eval, label_column, parsed_budget.task_terms)
     if calibration and not Path(calibration).is_file():
         raise PerfkitError(calibration, "no such file", "give the .npz of calibration inputs (one array per input)")
     if batch and inputs:
@@ -100,3 +104,21 @@ def make_tune_spec(bench: BenchSpec, *, output_dir: str, objective: str = "media
     return TuneSpec(bench=bench, output_dir=output_dir, objective=objective,
                     time_budget_s=parse_duration(time_budget),
                     max_memory=parse_size(max_memory) if max_memory else None)
+
+
+def check_eval(path: str | None, label_column: str | None, task_terms: tuple[str, ...]) -> None:
+    """--eval names a file, --label-column comes with a table, and a budget's task terms come with --eval."""
+    if task_terms and not path:
+        raise PerfkitError(f"--accuracy-budget {', '.join(task_terms)}", "a task term needs labelled samples",
+                           "give --eval data.npz with labels (or drop the term)")
+    if label_column and not path:
+        raise PerfkitError(f"--label-column {label_column}", "names the labels of --eval data", "give --eval too")
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise PerfkitError(path, "no such file", "give a .npz of the inputs and `labels`, or a .csv/.parquet table")
+    if is_table(path) and not label_column:
+        raise PerfkitError(f"--eval {path}", "a table needs its labels' column named", "give --label-column NAME")
+    if label_column and not is_table(path):
+        raise PerfkitError(f"--label-column {label_column}", f"only a .csv/.parquet table has columns; {path} is not "
+                           "one", "save the labels in the .npz as `labels`, and drop --label-column")

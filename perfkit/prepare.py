@@ -1,6 +1,7 @@
 """The pipeline `perfkit bench`, `perfkit optimize` and the pytest plugin share: the model opened (a native one
-converted to ONNX, cached), its feeds, the variant chains and the calibration feeds (`prepare`); the reference
-outputs every row is compared with (`references`); then the variants built from it (`build_variants`)."""
+converted to ONNX, cached), its feeds (the --eval samples as check feeds), the variant chains and the calibration
+feeds (`prepare`); the reference outputs every row is compared with, and its task metrics on the --eval labels
+(`references`); then the variants built from it (`build_variants`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from perfkit.analysis.accuracy import parse_budget
+from perfkit.analysis.task import check_terms, reference_task
 from perfkit.core.model import EXPORTED, Model, NativeModel, Signature
-from perfkit.core.records import Outputs
+from perfkit.core.records import Outputs, TaskAccuracy
 from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import feature_outputs, op_histogram, open_onnx, read_signature
 from perfkit.files.tuned import read_config
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
-from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_samples
+from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_labelled, read_samples
 from perfkit.native.conversion import convert
 from perfkit.native.detect import is_native, prepare_native
 from perfkit.transforms import BuildContext, Step, parse_chain
@@ -37,6 +39,7 @@ class ReferenceRun:
     outputs: Outputs | None
     error: str = ""  # no reference at all: why it could not run
     native_error: str = ""  # the native model failed on the check feeds: these are its conversion's outputs
+    task: TaskAccuracy | None = None  # --eval: the reference's task metrics, and the output every row is judged on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +49,7 @@ class Prepared:
     model: Model  # the ONNX model (a native model's conversion): the base of the variants
     signature: Signature
     chains: tuple[tuple[Step, ...], ...]  # `auto` expanded, each chain once
-    feeds: tuple[FeedSet, ...]  # one per workload; with check feeds when rows are compared
+    feeds: tuple[FeedSet, ...]  # one per workload; with check feeds when rows are compared (and --eval's labels)
     calibration: Calibration  # empty unless a chain quantizes statically
     compared: bool  # rows carry accuracy against a reference (variants, or a native model)
     features: tuple[str, ...] = ()  # outputs that are features by their last op: no label agreement on them
@@ -55,18 +58,19 @@ class Prepared:
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
     """Everything that reads the user's input, before anything is measured: the model (converted when
-    native), feeds, chains and calibration. `compare` (default: when there are variants or a native model)
-    adds the check feeds every row is compared on."""
+    native), feeds, chains and calibration. `compare` (default: when there are variants, a native model or
+    --eval data) adds the check feeds every row is compared on: the --eval samples, with their labels, if any."""
     native, model, proto = open_model(spec, on_progress)
     if native:
         spec = batch_over_example_shapes(spec)
     signature = read_signature(proto)
-    compare = bool(spec.variants or native or spec.config) if compare is None else compare
-    # Accuracy is judged on the user's data whenever there is some: --inputs, else calibration samples held out.
-    hold_out = compare and not all(wl.inputs for wl in spec.workloads)
+    compare = bool(spec.variants or native or spec.eval or spec.config) if compare is None else compare
+    labelled = read_labelled(spec.eval, signature, spec.label_column) if spec.eval and compare else None
+    # Accuracy is judged on the user's data whenever there is some: --eval, --inputs, else calibration held out.
+    hold_out = compare and not labelled and not all(wl.inputs for wl in spec.workloads)
     samples = read_samples(spec.calibration, signature, hold_out) if spec.calibration else None
     feeds = tuple(feed_set(signature, wl, checks=spec.check_feeds if compare else 0, subject=spec.model,
-                           samples=samples) for wl in spec.workloads)
+                           samples=samples, labelled=labelled) for wl in spec.workloads)
     chains = resolve_chains(spec, proto)
     calibration = Calibration()
     if any(s.name == "int8-static" for chain in chains for s in chain):
@@ -82,7 +86,8 @@ def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
                fall_back_to_conversion: bool = False) -> tuple[ReferenceRun, ...]:
     """Per workload, the outputs its rows are compared with: the native model's, else the ONNX model's as
     written; nothing when nothing is compared. `fall_back_to_conversion`: when the native model fails on the
-    check feeds, compare with the conversion the variants were built from instead (`perfkit bench`)."""
+    check feeds, compare with the conversion the variants were built from instead (`perfkit bench`). With
+    --eval, the reference's task metrics too: labels that do not fit its outputs are a PerfkitError here."""
     if not prepared.compared:
         return tuple(ReferenceRun(None) for _ in prepared.feeds)
     native, model = prepared.native, prepared.model
@@ -90,8 +95,19 @@ def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
                 f"{len(prepared.feeds[0].checks)} feeds")
     fall_back = fall_back_to_conversion and native is not None and bool(prepared.spec.variants)
     runs = (_reference(f, native, model.path, prepared.spec, fall_back) for f in prepared.feeds)
-    return tuple(replace(r, outputs=replace(r.outputs, features=prepared.features)) if r.outputs else r
-                 for r in runs)
+    runs = (replace(r, outputs=replace(r.outputs, features=prepared.features)) if r.outputs else r for r in runs)
+    return tuple(with_task(r, f, prepared.spec) for r, f in zip(runs, prepared.feeds, strict=True))
+
+
+def with_task(run: ReferenceRun, feeds: FeedSet, spec: BenchSpec) -> ReferenceRun:
+    """The reference's task metrics on the workload's --eval labels, the labels and the budget's task terms
+    checked against its outputs (a PerfkitError, before anything is timed); the run as it is without labels."""
+    if feeds.labels is None or run.outputs is None:
+        return run
+    subject = spec.eval or "--eval"
+    task = reference_task(run.outputs, feeds.labels, subject)
+    check_terms(parse_budget(spec.accuracy_budget), task, subject)
+    return replace(run, task=task)
 
 
 def _reference(f: FeedSet, native: NativeModel | None, model_path: str, spec: BenchSpec,
@@ -148,7 +164,7 @@ def build_context(prepared: Prepared, reference: Outputs | None) -> BuildContext
     the reference outputs on them and the budget."""
     return BuildContext(calibration=prepared.calibration.feeds, calibration_source=prepared.calibration.source,
                         check_feeds=prepared.feeds[0].checks, reference=reference,
-                        budget=parse_budget(prepared.spec.accuracy_budget), source=prepared.spec.model)
+                        budget=parse_budget(prepared.spec.accuracy_budget).on_outputs(), source=prepared.spec.model)
 
 
 def build_variants(prepared: Prepared, reference: Outputs | None, cpu_flags: tuple[str, ...],

@@ -1,7 +1,8 @@
 """The rows of a run: which cases there are (variants × targets × workloads, the native model's own targets,
 the session a variant's row runs with) and which are compared with which; the cases measured together in
 interleaved rounds (or one by one with --no-interleave), each in its own worker; then each row's statistics,
-warnings, status, accuracy against the reference, and what a GPU row's figure includes and leaves out."""
+warnings, status, accuracy against the reference (and on the --eval labels beside the reference's), and what a
+GPU row's figure includes and leaves out."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from perfkit.analysis.accuracy import against
 from perfkit.analysis.placement import Placement, fallback_message, placement
 from perfkit.analysis.stats import stability_warnings, summarize, throughput
+from perfkit.analysis.task import task_accuracy
 from perfkit.analysis.verdict import is_native_row
 from perfkit.backends import get_backend
 from perfkit.core.model import Model, NativeModel
-from perfkit.core.records import Outputs
+from perfkit.core.records import Outputs, TaskAccuracy
 from perfkit.core.report import Result
 from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec, Target
@@ -37,12 +40,13 @@ Subject = Variant | Broken | NativeModel
 @dataclass(frozen=True)
 class PlannedCase:
     """A row to measure: what runs (a variant, one that could not be built, or the native model), where, on
-    which feeds, compared with which reference outputs."""
+    which feeds, compared with which reference outputs (and with --eval, the reference's task metrics)."""
 
     feeds: FeedSet
     reference: Outputs | None
     target: Target
     subject: Subject
+    task: TaskAccuracy | None = None
 
     @property
     def label(self) -> str:
@@ -52,14 +56,17 @@ class PlannedCase:
 
 def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: list[Variant | Broken]
                ) -> list[PlannedCase]:
-    """Per workload: the native model's rows first (it is the reference), then every variant on every target."""
+    """Per workload: the native model's rows first (it is the reference), then every variant on every target.
+    The native model's CPU row made the reference outputs, so the reference's task metrics are its own."""
     spec, native, cases = prepared.spec, prepared.native, []
     for f, ref in zip(prepared.feeds, refs, strict=True):
         if native:
-            cases += [PlannedCase(f, ref.outputs, t, native) for t in native_targets(native, spec)]
-        cases += [PlannedCase(f, ref.outputs, t, v) for t in spec.targets for v in variants]
+            own = ref.task if not ref.native_error else None
+            cases += [PlannedCase(f, ref.outputs, t, native, own if k == 0 else None)
+                      for k, t in enumerate(native_targets(native, spec))]
+        cases += [PlannedCase(f, ref.outputs, t, v, ref.task) for t in spec.targets for v in variants]
         if prepared.tuned:
-            cases.append(PlannedCase(f, ref.outputs, prepared.tuned.target, tuned_variant(prepared.tuned)))
+            cases.append(PlannedCase(f, ref.outputs, prepared.tuned.target, tuned_variant(prepared.tuned), ref.task))
     return cases
 
 
@@ -170,8 +177,9 @@ def finish_job(row: Result, case: PlannedCase, outcome: Outcome | Failure, spec:
         native = isinstance(case.subject, NativeModel)
         return replace(row, status=outcome.status if native else "failed", reason=outcome.reason)
     if isinstance(case.subject, NativeModel):
-        return finish_row(row, outcome, None)
-    return finish_row(row, outcome, case.reference, spec.fail_on_fallback)
+        return replace(finish_row(row, outcome, None), task=case.task)
+    return finish_row(row, outcome, case.reference, spec.fail_on_fallback, ref_task=case.task,
+                      labels=case.feeds.labels)
 
 
 def _row(case: PlannedCase, model: Model, status: str, *, reason: str = "", target: Target | None = None,
@@ -188,8 +196,10 @@ def skipped_row(case: PlannedCase, reason: str) -> Result:
     return _row(case, s.as_model() if isinstance(s, NativeModel | Broken) else s.model, "skipped", reason=reason)
 
 
-def finish_row(row: Result, outcome: Outcome, ref: Outputs | None, fail_on_fallback: bool = False) -> Result:
-    """A measured row: statistics, stability and fallback warnings, status, accuracy against the reference."""
+def finish_row(row: Result, outcome: Outcome, ref: Outputs | None, fail_on_fallback: bool = False, *,
+               ref_task: TaskAccuracy | None = None, labels: Any = None) -> Result:
+    """A measured row: statistics, stability and fallback warnings, status, accuracy against the reference;
+    with the reference's task metrics (`ref_task`) and the labels of the check feeds, the row's beside them."""
     m = outcome.measurement
     summary = summarize(m.samples_ns, m.blocks)
     warnings = stability_warnings(summary, m.harness_ns, m.resolution_ns)
@@ -200,6 +210,8 @@ def finish_row(row: Result, outcome: Outcome, ref: Outputs | None, fail_on_fallb
     status, reason = ("invalid", "non-finite outputs: " + "; ".join(outcome.nonfinite)) if outcome.nonfinite \
         else ("ok", "")
     accuracy = against(ref, outcome.checked) if ref and outcome.checked else ()
+    judged = task_accuracy(ref_task, outcome.checked, labels) \
+        if ref_task and outcome.checked and labels is not None else None
     found = placement(outcome.profile, requested) if row.target.gpu else None
     warnings += gpu_notes(row, outcome, found)
     if fail_on_fallback and found and found.fallback:
@@ -207,7 +219,7 @@ def finish_row(row: Result, outcome: Outcome, ref: Outputs | None, fail_on_fallb
     return replace(row, status=status, reason=reason, providers=outcome.providers, fallback=fallback,
                    settings=outcome.settings, measurement=m, summary=summary,
                    throughput=throughput(row.batch, summary.median), warnings=tuple(warnings),
-                   accuracy=accuracy, profile=outcome.profile)
+                   accuracy=accuracy, profile=outcome.profile, task=judged)
 
 
 def gpu_notes(row: Result, outcome: Outcome, found: Placement | None) -> list[str]:

@@ -140,7 +140,7 @@ def int8_repairs(chain: tuple[Step, ...]) -> list[tuple[Step, ...]]:
     k = next((i for i, s in enumerate(chain) if s.name.startswith("int8")), None)
     if k is None:
         return []
-    current, out = dict(chain[k].options), []
+    current, out = dict(chain[k].options), list[tuple[Step, ...]]()
     for repair in INT8_REPAIRS:
         if any(key not in current for key in repair):
             continue

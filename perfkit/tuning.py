@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from perfkit.analysis.accuracy import Budget, against, parse_budget, within
+from perfkit.analysis.accuracy import Budget, against, within
+from perfkit.analysis.task import task_accuracy
 from perfkit.core.errors import PerfkitError
-from perfkit.core.records import OutputAccuracy, Outputs
+from perfkit.core.records import OutputAccuracy, Outputs, TaskAccuracy
 from perfkit.core.search import TunedConfig
 from perfkit.core.spec import Plan, Target
 from perfkit.files.onnx_file import disk_size, external_data_files, open_onnx
@@ -67,12 +69,25 @@ class Judged:
         return 1 - min(cosines) if cosines and all(math.isfinite(c) for c in cosines) else None
 
 
-def judge_outputs(ref: Outputs | None, checked: Outputs | None, budget: Budget) -> Judged:
-    """Outputs judged against the reference and the budget; nothing to compare passes (no reference)."""
-    if ref is None or checked is None:
+@dataclass(frozen=True)
+class Reference:
+    """What every candidate is judged against: the reference outputs on the check feeds, and with --eval the
+    reference's task metrics and the labels of those feeds."""
+
+    outputs: Outputs | None
+    budget: Budget
+    task: TaskAccuracy | None = None
+    labels: Any = None
+
+
+def judge_outputs(ref: Reference, checked: Outputs | None) -> Judged:
+    """Outputs judged against the reference and the budget, task terms included; nothing to compare passes
+    (no reference)."""
+    if ref.outputs is None or checked is None:
         return Judged(True, "", ())
-    accuracy = against(ref, checked)
-    ok, reason = within(accuracy, budget)
+    accuracy = against(ref.outputs, checked)
+    task = task_accuracy(ref.task, checked, ref.labels) if ref.task and ref.labels is not None else None
+    ok, reason = within(accuracy, ref.budget, task)
     return Judged(ok, reason, accuracy)
 
 
@@ -84,15 +99,14 @@ class Built:
     notes: list[str]
 
 
-def build_files(prepared: Prepared, ref: Outputs | None, cpu_flags: tuple[str, ...], deadline: float,
+def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], deadline: float,
                 on_progress: Progress) -> Built:
     """Each chain built (cached) and judged on the check feeds in the session its rows will use; an int8
     chain outside the budget is repaired (per-channel, other calibrations, 7-bit weights, then its most
     sensitive nodes kept in float) until one fits. Chains left when the deadline passes are not built."""
     spec = prepared.spec
-    budget = parse_budget(spec.accuracy_budget)
     target = spec.targets[0]
-    ctx = build_context(prepared, ref)
+    ctx = build_context(prepared, ref.outputs)
     out = Built([], [])
 
     def build(chain: tuple[Step, ...]) -> tuple[Variant, Judged] | None:
@@ -105,11 +119,11 @@ def build_files(prepared: Prepared, ref: Outputs | None, cpu_flags: tuple[str, .
             return None
         checks = prepared.feeds[0].checks
         got = call_guarded(session_outputs, (made.model.path, session_target(made, target), checks),
-                           spec.plan.timeout_s, spec.plan.isolate) if ref else None
+                           spec.plan.timeout_s, spec.plan.isolate) if ref.outputs else None
         if isinstance(got, Failure):
             out.notes.append(f"{label} did not run ({got.reason})")
             return None
-        return made, judge_outputs(ref, got, budget)
+        return made, judge_outputs(ref, got)
 
     for chain in prepared.chains:
         if time.monotonic() > deadline:
@@ -170,14 +184,14 @@ def sensitive(quantized: Variant, prepared: Prepared) -> list[str] | str:
     return got.reason if isinstance(got, Failure) else list(got)
 
 
-def judge_for(ref: Outputs | None, budget: Budget, max_memory: int | None) -> Callable[[int, Outcome], str]:
+def judge_for(ref: Reference, max_memory: int | None) -> Callable[[int, Outcome], str]:
     """The halving's judge: a reason to drop candidate i (its session's outputs outside the budget —
     denormals flushed to zero can change them — or its peak memory over the cap), or ""."""
 
     def judge(_: int, outcome: Outcome) -> str:
         if outcome.nonfinite:
             return "non-finite outputs: " + "; ".join(outcome.nonfinite)
-        verdict = judge_outputs(ref, outcome.checked, budget)
+        verdict = judge_outputs(ref, outcome.checked)
         if not verdict.ok:
             return f"outside the accuracy budget: {verdict.reason}"
         peak = outcome.measurement.peak_rss_bytes

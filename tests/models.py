@@ -107,3 +107,13 @@ def fragile_conv(channels=8, classes=5, seed=0):
              helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], name="/fc/Gemm")]
     return graph_model(nodes, [tensor("image", shape=("batch", 3, 8, 8))],
                        [tensor("logits", shape=("batch", classes))], inits)
+
+
+def classifier(features=8, classes=6, seed=0):
+    """Class probabilities from one Gemm and a Softmax: the smallest model with a task to judge on labels."""
+    rng = np.random.default_rng(seed)
+    inits = [const("w", rng.standard_normal((features, classes))), const("b", np.zeros(classes))]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["probabilities"], axis=-1)]
+    return graph_model(nodes, [tensor("x", shape=("batch", features))],
+                       [tensor("probabilities", shape=("batch", classes))], inits)

@@ -309,3 +309,45 @@ def test_run_ids_sort_in_the_order_runs_began_within_one_second():
     ids = [new_run_id(1_800_000_000 + k / 1000) for k in (5, 120, 999)]
     assert ids == sorted(ids) and len(set(ids)) == 3
     assert ids[0].split("-")[1].endswith(".005")
+
+
+def eval_data(path, rng, n=200, classes=6, wrong_every=10):
+    """Labelled samples for models.classifier(): its own answers, with every `wrong_every`-th label moved on."""
+    import numpy as np
+
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    labels = (x @ np.random.default_rng(0).standard_normal((8, classes))).argmax(1)
+    labels[::wrong_every] = (labels[::wrong_every] + 1) % classes
+    np.savez(path, x=x, labels=labels)
+    return str(path)
+
+
+def test_eval_data_gives_every_row_top1_beside_the_reference(save, tmp_path, rng):
+    from perfkit.output.render import render
+    from tests import models
+
+    path = save(models.classifier(), "clf.onnx")
+    data = eval_data(tmp_path / "eval.npz", rng)
+    report = bench.run(variant_spec(path, tmp_path, ("int8-dynamic",), batch=(16,), eval=data,
+                                    accuracy_budget="cos>=0.9,top1_drop<=5%"))
+    base, int8 = report.results
+    assert base.task.scores.top1 == base.task.reference.top1 == 0.9 and base.task.samples == 200
+    assert int8.task.output == "probabilities" and int8.task.top1_drop == pytest.approx(0.9 - int8.task.scores.top1)
+    assert int8.task.scores.top5 is not None and int8.status == "ok"
+    assert report.accuracy_on == f"the --eval data (200 labelled samples of {data})"
+    table = render(report, "table", width=250)
+    assert "top1" in table and "90.0% (±0.0)" in table and f"{int8.task.scores.top1:.1%} (" in table
+
+
+def test_labels_that_do_not_fit_the_outputs_stop_the_run_before_anything_is_timed(save, tmp_path, rng, monkeypatch):
+    import numpy as np
+
+    from perfkit import rows
+    from tests import models
+
+    path = save(models.classifier(classes=6), "clf.onnx")
+    np.savez(tmp_path / "eval.npz", x=rng.random((8, 8), dtype=np.float32), labels=np.arange(8))
+    monkeypatch.setattr(rows, "interleave", lambda *a, **k: pytest.fail("timed"))
+    with pytest.raises(PerfkitError, match="labels 6, 7 are not classes of output 'probabilities'"):
+        bench.run(spec(path, eval=str(tmp_path / "eval.npz"), results_dir=str(tmp_path / "results")))
+    assert not (tmp_path / "results").exists()

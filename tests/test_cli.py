@@ -161,3 +161,24 @@ def test_option_errors_click_finds_are_one_line_too(cli, relu_model):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("perfkit: error: Invalid value for '--opt-level': 'bogus' is not one of")
     assert result.stderr.rstrip().endswith("— see main bench --help")
+
+
+def test_eval_labels_that_do_not_fit_are_one_line_exit_2(cli, save, tmp_path):
+    import numpy as np
+
+    from tests import models
+
+    path = save(models.classifier(classes=6), "clf.onnx")
+    np.savez(tmp_path / "eval.npz", x=np.zeros((4, 8), np.float32), labels=np.array([0.5, 1.5, 2.5, 3.5]))
+    result = cli("bench", path, "--eval", tmp_path / "eval.npz", *QUICK)
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"perfkit: error: {tmp_path / 'eval.npz'}: no output of the model can be judged "
+                                    "against its 4 labels")
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_task_budget_without_eval_data_is_one_line_exit_2(cli, relu_model):
+    result = cli("bench", relu_model, "--accuracy-budget", "top1_drop<=0.5%", *QUICK)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("perfkit: error: --accuracy-budget top1_drop: a task term needs labelled "
+                                     "samples — give --eval data.npz with labels (or drop the term)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from perfkit.core.errors import PerfkitError
-from perfkit.core.records import OutputAccuracy, Outputs
+from perfkit.core.records import OutputAccuracy, Outputs, TaskAccuracy
 
 TOP_K = 5  # top-k agreement: the reference's label among the variant's k best scores
 MAX_CLASSES = 100_000  # a last dim wider than this is a feature map or a sequence, not class scores
@@ -21,48 +21,92 @@ REL_FLOOR = 1e-3  # relative error is taken against max(|ref|, this share of the
 # metric name in a budget -> (field of OutputAccuracy, True when larger is better)
 METRICS = {"cos": ("cosine", True), "agree": ("agree", True), "top5": ("top_k", True),
            "max_abs": ("max_abs", False), "mean_abs": ("mean_abs", False), "max_rel": ("max_rel", False)}
+# task terms in a budget: a row's change against the reference on the --eval labels (properties of TaskAccuracy),
+# each bounded from above. Drops are in shares of 1 (percentage points / 100), rises relative to the reference.
+TASK_TERMS = ("top1_drop", "top5_drop", "mae_rise", "rmse_rise")
+TASK_SLACK = 1e-9  # float error of a difference of shares (0.9 - 0.895 is 0.0050000000000000044): on the bound passes
 
 
 @dataclass(frozen=True)
 class Budget:
-    """All conditions must hold on every comparable output: `cos>=0.999,agree>=0.99`."""
+    """All conditions must hold: output terms on every comparable output (`cos>=0.999,agree>=0.99`), task terms
+    on the row's task accuracy (`top1_drop<=0.5%`)."""
 
-    conditions: tuple[tuple[str, str, float], ...]  # (metric, ">=" or "<=", bound)
+    conditions: tuple[tuple[str, str, float], ...]  # (metric, ">=" or "<=", bound); task bounds in shares of 1
 
     @property
     def text(self) -> str:
-        return ",".join(f"{m}{op}{v:g}" for m, op, v in self.conditions)
+        return ",".join(f"{m}{op}{v * 100:g}%" if m in TASK_TERMS else f"{m}{op}{v:g}"
+                        for m, op, v in self.conditions)
+
+    @property
+    def task_terms(self) -> tuple[str, ...]:
+        return tuple(m for m, _, _ in self.conditions if m in TASK_TERMS)
+
+    def on_outputs(self) -> Budget:
+        """The output terms alone: what a comparison of outputs without labels (fp16's repair) can judge."""
+        return Budget(tuple(c for c in self.conditions if c[0] in METRICS))
 
 
 def parse_budget(text: str) -> Budget:
+    """`cos>=0.999,max_abs<=1e-2,top1_drop<=0.5%`. A task term's bound is a share of 1 or a percentage:
+    `top1_drop<=0.5%` and `top1_drop<=0.005` are both half a percentage point of top-1 accuracy below the
+    reference's; `mae_rise<=1%` and `mae_rise<=0.01` both allow an MAE 1 % above the reference's."""
     conditions = []
     for part in (p.strip() for p in text.replace("&", ",").split(",")):
-        m = re.fullmatch(r"([a-z_0-9]+)\s*(>=|<=)\s*([0-9.eE+-]+)", part)
-        if not m or m[1] not in METRICS:
+        m = re.fullmatch(r"([a-z_0-9]+)\s*(>=|<=)\s*([0-9.eE+-]+)\s*(%?)", part)
+        if not m or (m[1] not in METRICS and m[1] not in TASK_TERMS):
             raise PerfkitError(f"--accuracy-budget {text}", f"cannot read '{part}'",
-                               f"write METRIC>=N or METRIC<=N with a metric of {', '.join(METRICS)}, "
-                               "e.g. \"cos>=0.999\" or \"max_abs<=1e-2,agree>=0.99\"")
-        larger_better = METRICS[m[1]][1]
+                               f"write METRIC>=N or METRIC<=N with a metric of {', '.join(METRICS)}, or a task "
+                               f"term of {', '.join(TASK_TERMS)} (with --eval), e.g. \"cos>=0.999\" or "
+                               "\"max_abs<=1e-2,agree>=0.99\" or \"top1_drop<=0.5%\"")
+        larger_better = m[1] in METRICS and METRICS[m[1]][1]
         if (m[2] == ">=") != larger_better:
             raise PerfkitError(f"--accuracy-budget {text}", f"'{part}' bounds {m[1]} the wrong way",
                                f"use {m[1]}{'>=' if larger_better else '<='}N")
+        if m[4] and m[1] not in TASK_TERMS:
+            raise PerfkitError(f"--accuracy-budget {text}", f"'{part}': only task terms take a percentage",
+                               f"write {m[1]}{m[2]}N as a plain number")
         try:
-            bound = float(m[3])
+            bound = float(m[3]) / (100 if m[4] else 1)
         except ValueError:
             raise PerfkitError(f"--accuracy-budget {text}", f"'{m[3]}' is not a number", "e.g. 1e-2") from None
         conditions.append((m[1], m[2], bound))
     return Budget(tuple(conditions))
 
 
-def within(accuracy: tuple[OutputAccuracy, ...], budget: Budget) -> tuple[bool, str]:
-    """(passes, the first condition that fails, named). An output with NaN/Inf fails every budget."""
+def within(accuracy: tuple[OutputAccuracy, ...], budget: Budget, task: TaskAccuracy | None = None
+           ) -> tuple[bool, str]:
+    """(passes, the first condition that fails, named): output terms on every comparable output, task terms
+    on `task` (the row's task accuracy on the --eval labels). An output with NaN/Inf fails every budget."""
+    ok, why = _outputs_within(accuracy, budget)
+    if not ok or not budget.task_terms:
+        return ok, why
+    if task is None:
+        return False, "no task accuracy: the row's outputs could not be judged against the labels"
+    for term, _, bound in budget.conditions:
+        if term not in TASK_TERMS:
+            continue
+        value = getattr(task, term)
+        if value is None or math.isnan(value) or value > bound + TASK_SLACK:
+            shown = "n/a" if value is None else f"{value * 100:.3g}%"
+            return False, f"{task.output}: {term} {shown} (budget <={bound * 100:g}%)"
+    return True, ""
+
+
+def _outputs_within(accuracy: tuple[OutputAccuracy, ...], budget: Budget) -> tuple[bool, str]:
+    """The output terms on every comparable output; no output term passes whatever the outputs (but NaN/Inf)."""
     comparable = [a for a in accuracy if a.comparable]
     if not comparable:
+        if not budget.on_outputs().conditions:
+            return True, ""
         return False, "no output could be compared"
     for a in comparable:
         if a.nonfinite:
             return False, f"{a.name}: {a.nonfinite} NaN/Inf values"
         for metric, op, bound in budget.conditions:
+            if metric not in METRICS:
+                continue
             value = getattr(a, METRICS[metric][0])
             if value is None:
                 continue  # agree/top5 on outputs that are not class scores

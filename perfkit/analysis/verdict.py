@@ -45,7 +45,8 @@ def judge(report: Report) -> Verdict:
     threshold = report.spec.plan.threshold
     speedups = tuple(None if b is None or b == i else ratio_between(rows[b], rows[i], threshold)
                      for i, b in enumerate(baseline))
-    checks = tuple(within(r.accuracy, budget) if r.status == "ok" and r.accuracy else None for r in rows)
+    # The native model is the reference: it carries the reference's task metrics but no accuracy, and is not judged.
+    checks = tuple(within(r.accuracy, budget, r.task) if r.status == "ok" and r.accuracy else None for r in rows)
     picks = (_pick(report, group, baseline, speedups, checks) for group in dict.fromkeys(_group(r) for r in rows))
     best = tuple(p for p in picks if p is not None)
     diagnoses = tuple(diagnose(r, rows[b], report.environment) if b is not None and s is not None and

@@ -47,9 +47,14 @@ if TYPE_CHECKING:
 @click.option("--no-save", is_flag=True, help="Keep nothing in the results folder.")
 @variants_option
 @click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
-              help="e.g. \"cos>=0.999\", \"max_abs<=1e-2\", \"agree>=0.99\"; the fastest variant inside it is "
+              help="e.g. \"cos>=0.999\", \"max_abs<=1e-2\", \"agree>=0.99\"; with --eval also \"top1_drop<=0.5%\", "
+                   "\"top5_drop<=…\", \"mae_rise<=1%\", \"rmse_rise<=…\"; the fastest variant inside it is "
                    "marked [cos>=0.99,agree>=0.99].")
 @calibration_option
+@click.option("--eval", "eval_data", type=click.Path(), metavar="PATH",
+              help="Labelled samples every row is judged on: a .npz of the inputs by name and `labels`, or a "
+                   ".csv/.parquet table with --label-column; adds top-1 (classes) or MAE (float targets) to the table.")
+@click.option("--label-column", metavar="NAME", help="The column of the labels in an --eval table.")
 @cache_option
 @click.option("--profile", is_flag=True, help="Also profile every row by op type with onnxruntime's profiler.")
 @click.option("--fail-on-fallback", is_flag=True,
@@ -67,8 +72,8 @@ if TYPE_CHECKING:
 @debug_option
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget,
-          calibration, cache_dir, profile, fail_on_fallback, config, trust, factory, opset, float64, fmt, output,
-          results_dir, store) -> None:
+          calibration, eval_data, label_column, cache_dir, profile, fail_on_fallback, config, trust, factory, opset,
+          float64, fmt, output, results_dir, store) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
@@ -87,7 +92,7 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
                      accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback, config=config)
+                     fail_on_fallback=fail_on_fallback, eval=eval_data, label_column=label_column, config=config)
     _run_and_print(spec, fmt, output)
 
 

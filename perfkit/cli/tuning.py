@@ -39,6 +39,10 @@ from perfkit.cli.group import (
 @click.option("--accuracy-budget", metavar="METRIC>=N[,…]",
               help="What every candidate must keep [cos>=0.99,agree>=0.99].")
 @calibration_option
+@click.option("--eval", "eval_data", type=click.Path(),
+              help="Labelled samples (.npz with a `labels` array, or a table with --label-column): accuracy is "
+                   "judged on them, and budget terms such as top1_drop<=0.5% apply.")
+@click.option("--label-column", metavar="NAME", help="The labels' column when --eval is a .csv/.parquet table.")
 @click.option("--time-budget", default="5m", show_default=True, metavar="DURATION",
               help="The whole search, builds included: 5m, 90s, 1h.")
 @click.option("--objective", type=click.Choice(["median", "p99", "throughput"]), default="median",
@@ -58,8 +62,8 @@ from perfkit.cli.group import (
 @store_option
 @debug_option
 def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, variants, accuracy_budget, calibration,
-         time_budget, objective, max_memory, threshold, timeout, no_isolate, no_save, cache_dir, trust, factory,
-         opset, fmt, results_dir, store) -> None:
+         eval_data, label_column, time_budget, objective, max_memory, threshold, timeout, no_isolate, no_save,
+         cache_dir, trust, factory, opset, fmt, results_dir, store) -> None:
     """Find the fastest configuration of MODEL inside an accuracy budget: its variants (auto by default) and
     onnxruntime's session settings, searched by successive halving on interleaved rounds and confirmed
     against the default in a final A/B. Returned only if significantly faster; otherwise the default is the
@@ -76,7 +80,7 @@ def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, varian
                       shapes=shapes, inputs=inputs, threads=threads, plan=plan,
                       results_dir=None if no_save else results_dir, variants=variants or ("auto",),
                       accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, trust=trust,
-                      factory=factory, opset=opset, store=store)
+                      factory=factory, opset=opset, store=store, eval=eval_data, label_column=label_column)
     spec = make_tune_spec(bench, output_dir=output_dir, objective=objective, time_budget=time_budget,
                           max_memory=max_memory)
     progress = Progress()

@@ -1,6 +1,6 @@
 """The small result records a Report is made of, and those stages hand each other: a row's latency summary
-and speed-up, its accuracy per output, its profile per op type, the machine it ran on, and the outputs of a
-model on the check feeds."""
+and speed-up, its accuracy per output and on the task's labels, its profile per op type, the machine it ran on,
+and the outputs of a model on the check feeds."""
 
 from __future__ import annotations
 
@@ -65,6 +65,58 @@ class OutputAccuracy:
     agree: float | None = None  # share of items whose top-1 label matches; None unless class scores
     top_k: float | None = None  # share of items whose reference label is in the variant's top k
     nonfinite: int = 0  # NaN/Inf values where the reference is finite
+
+
+@dataclass(frozen=True)
+class TaskScores:
+    """A model's task metrics on the labelled --eval samples; None where one does not apply: top-1 and top-5
+    (shares of 1) for a classifier, top-5 only with 5 classes or more; MAE and RMSE for a regressor."""
+
+    top1: float | None = None
+    top5: float | None = None
+    mae: float | None = None
+    rmse: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskAccuracy:
+    """A row's task metrics on the --eval labels beside the reference's on the same samples, from one output.
+    The changes are what the budget's task terms judge: drops in shares of 1 (0.005 is half a percentage
+    point), rises relative to the reference's error (0.01 is 1 % more error)."""
+
+    output: str  # the output judged: class scores, a predicted label, or a predicted value
+    samples: int  # labelled items judged (a fixed batch may leave the last few out)
+    scores: TaskScores
+    reference: TaskScores
+
+    @property
+    def top1_drop(self) -> float | None:
+        return _drop(self.reference.top1, self.scores.top1)
+
+    @property
+    def top5_drop(self) -> float | None:
+        return _drop(self.reference.top5, self.scores.top5)
+
+    @property
+    def mae_rise(self) -> float | None:
+        return _rise(self.reference.mae, self.scores.mae)
+
+    @property
+    def rmse_rise(self) -> float | None:
+        return _rise(self.reference.rmse, self.scores.rmse)
+
+
+def _drop(reference: float | None, value: float | None) -> float | None:
+    return None if reference is None or value is None else reference - value
+
+
+def _rise(reference: float | None, value: float | None) -> float | None:
+    """The error's rise as a share of the reference's; a perfect reference makes any error an infinite rise."""
+    if reference is None or value is None:
+        return None
+    if reference == 0:
+        return 0.0 if value == 0 else float("inf")
+    return (value - reference) / reference
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import Model
-from perfkit.core.records import Environment, OpTime, OutputAccuracy, Summary
+from perfkit.core.records import Environment, OpTime, OutputAccuracy, Summary, TaskAccuracy
 from perfkit.core.search import Search
 from perfkit.core.spec import BenchSpec, Target
 
@@ -73,6 +73,7 @@ class Result:
     ops: dict[str, int] = field(default_factory=dict)  # op type -> node count in the file
     notes: tuple[str, ...] = ()  # what the transforms that made this variant said
     profile: tuple[OpTime, ...] = ()  # --profile: time per call by op type
+    task: TaskAccuracy | None = None  # --eval: task metrics on the labels, beside the reference's
 
 
 @dataclass(frozen=True)

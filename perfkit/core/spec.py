@@ -154,6 +154,8 @@ class BenchSpec:
     store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
     fail_on_fallback: bool = False  # a GPU row whose compute ops ran on the CPU fails instead of warning
     config: str | None = None  # a perfkit-tuned.json: its model file and session measured beside the model
+    eval: str | None = None  # --eval: labelled samples (.npz with `labels`, or a table), the check feeds of every row
+    label_column: str | None = None  # --label-column: the labels' column when --eval is a .csv/.parquet table
 
 
 def parse_target(text: str, *, threads: int | None = None, opt_level: str = "all") -> Target:

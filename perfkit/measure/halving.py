@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from perfkit.analysis.stats import paired_ratio, percentile
 from perfkit.core.spec import Plan
@@ -25,7 +26,8 @@ from perfkit.measure.isolate import Failure
 OBJECTIVES = ("median", "p99", "throughput")
 ETA = 2  # each stage keeps the better 1/ETA of the candidates and times them ETA times longer
 MIN_STAGE_S = 0.25  # below a quarter second per candidate a score is mostly warm-up noise
-STAGE_PLAN = dict(warmup_calls=5, warmup_time_s=0.2, warmup_max_s=3.0, workers=1)  # each stage's workers are fresh
+# Each stage's workers are fresh and short-lived: a short warm-up, one process per case.
+STAGE_PLAN: dict[str, Any] = {"warmup_calls": 5, "warmup_time_s": 0.2, "warmup_max_s": 3.0, "workers": 1}
 OVERHEAD_S = 1.5  # per case and stage beyond its timing, until measured: a worker spawned, a session opened
 
 

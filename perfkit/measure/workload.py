@@ -27,6 +27,7 @@ from perfkit.files.onnx_file import file_digest
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 BATCH_DEFAULT = 1  # a free first dim is the batch; one item is the latency a single request sees
 OTHER_DIM_DEFAULT = 32  # any other free dim (sequence, image side); a stated size, overridable with --dim
@@ -193,9 +194,13 @@ def load_inputs(path_text: str, sig: Signature) -> tuple[dict[str, np.ndarray], 
 
 
 def table_arrays(path_text: str, sig: Signature) -> dict[str, np.ndarray]:
-    """A table of rows as the model's inputs: one input per column (N, 1) when the inputs are named after the
+    """A .csv/.parquet table of rows as the model's inputs (`frame_arrays`)."""
+    return frame_arrays(read_table(path_text), sig, path_text)
+
+
+def frame_arrays(frame: pd.DataFrame, sig: Signature, path_text: str) -> dict[str, np.ndarray]:
+    """A table's rows as the model's inputs: one input per column (N, 1) when the inputs are named after the
     columns (a converted pipeline that picks columns by name), else the whole table as the one input."""
-    frame = read_table(path_text)
     names = [i.name for i in sig.inputs]
     if all(n in frame.columns for n in names):
         out = {}
@@ -263,6 +268,7 @@ class FeedSet:
     checks: tuple[dict[str, Any], ...]  # compared with the reference
     checks_from: str = ""  # what the checks are, for the table: "16 samples held out from cal.npz", "synthetic"
     synthetic_checks: bool = False  # made up from the signature: accuracy on them may misstate real inputs'
+    labels: Any = None  # --eval: one label per item of the checks, in their order (an array); None without
 
 
 @dataclass(frozen=True)
@@ -315,10 +321,13 @@ def fixed_batch(sig: Signature) -> int | None:
     return fixed.pop() if len(fixed) == 1 else None
 
 
-def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples: Samples | None = None) -> FeedSet:
+def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples: Samples | None = None,
+             labelled: Labelled | None = None) -> FeedSet:
     """The user's data as both the timed and the check feed; else seeded synthetic feeds timed, and compared on
     the calibration samples held out (`samples`) when they fit this workload, or on `checks` synthetic feeds
-    (none when nothing is compared)."""
+    (none when nothing is compared). The --eval samples (`labelled`), when given, are the check feeds."""
+    if labelled is not None:
+        return eval_checks(feed_set(sig, wl, checks=0, subject=subject), labelled, sig)
     if wl.inputs:
         arrays, shapes = load_inputs(wl.inputs, sig)
         return FeedSet(shapes, (arrays,), (arrays,) if checks else (), f"the --inputs data ({wl.inputs})")
@@ -332,6 +341,75 @@ def feed_set(sig: Signature, wl: Workload, *, checks: int, subject: str, samples
             return FeedSet(shapes, feeds[:wl.distinct_feeds], real, real_checks_from(samples, used))
     synthetic = f"{checks} synthetic feeds" + (f" ({why_not})" if why_not else "")
     return FeedSet(shapes, feeds[:wl.distinct_feeds], feeds[:checks], synthetic, synthetic_checks=bool(checks))
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """The --eval samples: the model's inputs by name (first axis: the samples) and one label per sample."""
+
+    path: str
+    inputs: dict[str, Any]
+    labels: Any  # one dimension, a number per sample: integer classes, or float targets
+
+
+def read_labelled(path_text: str, sig: Signature, label_column: str | None = None) -> Labelled:
+    """The --eval file checked against the model's inputs: a .npz of the inputs by name and a `labels` array,
+    or a .csv/.parquet table whose `label_column` holds the labels and whose other columns are the inputs."""
+    import numpy as np
+
+    if not sig.inputs:
+        raise PerfkitError(path_text, "the model has no inputs to feed labelled samples to", "drop --eval")
+    if is_table(path_text):
+        arrays, labels = _table_with_labels(path_text, sig, label_column)
+    else:
+        arrays, labels = _npz_with_labels(path_text)
+    _check_arrays(path_text, arrays, _samples_signature(sig))
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.dtype.kind not in "biuf":
+        raise PerfkitError(path_text, f"labels are {labels.dtype} of shape {_show(labels.shape)}, not one number "
+                           "per sample", "give integer class indices, or float targets, one per sample")
+    n = len(next(iter(arrays.values())))
+    if len(labels) != n:
+        raise PerfkitError(path_text, f"{len(labels)} labels for {n} samples",
+                           "give one label per sample (the first axis of every input)")
+    return Labelled(path_text, arrays, labels)
+
+
+def _npz_with_labels(path_text: str) -> tuple[dict[str, Any], Any]:
+    arrays = read_arrays(path_text)
+    if not isinstance(arrays, dict) or "labels" not in arrays:
+        raise PerfkitError(path_text, "has no `labels` array", "save the labels beside the inputs: "
+                           "np.savez(path, labels=y, INPUT=x, …), one label per sample")
+    return {k: a for k, a in arrays.items() if k != "labels"}, arrays["labels"]
+
+
+def _table_with_labels(path_text: str, sig: Signature, label_column: str | None) -> tuple[dict[str, Any], Any]:
+    frame = read_table(path_text)
+    columns = ", ".join(map(str, frame.columns[:8]))
+    if label_column is None:
+        raise PerfkitError(path_text, "a table needs its labels' column named",
+                           f"give --label-column NAME (its columns: {columns})")
+    if label_column not in frame.columns:
+        raise PerfkitError(f"--label-column {label_column}", f"no such column in {path_text}",
+                           f"its columns: {columns}")
+    return frame_arrays(frame.drop(columns=[label_column]), sig, path_text), frame[label_column].to_numpy()
+
+
+def eval_checks(feeds: FeedSet, labelled: Labelled, sig: Signature) -> FeedSet:
+    """The workload with the --eval samples as its check feeds, in calls of its batch (only whole calls of a
+    fixed batch, the labels of the samples left out dropped with them), their labels beside them."""
+    batch = fixed_batch(sig)
+    checks = calls(labelled.inputs, batch or max(feeds.shapes.batch, 1), whole=batch is not None)
+    n = len(labelled.labels)
+    if not checks:
+        raise PerfkitError(labelled.path, f"{n} samples, fewer than the model's fixed batch of {batch}",
+                           f"give at least {batch} labelled samples")
+    used = sum(len(next(iter(c.values()))) for c in checks)
+    some = f"{used} of the {n}" if used < n else str(used)
+    return replace(feeds, checks=checks, checks_from=f"the --eval data ({some} labelled samples of {labelled.path})",
+                   synthetic_checks=False, labels=labelled.labels[:used])
 
 
 def held_out_checks(samples: Samples, shapes: Shapes) -> tuple[tuple[dict[str, Any], ...], str]:

@@ -1,16 +1,18 @@
 """A report as the cells and notes people read: the columns a run needs, each row's cells, the variant
-columns with the pick marked, and the notes under the table. Shared by the table, markdown and HTML."""
+columns with the pick marked, the task columns of a run with --eval labels, and the notes under the table.
+Shared by the table, markdown and HTML."""
 
 from __future__ import annotations
 
 import math
 import sys
 from collections import Counter
+from dataclasses import replace
 
 from perfkit.analysis.noise import assess, is_row_noise, noise_line, rows_named
 from perfkit.analysis.stats import required_n
 from perfkit.analysis.verdict import Verdict, is_native_row, native_speedups, node_change, profile_change
-from perfkit.core.records import Environment, OutputAccuracy
+from perfkit.core.records import Environment, OutputAccuracy, TaskAccuracy
 from perfkit.core.report import Report, Result
 from perfkit.core.search import Search
 from perfkit.output.units import fmt_bytes, fmt_cos, fmt_ns, fmt_rate, fmt_ratio
@@ -20,6 +22,8 @@ COLUMNS = ("variant", "target", "ran on", "batch", "median ± CI", "p90", "p99",
            "first call", "peak RSS", "status")
 VARIANT_COLUMNS = ("speed-up", "size", "Δ nodes", "cos", "max abs", "agree")  # when the run has variants
 BEST = "★ "  # marks the fastest row inside the accuracy budget
+# --eval: column -> the TaskScores field it shows, beside the row's change against the reference
+TASK_COLUMNS = {"top1": "top1", "top5": "top5", "MAE": "mae", "RMSE": "rmse"}
 
 
 def _ran_on(r: Result) -> str:
@@ -47,6 +51,7 @@ def columns(report: Report) -> tuple[str, ...]:
     names: tuple[str, ...] = COLUMNS
     if compared(report):
         names = tuple(c for c in COLUMNS[:-1] if c not in HIDDEN_WITH_VARIANTS) + VARIANT_COLUMNS + COLUMNS[-1:]
+    names = (*names[:-1], *task_columns(report), names[-1])
     if device_memory(report):
         k = names.index("peak RSS") + 1
         names = (*names[:k], "GPU mem", *names[k:])
@@ -54,9 +59,12 @@ def columns(report: Report) -> tuple[str, ...]:
 
 
 def all_cells(report: Report, verdict: Verdict) -> list[list[str]]:
-    """Every row as text: with the variant columns and the best mark when rows carry accuracy, and the GPU
-    memory column when some row has that figure."""
+    """Every row as text: with the variant columns and the best mark when rows carry accuracy, the task
+    columns when rows were judged on --eval labels, and the GPU memory column when some row has that figure."""
     rows = _cells_with_variants(report, verdict)
+    shown = task_columns(report)
+    for r, row in zip(report.results, rows, strict=True):
+        row[-1:-1] = task_cells(r.task, shown)
     if device_memory(report):
         k = columns(report).index("GPU mem")
         for r, row in zip(report.results, rows, strict=True):
@@ -85,6 +93,47 @@ def _cells_with_variants(report: Report, verdict: Verdict) -> list[list[str]]:
         if i in verdict.best:
             row[0] = BEST + row[0]
     return rows
+
+
+def task_columns(report: Report) -> tuple[str, ...]:
+    """The task metrics some row has on the --eval labels: top1 (top5 with 5 classes or more) for classes,
+    MAE and RMSE for float targets; none without --eval."""
+    tasks = [r.task for r in report.results if r.task]
+    return tuple(c for c, f in TASK_COLUMNS.items() if any(getattr(t.scores, f) is not None for t in tasks))
+
+
+def task_cells(task: TaskAccuracy | None, shown: tuple[str, ...]) -> list[str]:
+    """A row's task metrics with its change against the reference: `91.5% (-0.5)` in percentage points for
+    top1/top5, `0.123 (+0.8%)` relative for MAE/RMSE."""
+    out = []
+    for column in shown:
+        field = TASK_COLUMNS[column]
+        value = getattr(task.scores, field) if task else None
+        if task is None or value is None:
+            out.append("-")
+        elif column in ("top1", "top5"):
+            points = -100 * getattr(task, f"{field}_drop")
+            out.append(f"{_task_value(column, value)} ({'±0.0' if abs(points) < 0.05 else f'{points:+.1f}'})")
+        else:
+            rise = getattr(task, f"{field}_rise")
+            out.append(f"{_task_value(column, value)} ({'±0%' if abs(rise) < 0.0005 else f'{rise:+.1%}'})")
+    return out
+
+
+def _task_value(column: str, value: float) -> str:
+    return f"{value:.1%}" if column in ("top1", "top5") else f"{value:.3g}"
+
+
+def task_notes(report: Report) -> list[str]:
+    """Per judged output and sample count, what the task columns show and the reference's own figures."""
+    out = []
+    for task in dict.fromkeys(replace(r.task, scores=r.task.reference) for r in report.results if r.task):
+        ref = ", ".join(f"{c} {_task_value(c, v)}" for c in task_columns(report)
+                        if (v := getattr(task.reference, TASK_COLUMNS[c])) is not None)
+        change = "in percentage points" if task.reference.top1 is not None else "relative to the reference's"
+        out.append(f"task accuracy: output '{task.output}' on {task.samples} labelled samples; the reference "
+                   f"scores {ref}; in brackets each row's change against it, {change}")
+    return out
 
 
 def cells(r: Result) -> list[str]:
@@ -131,9 +180,10 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     teams = [report.results[n].target for n, _, _ in natives if n in noisy]
     if any(t.backend in THREAD_TEAMS and t.threads != 1 for t in teams):
         out.append(f"native rows on a busy machine: {NATIVE_UNDER_LOAD}")
+    if report.accuracy_on and (compared(report) or report.spec.eval):
+        out.append(f"accuracy judged on {report.accuracy_on}")
+    out += task_notes(report)
     if compared(report):
-        if report.accuracy_on:
-            out.append(f"accuracy judged on {report.accuracy_on}")
         out += variant_notes(report, verdict)
     if not report.complete:
         out.append("warning: this run did not finish; the rows above are all it measured")

@@ -8,8 +8,8 @@ import io
 from typing import TYPE_CHECKING
 
 from perfkit.analysis.verdict import Verdict, judge, native_speedups
-from perfkit.core.report import Report, to_json
-from perfkit.output.cells import STATUS_STYLE, all_cells, columns, notes
+from perfkit.core.report import Report, Result, to_json
+from perfkit.output.cells import STATUS_STYLE, all_cells, columns, notes, task_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +45,8 @@ def render_table(report: Report, verdict: Verdict, width: int = 160, color: bool
 
 
 # Dropped in this order when the table is wider than the terminal; the rest say what ran and how fast.
-DROP_FIRST = ("p90", "peak RSS", "items/s", "load", "first call", "p99", "size", "max abs", "CV", "Δ nodes", "batch",
-              "target", "agree", "ran on")
+DROP_FIRST = ("p90", "top5", "RMSE", "peak RSS", "items/s", "load", "first call", "p99", "size", "max abs", "CV",
+              "Δ nodes", "batch", "target", "agree", "ran on")
 
 
 def fit(names: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
@@ -77,6 +77,7 @@ def render_markdown(report: Report, verdict: Verdict) -> str:
 def flat_rows(report: Report, verdict: Verdict) -> list[dict[str, object]]:
     """One flat dict per result, times in ns: for csv and DataFrames."""
     vs_native = {i: ratio.value for _, i, ratio in native_speedups(report)}
+    judged = bool(task_columns(report))
     rows = []
     for i, r in enumerate(report.results):
         s, m = r.summary, r.measurement
@@ -99,8 +100,19 @@ def flat_rows(report: Report, verdict: Verdict) -> list[dict[str, object]]:
             "agree": min((a.agree for a in comparable if a.agree is not None), default=None),
             "within_budget": budget and budget[0], "best": i in verdict.best,
             "warnings": " | ".join(r.warnings),
+            **(task_fields(r) if judged else {}),
         })
     return rows
+
+
+def task_fields(r: Result) -> dict[str, object]:
+    """A row's task metrics on the --eval labels and their changes against the reference (shares of 1)."""
+    t = r.task
+    return {"task_output": t and t.output, "task_samples": t and t.samples,
+            "top1": t and t.scores.top1, "top1_drop": t and t.top1_drop,
+            "top5": t and t.scores.top5, "top5_drop": t and t.top5_drop,
+            "mae": t and t.scores.mae, "mae_rise": t and t.mae_rise,
+            "rmse": t and t.scores.rmse, "rmse_rise": t and t.rmse_rise}
 
 
 def render_csv(report: Report, verdict: Verdict) -> str:

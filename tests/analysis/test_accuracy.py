@@ -5,6 +5,7 @@ import pytest
 
 from perfkit.analysis.accuracy import compare_outputs, looks_like_scores, nonfinite, parse_budget, within
 from perfkit.core.errors import PerfkitError
+from perfkit.core.records import OutputAccuracy
 from perfkit.output.cells import summary_cells
 
 
@@ -140,3 +141,46 @@ def test_outputs_the_graph_shows_are_features_get_no_label_agreement():
     logits, pooled = against(Outputs(("output_0", "output_1"), (ref,), features=("output_1",)),
                              Outputs(("output_0", "output_1"), (got,)))
     assert logits.agree == 1.0 and pooled.agree is None and pooled.top_k is None and pooled.cosine < 0
+
+
+def _task(top1=None, ref_top1=None, mae=None, ref_mae=None):
+    from perfkit.core.records import TaskAccuracy, TaskScores
+
+    return TaskAccuracy(output="y", samples=200, scores=TaskScores(top1=top1, mae=mae),
+                        reference=TaskScores(top1=ref_top1, mae=ref_mae))
+
+
+EXACT = (OutputAccuracy("y", cosine=1.0, max_abs=0.0),)
+
+
+def test_a_task_term_reads_as_a_percentage_or_a_share_of_one():
+    assert parse_budget("top1_drop<=0.5%") == parse_budget("top1_drop<=0.005")
+    assert parse_budget("cos>=0.99,mae_rise<=1%").text == "cos>=0.99,mae_rise<=1%"
+
+
+@pytest.mark.parametrize("text", ["cos>=99%", "top1_drop>=0.5%"])
+def test_a_percentage_on_an_output_term_or_a_task_term_bounded_from_below_is_refused(text):
+    with pytest.raises(PerfkitError, match="only task terms take a percentage|the wrong way"):
+        parse_budget(text)
+
+
+@pytest.mark.parametrize("top1,passes", [(0.895, True), (0.89, False)])
+def test_top1_drop_passes_on_its_bound_and_fails_past_it(top1, passes):
+    ok, why = within(EXACT, parse_budget("cos>=0.99,top1_drop<=0.5%"), _task(top1=top1, ref_top1=0.9))
+    assert ok is passes
+    assert why == ("" if passes else "y: top1_drop 1% (budget <=0.5%)")
+
+
+@pytest.mark.parametrize("mae,passes", [(0.101, True), (0.1011, False)])
+def test_mae_rise_is_relative_to_the_references_mae(mae, passes):
+    assert within(EXACT, parse_budget("mae_rise<=1%"), _task(mae=mae, ref_mae=0.1))[0] is passes
+
+
+def test_a_task_term_without_task_accuracy_fails_and_says_why():
+    assert within(EXACT, parse_budget("top1_drop<=1%")) == \
+        (False, "no task accuracy: the row's outputs could not be judged against the labels")
+
+
+def test_output_terms_still_fail_a_row_whose_task_metrics_pass():
+    worse = (OutputAccuracy("y", cosine=0.5, max_abs=1.0),)
+    assert within(worse, parse_budget("cos>=0.99,top1_drop<=1%"), _task(top1=0.9, ref_top1=0.9))[0] is False

@@ -128,3 +128,20 @@ def test_a_real_run_times_every_row_in_the_same_rounds(relu_model, tmp_path):
     assert [s.rounds for s in judge(report).speedups[1:]] == [len(v) for v in variants]
 
 
+
+
+def test_a_variant_past_the_budgets_top1_drop_is_not_picked(relu_model, tmp_path):
+    from perfkit.core.records import OutputAccuracy, TaskAccuracy, TaskScores
+    from perfkit.core.report import Report
+
+    eval_file = tmp_path / "eval.npz"
+    eval_file.write_bytes(b"")  # make_spec wants the file to exist; nothing reads it here
+    spec = make_spec(relu_model, plan=FAST, results_dir=None, variants=("int8-dynamic",), eval=str(eval_file),
+                     accuracy_budget="cos>=0.9,top1_drop<=0.5%")
+    reference = TaskScores(top1=0.9)
+    exact = (OutputAccuracy("y", cosine=1.0, max_abs=0.0),)
+    base = replace(row(), accuracy=exact, task=TaskAccuracy("y", 200, reference, reference))
+    fast = replace(row("int8-dynamic", median=500.0), accuracy=exact,
+                   task=TaskAccuracy("y", 200, TaskScores(top1=0.89), reference))
+    verdict = judge(Report(run_id="r", created="", spec=spec, environment=env(), results=(base, fast)))
+    assert verdict.budget[1] == (False, "y: top1_drop 1% (budget <=0.5%)") and verdict.best == (0,)

@@ -57,3 +57,19 @@ def test_schema_1_runs_still_load(report):
     assert old.schema_version == SCHEMA_VERSION and old.results[0].accuracy == ()
     assert old.results[0].measurement.blocks == () and not hasattr(old, "contests")
     assert old.results[0].summary == report.results[0].summary
+
+
+def test_task_accuracy_round_trips_and_a_run_without_it_loads(report):
+    from dataclasses import replace
+
+    from perfkit.core.records import TaskAccuracy, TaskScores
+
+    task = TaskAccuracy(output="logits", samples=200, scores=TaskScores(top1=0.9, top5=0.99),
+                        reference=TaskScores(top1=0.91, top5=0.99))
+    judged = replace(report, results=(replace(report.results[0], task=task), *report.results[1:]))
+    assert from_json(to_json(judged), "x.json") == judged
+    data = json.loads(to_json(report))
+    for result in data["results"]:
+        del result["task"]  # a run file written before --eval
+    del data["spec"]["eval"], data["spec"]["label_column"]
+    assert from_json(json.dumps(data), "old.json") == report

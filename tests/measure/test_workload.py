@@ -253,3 +253,57 @@ def test_the_users_inputs_are_the_checks_when_given(tmp_path):
     fs = feed_set(IMAGE, Workload(inputs=str(path)), checks=8, subject="m.onnx")
     assert len(fs.checks) == 1 and fs.checks[0]["image"].shape == (3, 3, 4, 4) and not fs.synthetic_checks
     assert fs.checks_from == f"the --inputs data ({path})"
+
+
+FEATURES = sig(TensorInfo("x", "float32", ("batch", 3)))
+
+
+def test_eval_samples_are_the_check_feeds_with_their_labels(tmp_path, rng):
+    from perfkit.measure.workload import read_labelled
+
+    path = tmp_path / "eval.npz"
+    np.savez(path, x=rng.random((10, 3), dtype=np.float32), labels=np.arange(10))
+    feeds = feed_set(FEATURES, Workload(batch=4), checks=8, subject="m.onnx",
+                     labelled=read_labelled(str(path), FEATURES))
+    assert [len(c["x"]) for c in feeds.checks] == [4, 4, 2]  # a free batch: the last call is smaller
+    assert list(feeds.labels) == list(range(10)) and not feeds.synthetic_checks
+    assert feeds.checks_from == f"the --eval data (10 labelled samples of {path})"
+    assert len(feeds.feeds) == 1 and feeds.feeds[0]["x"].shape == (4, 3)  # timed on synthetic feeds as before
+
+
+def test_a_fixed_batch_drops_the_last_partial_call_and_its_labels(tmp_path, rng):
+    from perfkit.measure.workload import read_labelled
+
+    fixed = sig(TensorInfo("x", "float32", (4, 3)))
+    path = tmp_path / "eval.npz"
+    np.savez(path, x=rng.random((10, 3), dtype=np.float32), labels=np.arange(10))
+    feeds = feed_set(fixed, Workload(), checks=8, subject="m.onnx", labelled=read_labelled(str(path), fixed))
+    assert len(feeds.checks) == 2 and list(feeds.labels) == list(range(8))
+    assert feeds.checks_from == f"the --eval data (8 of the 10 labelled samples of {path})"
+
+
+def test_eval_labels_come_from_a_tables_label_column(tmp_path):
+    import pandas as pd
+
+    from perfkit.measure.workload import read_labelled
+
+    path = tmp_path / "eval.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0, 6.0], "y": [0, 1]}).to_csv(path, index=False)
+    got = read_labelled(str(path), FEATURES, "y")
+    assert got.inputs["x"].tolist() == [[1, 3, 5], [2, 4, 6]] and got.labels.tolist() == [0, 1]
+    with pytest.raises(PerfkitError, match="--label-column label: no such column in .*eval.csv — its columns: a, b"):
+        read_labelled(str(path), FEATURES, "label")
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"x": np.zeros((5, 3), np.float32)}, "has no `labels` array — save the labels beside the inputs"),
+    ({"x": np.zeros((5, 3), np.float32), "labels": np.arange(4)}, "4 labels for 5 samples — give one label per"),
+    ({"x": np.zeros((5, 3), np.float32), "labels": np.zeros((5, 2))}, "labels are float64 of shape \\[5, 2\\], not"),
+    ({"x": np.zeros((5, 4), np.float32), "labels": np.arange(5)}, "'x' has shape \\[5, 4\\], the model wants"),
+])
+def test_eval_data_that_does_not_fit_is_an_error(tmp_path, arrays, message):
+    from perfkit.measure.workload import read_labelled
+
+    np.savez(tmp_path / "eval.npz", **arrays)
+    with pytest.raises(PerfkitError, match=message):
+        read_labelled(str(tmp_path / "eval.npz"), FEATURES)

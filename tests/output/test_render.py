@@ -63,3 +63,37 @@ def test_a_run_that_stopped_before_its_first_row_renders_in_every_format(report)
     unfinished = "warning: this run did not finish; the rows above are all it measured"
     assert unfinished in render(empty, "table", width=120) and unfinished in render(empty, "markdown")
     assert render(empty, "csv") == "" and '"results": []' in render(empty, "json")
+
+
+def with_task(report, *scores):
+    """The report as if judged on --eval labels: each row's TaskScores beside the first's."""
+    from dataclasses import replace
+
+    from perfkit.core.records import TaskAccuracy
+
+    rows = tuple(replace(r, task=TaskAccuracy(output="y", samples=200, scores=s, reference=scores[0]))
+                 for r, s in zip(report.results, scores, strict=True))
+    return replace(report, results=rows, spec=replace(report.spec, eval="eval.npz"))
+
+
+def test_task_columns_show_each_rows_change_against_the_reference(report):
+    from perfkit.core.records import TaskScores
+
+    judged = with_task(report, TaskScores(top1=0.92), TaskScores(top1=0.915))
+    md = render(judged, "markdown")
+    assert "| top1 | status |" in md and "| 92.0% (±0.0) |" in md and "| 91.5% (-0.5) |" in md
+    assert "task accuracy: output 'y' on 200 labelled samples; the reference scores top1 92.0%" in md
+    rows = list(csv.DictReader(io.StringIO(render(judged, "csv"))))
+    assert float(rows[1]["top1_drop"]) == pytest.approx(0.005) and rows[1]["task_output"] == "y"
+
+
+def test_a_regressors_columns_show_the_relative_rise(report):
+    from perfkit.core.records import TaskScores
+
+    judged = with_task(report, TaskScores(mae=0.122, rmse=0.2), TaskScores(mae=0.123, rmse=0.2))
+    md = render(judged, "markdown")
+    assert "| MAE | RMSE | status |" in md and "| 0.123 (+0.8%) | 0.2 (±0%) |" in md and "top1" not in md
+
+
+def test_without_eval_there_are_no_task_columns(report):
+    assert "top1" not in render(report, "markdown") and "top1" not in render(report, "csv")
