@@ -69,7 +69,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
                      allow_fallback=allow_fallback, results_dir=results_dir, variants=chains, accuracy_budget=budget,
                      calibration=calibration, cache_dir=cache_dir or default_cache_dir(), profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback, config=config)
+                     fail_on_fallback=fail_on_fallback, eval=eval, label_column=label_column, config=config)
 
 
 def parse_duration(text: str, option: str = "--time-budget") -> float:

@@ -108,8 +108,8 @@ class _Search:
         files += [Option(self.base, target, f) for f in batches[1:]]
         best_file = self.phase("model", files)
         limit = self.prepared.spec.targets[0].threads  # --threads: the most a configuration may use
-        threaded = [replace(o, target=t) for o in (self.default, *best_file)
-                    for t in thread_settings(o.target, self.env.logical_cores, self.env.physical_cores, limit)]
+        threaded = [*best_file, *(replace(o, target=t) for o in (self.default, *best_file)
+                    for t in thread_settings(o.target, self.env.logical_cores, self.env.physical_cores, limit))]
         top = (self.phase("threads", threaded) or best_file or [self.default])[0]
         lineage = top.variant.model.lineage
         offline = bool(lineage) and lineage[-1].startswith("ort-opt")
@@ -169,7 +169,15 @@ class _Search:
                                      {o.variant.model.path: (footprint(o.variant.model.path), {}) for o in options},
                                      self.on_tick)
         self.notes += [note] if note else []
-        k = [o.key for o in options].index(winner.key)
+        keys = [o.key for o in options]
+        k = keys.index(winner.key)
+        if best_file and 0 < keys.index(best_file.key) < k:  # session settings must pay for themselves
+            f = keys.index(best_file.key)
+            extra = gain(results[f], results[k], self.spec.objective, plan.threshold)
+            if extra is None or not extra.significant or extra.value < 1:
+                winner, k = best_file, f
+                self.notes.append("the session settings found were not significantly faster than the best model "
+                                  "file on onnxruntime's default session: that session is kept")
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
         won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k])
         answer = self.answer(winner, ratio, won)

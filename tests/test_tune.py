@@ -18,8 +18,8 @@ PLAN = Plan(warmup_calls=2, warmup_time_s=0.0, warmup_max_s=1.0, min_rounds=30, 
 
 def run(fake_backend, tmp_path, variants, budget="2m", **options):
     model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
-    bench = make_spec(model, results_dir=None, variants=variants, cache_dir=str(tmp_path / "cache"), plan=PLAN,
-                      **options)
+    options.setdefault("results_dir", None)
+    bench = make_spec(model, variants=variants, cache_dir=str(tmp_path / "cache"), plan=PLAN, **options)
     return tune.run(make_tune_spec(bench, output_dir=str(tmp_path / "tuned"), time_budget=budget))
 
 
@@ -87,3 +87,25 @@ def test_bad_tune_options_are_one_clear_error(fake_backend, tmp_path, options, m
     model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
     with pytest.raises(PerfkitError, match=match):
         make_tune_spec(make_spec(model, results_dir=None), output_dir=str(tmp_path / "t"), **options)
+
+
+def test_the_html_report_shows_the_search_the_dropped_and_the_front(fake_backend, tmp_path):
+    import html
+
+    from perfkit.output.html import render_html
+
+    report = run(fake_backend, tmp_path, ("fast", "wrong"), accuracy_budget="max_abs<=1e-3")
+    page = render_html(report)
+    assert "<h2>The search</h2>" in page and html.escape(report.search.answer) in page
+    assert 'data-plot="search"' in page and page.count('<g class="mark">') >= 3
+    assert "fast ★" in page and "(out)" in page
+
+
+def test_a_stored_tune_run_reads_back_with_its_search(fake_backend, tmp_path):
+    from perfkit.output.render import render
+    from perfkit.output.store import Store
+
+    report = run(fake_backend, tmp_path, ("fast",), results_dir=str(tmp_path / "results"))
+    stored = Store(str(tmp_path / "results")).load("latest")
+    assert stored.search == report.search
+    assert report.search.answer in render(stored, "markdown")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from perfkit.analysis.verdict import Verdict, judge
 from perfkit.core.report import Report
 from perfkit.output.cells import all_cells, columns, describe, notes
+from perfkit.output.search_html import search_section
 from perfkit.output.units import fmt_ns
 
 PLOT_W = 520  # px of every plot's drawing area, right of its labels
@@ -237,6 +238,7 @@ def render_html(report: Report) -> str:
 <h1>perfkit run {e(report.run_id)} — <code>{e(report.spec.model)}</code></h1>
 <p>{e(report.created)} · {len(report.results)} rows · accuracy budget <code>{e(report.spec.accuracy_budget)}</code>
 {'' if report.complete else ' · <strong>incomplete run</strong>'}</p>
+{search_section(report.search) if report.search else ""}
 <h2>Latency per row</h2>
 <p>Box: quartiles and median of the timed calls (warm-up excluded); whiskers: 1.5 IQR; circle: p99.</p>
 {latency_plot(report)}
