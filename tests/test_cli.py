@@ -182,3 +182,29 @@ def test_a_task_budget_without_eval_data_is_one_line_exit_2(cli, relu_model):
     assert result.exit_code == 2
     assert result.stderr.strip() == ("perfkit: error: --accuracy-budget top1_drop: a task term needs labelled "
                                      "samples — give --eval data.npz with labels (or drop the term)")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["tune", "{model}", "-o", "tuned", "--time-budget", "5s"],
+     "perfkit: error: --time-budget 5s: too short to time 2 model files and their sessions even once"),
+    (["tune", "{model}", "-o", "tuned", "--time-budget", "soon"], "perfkit: error: --time-budget soon: not a duration"),
+    (["tune", "{model}", "-o", "tuned", "--batch", "1,8"],
+     "perfkit: error: --batch: several batch sizes only make sense when tuning for throughput"),
+    (["bench", "{model}", "--config", "nowhere.json"], "perfkit: error: nowhere.json: no such file"),
+])
+def test_tune_and_config_mistakes_are_one_line_exit_2_and_write_nothing(cli, relu_model, tmp_path, args, message):
+    result = cli(*[a.replace("{model}", relu_model) for a in args], "--variants", "ort-opt:all",
+                 *(QUICK if args[0] == "bench" else []))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(message)
+    assert not (tmp_path / "tuned").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_config_that_is_not_perfkits_is_one_line_exit_2(cli, relu_model, tmp_path):
+    (tmp_path / "other.json").write_text(json.dumps({"format": "olive", "version": 1}))
+    result = cli("bench", relu_model, "--config", tmp_path / "other.json", *QUICK)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"perfkit: error: {tmp_path / 'other.json'}: not a perfkit-tuned config (no "
+                                     "\"format\": \"perfkit-tuned\") — give the perfkit-tuned.json that `perfkit tune "
+                                     "-o DIR` wrote")
