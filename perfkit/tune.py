@@ -21,13 +21,13 @@ from perfkit.core.records import Environment, Ratio
 from perfkit.core.report import Report, Result, new_run_id, now_stamp
 from perfkit.core.search import Candidate, Search, Trial, TunedConfig
 from perfkit.core.spec import Plan, TuneSpec
-from perfkit.measure.env import fingerprint
+from perfkit.measure.env import available_memory, fingerprint
 from perfkit.measure.halving import MIN_STAGE_S, OVERHEAD_S, Halving, halve
-from perfkit.measure.interleave import Tick
+from perfkit.measure.interleave import Tick, memory_groups
 from perfkit.measure.targets import check_targets
 from perfkit.output.store import Store
 from perfkit.prepare import Prepared, Progress, prepare, references
-from perfkit.rows import PlannedCase, measure_rows, session_target
+from perfkit.rows import MEMORY_SHARE, WORKER_BYTES, PlannedCase, measure_rows, session_target
 from perfkit.space import detail_settings, thread_settings
 from perfkit.transforms.cache import Variant
 from perfkit.tuning import (
@@ -125,10 +125,12 @@ class _Search:
         self.on_progress(f"[{name}] {len(options)} candidates, halving")
         plan = self.prepared.spec.plan
         search_end = self.deadline - self.spec.time_budget_s * CONFIRM_SHARE
-        got = halve([self.default.entrant(plan), *(o.entrant(plan) for o in options)], plan,
+        everyone = [self.default, *options]
+        got = halve([o.entrant(plan) for o in everyone], plan,
                     objective=self.spec.objective, first_stage_s=FIRST_STAGE_S,
                     deadline=self.clock() + (search_end - self.clock()) * PHASE_SHARES[name],
                     overhead_s=self.overhead_s, judge=judge_for(self.ref, self.spec.max_memory),
+                    groups=fitting([footprint(o.variant.model.path) for o in everyone]),
                     on_tick=self.on_tick, clock=self.clock)
         self.overhead_s = got.overhead_s
         self.record(name, options, got)
@@ -219,6 +221,20 @@ class _Search:
             default_latency_ns=default.summary.median if default.summary else None,
             budget=self.prepared.spec.accuracy_budget, accuracy=row.accuracy, environment=self.env,
             perfkit_version=__version__, created=now_stamp())
+
+
+def fitting(sizes: list[int]) -> Callable[[list[int]], list[list[int]]]:
+    """A stage's cases in groups whose workers fit in memory together (one worker each: its runtime and the
+    model about twice), the baseline in every group."""
+    available = available_memory()
+
+    def groups(members: list[int]) -> list[list[int]]:
+        if not available:
+            return [list(range(len(members)))]
+        estimates = [WORKER_BYTES + 2 * sizes[i] for i in members]
+        return memory_groups(estimates, [(0, k) for k in range(1, len(members))], int(available * MEMORY_SHARE))
+
+    return groups
 
 
 def confirm_plan(plan: Plan, left_s: float, cases: int, overhead_s: float) -> Plan:
