@@ -213,12 +213,12 @@ def write_folder(folder: Path, config: TunedConfig, feed: dict) -> Path:
         raise PerfkitError(str(folder), "is a folder with other files in it",
                            "give -o an empty or new folder (or one an earlier tune wrote)")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(config.model)
+    source = Path(config.model).resolve()
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as work:
         staged = Path(work)
         _, proto = open_onnx(str(source))
         for data in external_data_files(proto, source):
-            target = staged / data.relative_to(source.parent)
+            target = staged / data.resolve().relative_to(source.parent)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(data, target)
         shutil.copyfile(source, staged / source.name)

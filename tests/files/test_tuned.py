@@ -116,3 +116,14 @@ def test_a_changed_model_and_another_machine_are_named(written):
 def test_the_same_model_on_the_same_machine_has_no_difference(written):
     config = read_config(str(written))
     assert differences(config, config.tuned_from_digest, fingerprint(), config.model_digest) == []
+
+
+def test_a_model_with_external_data_under_a_relative_path_is_copied_whole(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").mkdir()
+    onnx.save(mlp(), "cache/m.onnx", save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    written = write_folder(tmp_path / "tuned", config_for("cache/m.onnx"), {"x": np.ones((2, 16), np.float32)})
+    assert (written.parent / "m.onnx.data").is_file()
+    ort.InferenceSession(str(written.parent / "m.onnx"), providers=["CPUExecutionProvider"])
