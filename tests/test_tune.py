@@ -109,3 +109,15 @@ def test_a_stored_tune_run_reads_back_with_its_search(fake_backend, tmp_path):
     stored = Store(str(tmp_path / "results")).load("latest")
     assert stored.search == report.search
     assert report.search.answer in render(stored, "markdown")
+
+
+def test_two_stored_tune_runs_compare_case_by_case(fake_backend, tmp_path):
+    from perfkit.analysis.comparison import compare_runs
+    from perfkit.output.store import Store
+
+    results = str(tmp_path / "results")
+    first = run(fake_backend, tmp_path, ("fast",), results_dir=results)
+    second = run(fake_backend, tmp_path, ("fast",), results_dir=results)
+    store = Store(results)
+    compared = compare_runs(store.load(first.run_id), store.load(second.run_id))
+    assert len(compared.cases) == len(second.results) and {c.verdict for c in compared.cases} == {"≈"}

@@ -74,9 +74,11 @@ def from_ratio(key: str, old: Result, new: Result, ratio: Ratio | None, practica
 
 
 def case_key(r: Result) -> str:
-    """Variant, target, batch and every input's shape: runs at another sequence length are other cases."""
+    """Variant, target and its session settings, batch and every input's shape: runs at another sequence length,
+    or a tuned session beside the default one, are other cases."""
     shapes = ";".join(f"{n}={'x'.join(map(str, s))}" for n, s in r.shapes)
-    return f"{r.model.label} on {r.target.label}, batch {r.batch}" + (f" ({shapes})" if shapes else "")
+    session = f" ({r.target.session_text})" if r.target.session_text else ""
+    return f"{r.model.label} on {r.target.label}{session}, batch {r.batch}" + (f" ({shapes})" if shapes else "")
 
 
 def compare_runs(old: Report, new: Report, practical: float = PRACTICAL,
