@@ -74,10 +74,11 @@ def from_ratio(key: str, old: Result, new: Result, ratio: Ratio | None, practica
 
 
 def case_key(r: Result) -> str:
-    """Variant, target and its session settings, batch and every input's shape: runs at another sequence length,
-    or a tuned session beside the default one, are other cases."""
+    """Variant, target and a tuned session's settings, batch and every input's shape: runs at another sequence
+    length, or a tuned session beside the default one, are other cases (threads and level are settings of one
+    case, warned about when they differ)."""
     shapes = ";".join(f"{n}={'x'.join(map(str, s))}" for n, s in r.shapes)
-    session = f" ({r.target.session_text})" if r.target.session_text else ""
+    session = f" ({r.target.tuning_text})" if r.target.tuning_text else ""
     return f"{r.model.label} on {r.target.label}{session}, batch {r.batch}" + (f" ({shapes})" if shapes else "")
 
 

@@ -76,6 +76,12 @@ class Target:
         parts = [f"{self.threads} thread{'s' if self.threads != 1 else ''}"] if self.threads else []
         if self.opt_level != "all":
             parts.append(f"level {self.opt_level}")
+        return ", ".join([*parts, *([self.tuning_text] if self.tuning_text else [])])
+
+    @property
+    def tuning_text(self) -> str:
+        """The SessionOptions attributes and config entries alone, briefly: "parallel execution, spin off"."""
+        parts = []
         for key, value in (*self.session_options, *self.session_config):
             words = f"{value} inter-op threads" if key == "inter_op_num_threads" else f"{key}={value}"
             parts.append(SESSION_WORDS.get((key, value), words))
