@@ -189,7 +189,7 @@ class _Search:
         search = Search(objective=self.spec.objective, time_budget_s=self.spec.time_budget_s,
                         wall_s=self.clock() - self.started, candidates=tuple(self.candidates),
                         trials=tuple(self.trials), answer=answer, winner=self.add(winner) if won else None,
-                        config=str(written), notes=tuple(self.notes))
+                        config=str(written), notes=tuple(self.notes), chosen_row=k if won else 0)
         report = Report(run_id=new_run_id(), created=now_stamp(), spec=bench, environment=self.env,
                         results=tuple(results), complete=True, command=command, search=search,
                         accuracy_on=self.prepared.feeds[0].checks_from)

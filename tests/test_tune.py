@@ -121,3 +121,13 @@ def test_two_stored_tune_runs_compare_case_by_case(fake_backend, tmp_path):
     store = Store(results)
     compared = compare_runs(store.load(first.run_id), store.load(second.run_id))
     assert len(compared.cases) == len(second.results) and {c.verdict for c in compared.cases} == {"≈"}
+
+
+def test_the_star_marks_tunes_answer_not_the_fastest_median(fake_backend, tmp_path):
+    from perfkit.analysis.verdict import judge
+    from perfkit.output.cells import notes
+
+    report = run(fake_backend, tmp_path, ("nudge",))
+    assert judge(report).best == (0,)  # the 1 % faster row is not the answer
+    assert "★ tune's answer: row 1 base (no variant is faster beyond the noise inside the budget)" in \
+        notes(report, judge(report))

@@ -49,6 +49,8 @@ def judge(report: Report) -> Verdict:
     checks = tuple(within(r.accuracy, budget, r.task) if r.status == "ok" and r.accuracy else None for r in rows)
     picks = (_pick(report, group, baseline, speedups, checks) for group in dict.fromkeys(_group(r) for r in rows))
     best = tuple(p for p in picks if p is not None)
+    if report.search is not None:  # a tune run's answer came from its own A/B rule, said in its notes
+        best = (report.search.chosen_row,)
     diagnoses = tuple(diagnose(r, rows[b], report.environment) if b is not None and s is not None and
                       s.significant and s.value < 1 else () for r, b, s in zip(rows, baseline, speedups, strict=True))
     return Verdict(baseline, speedups, checks, best, diagnoses)

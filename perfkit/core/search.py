@@ -51,6 +51,7 @@ class Search:
     winner: int | None = None
     config: str = ""  # where perfkit-tuned.json was written
     notes: tuple[str, ...] = ()
+    chosen_row: int = 0  # the report's row that is the answer: 0, the default, unless a configuration won
 
 
 @dataclass(frozen=True, kw_only=True)

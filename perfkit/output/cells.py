@@ -247,6 +247,10 @@ def variant_notes(report: Report, verdict: Verdict) -> list[str]:
         base = verdict.baseline[b]
         why = "no variant is faster beyond the noise inside the budget" if r.model.is_base else \
             fmt_ratio(verdict.speedups[b]) + (f" vs row {base + 1}" if base is not None else "")
+        if report.search is not None:
+            out.append(f"{BEST}tune's answer: row {b + 1} {r.model.label}"
+                       + (f" ({r.target.session_text})" if r.target.session_text else "") + f" ({why})")
+            continue
         out.append(f"{BEST}fastest inside {report.spec.accuracy_budget} on {r.target.label}, batch {r.batch}: "
                    f"row {b + 1} {r.model.label} ({why})")
     return out
