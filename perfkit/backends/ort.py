@@ -10,18 +10,8 @@ from typing import Any
 
 from perfkit.backends import Closing
 from perfkit.core.errors import PerfkitError, Unsupported
-from perfkit.core.spec import Target
+from perfkit.core.spec import OPT_LEVEL_NAMES, PROVIDERS, Target
 
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider",
-    "rocm": "ROCMExecutionProvider", "migraphx": "MIGraphXExecutionProvider", "qnn": "QNNExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider", "cann": "CANNExecutionProvider", "webgpu": "WebGpuExecutionProvider",
-    "nnapi": "NnapiExecutionProvider", "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider",
-    "azure": "AzureExecutionProvider", "dnnl": "DnnlExecutionProvider", "vitisai": "VitisAIExecutionProvider",
-}
-OPT_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                   "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 QUIET = 4  # onnxruntime's log level "fatal": its errors come back in the row's reason, its warnings are noise
 NON_NUMPY = ("bfloat16", "float8")  # element types onnxruntime's numpy bridge cannot hand over directly
 

@@ -32,6 +32,17 @@ PROVIDER_OPTIONS = {
                  "trt_profile_min_shapes", "trt_profile_max_shapes", "trt_profile_opt_shapes",
                  "trt_cuda_graph_enable", "trt_detailed_build_log"),
 }
+# onnxruntime's own names: its execution providers by perfkit's device names, its optimization levels.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider", "migraphx": "MIGraphXExecutionProvider", "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider", "cann": "CANNExecutionProvider", "webgpu": "WebGpuExecutionProvider",
+    "nnapi": "NnapiExecutionProvider", "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider",
+    "azure": "AzureExecutionProvider", "dnnl": "DnnlExecutionProvider", "vitisai": "VitisAIExecutionProvider",
+}
+OPT_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                   "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 # SessionOptions attributes a target may set, with the values each takes ("int": a count).
 SESSION_OPTIONS = {"inter_op_num_threads": "int", "execution_mode": ("ORT_SEQUENTIAL", "ORT_PARALLEL"),
                    "enable_cpu_mem_arena": ("0", "1"), "enable_mem_pattern": ("0", "1"),

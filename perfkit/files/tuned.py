@@ -25,16 +25,13 @@ from typing import Any
 from perfkit.core.errors import PerfkitError
 from perfkit.core.records import Environment, OutputAccuracy, Ratio
 from perfkit.core.search import TunedConfig
-from perfkit.core.spec import OPT_LEVELS, SESSION_OPTIONS, Target
+from perfkit.core.spec import OPT_LEVEL_NAMES as LEVEL_NAMES
+from perfkit.core.spec import OPT_LEVELS, PROVIDERS, SESSION_OPTIONS, Target
 
 FORMAT, VERSION = "perfkit-tuned", 1
 CONFIG_NAME = "perfkit-tuned.json"
 SNIPPET_NAME = "run_tuned.py"
 FEED_NAME = "inputs.npz"  # the feed the tuned row was timed with, for the snippet
-LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-             "rocm": "ROCMExecutionProvider", "dml": "DmlExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 MACHINE_FIELDS = (("cpu_model", "CPU"), ("logical_cores", "logical cores"), ("physical_cores", "physical cores"))
 RUNTIME_PACKAGES = ("onnxruntime", "onnxruntime-gpu")
 
