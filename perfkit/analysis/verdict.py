@@ -271,3 +271,12 @@ def diagnose(row: Result, base: Result, env: Environment) -> tuple[str, ...]:
     found = tuple(text for cause in CAUSES if (text := cause(facts)))
     return found or ("no cause detected from the graph and this CPU's features"
                      + ("" if row.profile else "; --profile shows where the time goes per op"),)
+
+
+def pareto(points: list[tuple[float, float, int]]) -> list[int]:
+    """Rows no other row beats on both latency (lower) and error (lower): (latency, error, row) points."""
+    front = []
+    for lat, err, i in points:
+        if not any((l2 <= lat and e2 <= err) and (l2 < lat or e2 < err) for l2, e2, _ in points):
+            front.append(i)
+    return front

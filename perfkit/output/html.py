@@ -13,7 +13,7 @@ import html
 import math
 from dataclasses import dataclass
 
-from perfkit.analysis.verdict import Verdict, judge
+from perfkit.analysis.verdict import Verdict, judge, pareto
 from perfkit.core.report import Report
 from perfkit.output.cells import all_cells, columns, describe, notes
 from perfkit.output.search_html import search_section
@@ -150,15 +150,6 @@ def speedup_plot(report: Report, verdict: Verdict) -> str:
             f'<text x="{x(s.high) + 6:.1f}" y="{y + 15}" class="value">{s.value:.2f}×</text></g>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def pareto(points: list[tuple[float, float, int]]) -> list[int]:
-    """Rows no other row beats on both latency (lower) and error (lower): (latency, error, row) points."""
-    front = []
-    for lat, err, i in points:
-        if not any((l2 <= lat and e2 <= err) and (l2 < lat or e2 < err) for l2, e2, _ in points):
-            front.append(i)
-    return front
 
 
 def accuracy_plot(report: Report) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import math
 
+from perfkit.analysis.verdict import pareto
 from perfkit.core.search import Search, Trial
 from perfkit.output.units import fmt_ns
 
@@ -78,9 +79,7 @@ def front_plot(search: Search) -> str:
         a, b = math.log10(e_lo), math.log10(e_hi)
         return bottom - (math.log10(max(err, 1e-9)) - a) / ((b - a) or 1) * (bottom - top)
 
-    front = {k for s, err, k in points
-             if not any(s2 >= s and (e2 or 0) <= (err or 0) and (s2 > s or (e2 or 0) < (err or 0))
-                        for s2, e2, _ in points)}
+    front = set(pareto([(1 / s, err, k) for s, err, k in points]))  # faster is a smaller 1 / score
     parts = [f'<svg class="plot" data-plot="search" width="{LEFT + PLOT_W + 60}" height="{HEIGHT}" role="img" '
              'aria-label="candidates: accuracy against speed">',
              f'<text x="{LEFT - 8}" y="{top + 4}" class="label">1 − cos {e_hi:.0e}</text>',

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 from perfkit import bench
 from perfkit.analysis.stats import summarize
-from perfkit.analysis.verdict import cpu_isa, diagnose, judge, node_change, profile_change
+from perfkit.analysis.verdict import cpu_isa, diagnose, judge, node_change, pareto, profile_change
 from perfkit.core.model import Model
 from perfkit.core.report import Result
 from perfkit.core.spec import Target
@@ -145,3 +145,8 @@ def test_a_variant_past_the_budgets_top1_drop_is_not_picked(relu_model, tmp_path
                    task=TaskAccuracy("y", 200, TaskScores(top1=0.89), reference))
     verdict = judge(Report(run_id="r", created="", spec=spec, environment=env(), results=(base, fast)))
     assert verdict.budget[1] == (False, "y: top1_drop 1% (budget <=0.5%)") and verdict.best == (0,)
+
+
+def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
+    points = [(10.0, 1e-6, 0), (5.0, 1e-3, 1), (7.0, 1e-3, 2), (4.0, 1e-2, 3), (12.0, 1e-7, 4)]
+    assert sorted(pareto(points)) == [0, 1, 3, 4]  # row 2 is slower than row 1 and no more accurate

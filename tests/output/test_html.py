@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from perfkit import bench
 from perfkit.cli import main
 from perfkit.options import make_spec
-from perfkit.output.html import pareto, render_html
+from perfkit.output.html import render_html
 from tests import models
 from tests.conftest import FAST
 
@@ -35,11 +35,6 @@ def test_the_page_holds_three_plots_and_loads_nothing_from_elsewhere(run):
     assert len(re.findall(r'class="mark"', page)) >= 3 * 2  # every row drawn in the latency plot, and more
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page) and "@import" not in page
     assert "int8-dynamic" in page and run.environment.cpu_model in page
-
-
-def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
-    points = [(10.0, 1e-6, 0), (5.0, 1e-3, 1), (7.0, 1e-3, 2), (4.0, 1e-2, 3), (12.0, 1e-7, 4)]
-    assert sorted(pareto(points)) == [0, 1, 3, 4]  # row 2 is slower than row 1 and no more accurate
 
 
 def test_markdown_for_a_pull_request_and_html_to_a_file(run, tmp_path, monkeypatch):
