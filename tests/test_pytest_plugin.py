@@ -78,3 +78,26 @@ def test_node(perfkit_benchmark):
 ''')
     result = pytester.runpytest_subprocess("--benchmark-only")
     assert "needs @pytest.mark.perfkit(model=...)" in result.stdout.str() + result.stderr.str()
+
+
+def test_a_case_opened_from_a_tuned_config_runs_its_file_on_its_session(tmp_path):
+    import numpy as np
+    import onnx
+
+    from perfkit.suite import open_case
+    from perfkit.tuning import write_folder
+    from tests.files.test_tuned import TUNED, config_for
+    from tests.models import mlp
+
+    onnx.save(mlp(), tmp_path / "m.onnx")
+    written = write_folder(tmp_path / "tuned", config_for(str(tmp_path / "m.onnx")),
+                           {"x": np.ones((2, 16), np.float32)})
+    case = open_case(str(tmp_path / "m.onnx"), config=str(written), cache_dir=str(tmp_path / "cache"))
+    try:
+        assert case.lineage == ("tuned",) and case.target == TUNED and case.batch == 2
+        assert case.settings["session.intra_op.allow_spinning"] == "0"
+        assert case.settings["execution_mode"] == "ORT_PARALLEL"
+        assert case.cosine > 0.9999
+        case.call()
+    finally:
+        case.close()
