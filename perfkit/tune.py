@@ -14,7 +14,7 @@ from pathlib import Path
 
 from perfkit import __version__
 from perfkit.analysis.accuracy import parse_budget, within
-from perfkit.analysis.stats import tail_ratio
+from perfkit.analysis.stats import required_n, tail_ratio
 from perfkit.analysis.verdict import ratio_between
 from perfkit.core.errors import PerfkitError
 from perfkit.core.records import Environment, Ratio
@@ -165,7 +165,8 @@ class _Search:
         bench = self.prepared.spec
         options = unique([o for o in (self.default, best_file, winner) if o is not None])
         self.on_progress(f"[confirm] {len(options)} configurations timed together, interleaved")
-        plan = confirm_plan(bench.plan, self.deadline - self.clock(), len(options), self.overhead_s)
+        plan = confirm_plan(bench.plan, self.deadline - self.clock(), len(options), self.overhead_s,
+                            self.spec.objective)
         results, note = measure_rows([PlannedCase(o.feeds, self.ref.outputs, o.target, o.variant, self.ref.task)
                                       for o in options], replace(bench, plan=plan), {},
                                      {o.variant.model.path: (footprint(o.variant.model.path), {}) for o in options},
@@ -181,6 +182,11 @@ class _Search:
                 self.notes.append("the session settings found were not significantly faster than the best model "
                                   "file on onnxruntime's default session: that session is kept")
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
+        if k and ratio is None:
+            calls = min(len(r.measurement.samples_ns) if r.measurement else 0 for r in (results[0], results[k]))
+            self.notes.append(f"no {self.spec.objective} ratio between the winner and the default from the A/B "
+                              f"({calls} calls in the shorter row; p99 needs {required_n(99)}) — give a longer "
+                              "--time-budget")
         won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k])
         answer = self.answer(winner, ratio, won)
         chosen, row = (winner, results[k]) if won else (self.default, results[0])
@@ -237,11 +243,13 @@ def fitting(sizes: list[int]) -> Callable[[list[int]], list[list[int]]]:
     return groups
 
 
-def confirm_plan(plan: Plan, left_s: float, cases: int, overhead_s: float) -> Plan:
+def confirm_plan(plan: Plan, left_s: float, cases: int, overhead_s: float, objective: str = "median") -> Plan:
     """The final A/B's plan: the bench plan, its maximum time cut to what the budget has left (its minimum
-    stays: the decision is never made on less)."""
+    stays: the decision is never made on less); for p99, calls enough for a tail (`required_n`)."""
     fit = left_s / cases - 2 * overhead_s
-    return replace(plan, max_time_s=max(plan.min_time_s, min(plan.max_time_s, fit)))
+    calls = max(plan.min_rounds, required_n(99)) if objective == "p99" else plan.min_rounds
+    return replace(plan, max_time_s=max(plan.min_time_s, min(plan.max_time_s, fit)), min_rounds=calls,
+                   max_rounds=max(plan.max_rounds, calls))
 
 
 def gain(base: Result, row: Result, objective: str, threshold: float) -> Ratio | None:

@@ -131,3 +131,11 @@ def test_the_star_marks_tunes_answer_not_the_fastest_median(fake_backend, tmp_pa
     assert judge(report).best == (0,)  # the 1 % faster row is not the answer
     assert "★ tune's answer: row 1 base (no variant is faster beyond the noise inside the budget)" in \
         notes(report, judge(report))
+
+
+def test_p99_is_decided_on_tails_with_enough_calls(fake_backend, tmp_path):
+    model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
+    bench = make_spec(model, results_dir=None, variants=("fast",), cache_dir=str(tmp_path / "cache"), plan=PLAN)
+    report = tune.run(make_tune_spec(bench, output_dir=str(tmp_path / "tuned"), objective="p99", time_budget="2m"))
+    assert report.search.answer.startswith("tuned: fast") and "p99" in report.search.answer
+    assert min(len(r.measurement.samples_ns) for r in report.results) >= 500
