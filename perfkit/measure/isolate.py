@@ -106,11 +106,19 @@ def _child(sender: Connection, fn: Callable[[Any], Any], arg: Any) -> None:
 
 
 def quiet_worker() -> None:
+    import os
+    import sys
     import warnings
 
     # Frameworks' deprecation chatter would interleave with the parent's table on the shared stderr; what a
     # worker has to say comes back in its result.
     warnings.simplefilter("ignore")
+    # The parent's stdout is the table or the JSON a user pipes on: a tool printing progress there (onnxruntime's
+    # calibrators print "Collecting tensor data …") would break it. The descriptor itself, so C code is quiet too.
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
 
 
 def describe_exit(code: int | None) -> str:

@@ -45,3 +45,10 @@ def test_a_guarded_call_turns_every_failure_into_a_status_and_one_line(isolate):
     assert call_guarded(workers.unsupported, None, 60, isolate) == Failure("skipped", "not on this machine")
     assert call_guarded(workers.raise_user_error, None, 60, isolate) == Failure("failed", "m.onnx: broken — fix it")
     assert call_guarded(workers.raise_value_error, None, 60, isolate) == Failure("failed", "ValueError: bad thing")
+
+
+def test_a_worker_printing_never_reaches_the_parents_stdout(capfd):
+    from tests.workers import chatty
+
+    assert call_isolated(chatty, 3, 30) == 3
+    assert capfd.readouterr().out == ""
