@@ -95,7 +95,14 @@ def halve(entrants: Sequence[Entrant], plan: Plan, *, objective: str = "median",
     while alive and (stage == 0 or len(alive) > keep):
         members = [0, *alive]
         if deadline is not None:
-            fit = (deadline - clock()) / len(members) - overhead_s
+            left = deadline - clock()
+            if stage == 0 and left / len(members) - overhead_s < MIN_STAGE_S:
+                # The first stage that cannot time everyone times those first in line: the caller's order.
+                room = int(left // (MIN_STAGE_S + overhead_s)) - 1
+                if room >= 1:
+                    stopped = f"time budget: {room} of {len(alive)} candidates timed, in the order tried"
+                    alive, members = alive[:room], [0, *alive[:room]]
+            fit = left / len(members) - overhead_s
             if fit < MIN_STAGE_S:
                 stopped = f"time budget reached before stage {stage + 1}" + \
                     (f": the ranking of stage {stage} stands" if stage else ": nothing was timed")

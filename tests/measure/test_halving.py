@@ -66,3 +66,11 @@ def test_p99_scores_the_tails_not_the_medians(fake_backend, tmp_path):
     got = halve([base, row], PLAN, objective="p99", first_stage_s=0.05)
     outcome = got.outcomes[1]
     assert score(got.outcomes[0], outcome, "p99") == pytest.approx(2.0, rel=0.03)
+
+
+def test_a_first_stage_too_long_for_the_deadline_times_those_first_in_line(fake_backend, tmp_path):
+    now = [0.0]
+    got = halve(entrants(fake_backend, tmp_path, [1.0, 0.9, 0.5, 1.2, 0.7]), PLAN, first_stage_s=1.0,
+                deadline=4.0, overhead_s=0.75, clock=lambda: now[0])
+    assert {s.index for s in got.standings} == {1, 2, 3}  # 4 s fits the default and three at 1 s each
+    assert got.survivors == (2,)
