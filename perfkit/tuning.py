@@ -99,32 +99,41 @@ class Built:
     notes: list[str]
 
 
+@dataclass
+class _Builder:
+    """One chain built (cached) and judged on the check feeds in the session its rows will use; what went
+    wrong goes to `notes`."""
+
+    prepared: Prepared
+    ref: Reference
+    cpu_flags: tuple[str, ...]
+    on_progress: Progress
+    notes: list[str]
+
+    def __call__(self, chain: tuple[Step, ...]) -> tuple[Variant, Judged] | None:
+        spec, label = self.prepared.spec, "+".join(s.label for s in chain)
+        self.on_progress(f"[build] {label}")
+        made = build_variant(self.prepared.model, chain, build_context(self.prepared, self.ref.outputs),
+                             spec.cache_dir, spec.plan.timeout_s, spec.plan.isolate, self.cpu_flags)
+        if isinstance(made, Broken):
+            self.notes.append(f"{label} not built ({made.status}): {made.reason}")
+            return None
+        job = (made.model.path, session_target(made, spec.targets[0]), self.prepared.feeds[0].checks)
+        got = call_guarded(session_outputs, job, spec.plan.timeout_s, spec.plan.isolate) if self.ref.outputs else None
+        if isinstance(got, Failure):
+            self.notes.append(f"{label} did not run ({got.reason})")
+            return None
+        return made, judge_outputs(self.ref, got)
+
+
 def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], deadline: float,
                 on_progress: Progress) -> Built:
-    """Each chain built (cached) and judged on the check feeds in the session its rows will use; an int8
-    chain outside the budget is repaired (per-channel, other calibrations, 7-bit weights, then its most
-    sensitive nodes kept in float) until one fits. Chains left when the deadline passes are not built."""
-    spec = prepared.spec
-    target = spec.targets[0]
-    ctx = build_context(prepared, ref.outputs)
+    """Each chain built and judged; then each int8 chain outside the budget repaired (per-channel, other
+    calibrations, 7-bit weights, then its most sensitive nodes kept in float) until one fits. Every chain is
+    built once before any is repaired; what is left when the deadline passes is not built, and said so."""
     out = Built([], [])
-
-    def build(chain: tuple[Step, ...]) -> tuple[Variant, Judged] | None:
-        label = "+".join(s.label for s in chain)
-        on_progress(f"[build] {label}")
-        made = build_variant(prepared.model, chain, ctx, spec.cache_dir, spec.plan.timeout_s, spec.plan.isolate,
-                             cpu_flags)
-        if isinstance(made, Broken):
-            out.notes.append(f"{label} not built ({made.status}): {made.reason}")
-            return None
-        checks = prepared.feeds[0].checks
-        got = call_guarded(session_outputs, (made.model.path, session_target(made, target), checks),
-                           spec.plan.timeout_s, spec.plan.isolate) if ref.outputs else None
-        if isinstance(got, Failure):
-            out.notes.append(f"{label} did not run ({got.reason})")
-            return None
-        return made, judge_outputs(ref, got)
-
+    build = _Builder(prepared, ref, cpu_flags, on_progress, out.notes)
+    to_repair = []
     for chain in prepared.chains:
         if time.monotonic() > deadline:
             out.notes.append(f"time budget: {'+'.join(s.label for s in chain)} and later chains not built")
@@ -138,8 +147,9 @@ def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], 
                 out.notes.append(f"{first[0].model.label} outside the budget: {first[1].reason}")
             continue
         out.notes.append(f"{first[0].model.label} outside the budget ({first[1].reason}): repairing toward float")
-        fixed = repair(chain, first, build, prepared, deadline, out.notes)
-        if fixed:
+        to_repair.append((chain, first))
+    for chain, first in to_repair:
+        if fixed := repair(chain, first, build, prepared, deadline, out.notes):
             out.variants.append(fixed)
     return out
 
@@ -153,6 +163,7 @@ def repair(chain: tuple[Step, ...], first: tuple[Variant, Judged], build: Build,
     layer by layer against the float model) kept in float, 1, 2, 4, … of them."""
     for fixed in int8_repairs(chain):
         if time.monotonic() > deadline:
+            notes.append(f"time budget: the repair of {first[0].model.label} stopped before {fixed[-1].label}")
             return None
         got = build(fixed)
         if got and got[1].ok:
