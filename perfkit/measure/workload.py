@@ -456,7 +456,10 @@ def calibration_feeds(sig: Signature, shapes: Shapes, samples: Samples | None, s
     if batch is not None and n < batch:
         raise PerfkitError(samples.path, f"{n} samples, fewer than the model's fixed batch of {batch}",
                            f"give at least {batch} samples")
-    chunks = calls(arrays, batch or min(CALIBRATION_CHUNK, n), whole=batch is not None)
+    # Every call the same size: onnxruntime's Entropy and Percentile calibrators stack a tensor's values over the
+    # calls, and a smaller last call made them fail ("inhomogeneous shape"); the largest chunk that divides n.
+    chunk = batch or max(k for k in range(1, min(CALIBRATION_CHUNK, n) + 1) if n % k == 0)
+    chunks = calls(arrays, chunk, whole=True)
     used = sum(len(next(iter(c.values()))) for c in chunks)
     digest = file_digest([Path(samples.path)])[:12]
     return Calibration(chunks, f"{samples.path} ({used} of {samples.total} samples, sha256 {digest})")
