@@ -127,3 +127,15 @@ def test_a_model_with_external_data_under_a_relative_path_is_copied_whole(tmp_pa
     written = write_folder(tmp_path / "tuned", config_for("cache/m.onnx"), {"x": np.ones((2, 16), np.float32)})
     assert (written.parent / "m.onnx.data").is_file()
     ort.InferenceSession(str(written.parent / "m.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_the_snippet_times_an_iobinding_config_as_its_row_ran(written):
+    from perfkit.files.tuned import snippet
+
+    config = read_config(str(written))
+    gpu = replace(config.target, device="cuda", modes=("iobinding",), provider_options=(("device_id", "1"),))
+    source = snippet(replace(config, target=gpu))
+    compile(source, "run_tuned.py", "exec")
+    assert "ort.OrtValue.ortvalue_from_numpy(value, 'cuda', 1)" in source
+    assert "session.run_with_iobinding(binding)" in source and "binding.synchronize_outputs()" in source
+    assert "'CUDAExecutionProvider', {'device_id': '1'}" in source
