@@ -91,6 +91,7 @@ def parse_size(text: str, option: str = "--max-memory") -> int:
 def make_tune_spec(bench: BenchSpec, *, output_dir: str, objective: str = "median", time_budget: str = "5m",
                    max_memory: str | None = None) -> TuneSpec:
     """`perfkit tune`'s options on top of bench's: one target, the objective, the time and memory caps."""
+    from perfkit.files.tuned import check_folder
     from perfkit.measure.halving import OBJECTIVES
 
     if len(bench.targets) != 1:
@@ -101,6 +102,7 @@ def make_tune_spec(bench: BenchSpec, *, output_dir: str, objective: str = "media
     if len(bench.workloads) > 1 and objective != "throughput":
         raise PerfkitError("--batch", "several batch sizes only make sense when tuning for throughput",
                            "give one --batch, or --objective throughput to let tune choose among them")
+    check_folder(Path(output_dir))  # before the search: a folder tune may not replace is said at once
     return TuneSpec(bench=bench, output_dir=output_dir, objective=objective,
                     time_budget_s=parse_duration(time_budget),
                     max_memory=parse_size(max_memory) if max_memory else None)

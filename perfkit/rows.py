@@ -66,7 +66,8 @@ def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: lis
                       for k, t in enumerate(native_targets(native, spec))]
         cases += [PlannedCase(f, ref.outputs, t, v, ref.task) for t in spec.targets for v in variants]
         if prepared.tuned:
-            cases.append(PlannedCase(f, ref.outputs, prepared.tuned.target, tuned_variant(prepared.tuned), ref.task))
+            target = replace(prepared.tuned.target, compare_as=spec.targets[0].label)
+            cases.append(PlannedCase(f, ref.outputs, target, tuned_variant(prepared.tuned), ref.task))
     return cases
 
 
@@ -120,12 +121,12 @@ def compared_pairs(cases: list[PlannedCase]) -> list[tuple[int, int]]:
     base_of: dict[tuple[int, str], int] = {}
     for k, c in enumerate(cases):
         if isinstance(c.subject, Variant) and c.subject.model.is_base:
-            base_of.setdefault((id(c.feeds), c.target.label), k)
+            base_of.setdefault((id(c.feeds), c.target.group), k)
     pairs = []
     for k, c in enumerate(cases):
         if isinstance(c.subject, NativeModel):
             pairs += [(k, b) for (feeds, _), b in base_of.items() if feeds == id(c.feeds)]
-        elif (b := base_of.get((id(c.feeds), c.target.label))) is not None and b != k:
+        elif (b := base_of.get((id(c.feeds), c.target.group))) is not None and b != k:
             pairs.append((b, k))
     return pairs
 

@@ -21,6 +21,7 @@ from perfkit.core.records import Environment, Ratio
 from perfkit.core.report import Report, Result, new_run_id, now_stamp
 from perfkit.core.search import Candidate, Search, Trial, TunedConfig
 from perfkit.core.spec import Plan, TuneSpec
+from perfkit.files.tuned import write_folder
 from perfkit.measure.env import available_memory, fingerprint
 from perfkit.measure.halving import MIN_STAGE_S, OVERHEAD_S, Halving, halve
 from perfkit.measure.interleave import Tick, memory_groups
@@ -38,7 +39,6 @@ from perfkit.tuning import (
     judge_for,
     judge_outputs,
     unique,
-    write_folder,
 )
 
 BUILD_SHARE = 0.4  # of the time budget, what building model files may take before the rest is left unbuilt
@@ -61,9 +61,11 @@ def run(spec: TuneSpec, on_progress: Progress = lambda _: None, command: tuple[s
                            f"give --time-budget {max(60, round(need * 2))}s or more, or fewer --variants")
     check_targets(prepared.model, prepared.spec)
     env = fingerprint()
-    first = references(prepared, on_progress, fall_back_to_conversion=True)[0]
-    ref = Reference(first.outputs, parse_budget(prepared.spec.accuracy_budget), first.task, prepared.feeds[0].labels)
-    search = _Search(spec, prepared, env, ref, started, on_progress, on_tick, clock)
+    budget = parse_budget(prepared.spec.accuracy_budget)
+    refs = {id(f): Reference(r.outputs, budget, r.task, f.labels)  # each batch judged on its own check feeds
+            for f, r in zip(prepared.feeds, references(prepared, on_progress, fall_back_to_conversion=True),
+                            strict=True)}
+    search = _Search(spec, prepared, env, refs, started, on_progress, on_tick, clock)
     winner, best_file = search.run()
     return search.confirm(winner, best_file, command)
 
@@ -78,7 +80,7 @@ class _Search:
     spec: TuneSpec
     prepared: Prepared
     env: Environment
-    ref: Reference
+    refs: dict[int, Reference]  # by id() of a workload's FeedSet
     started: float
     on_progress: Progress
     on_tick: Callable[[Tick], None]
@@ -90,15 +92,19 @@ class _Search:
     overhead_s: float = OVERHEAD_S  # per case and stage, as the last halving measured it
 
     def __post_init__(self) -> None:
-        bench = self.prepared.spec
         self.base = Variant(self.prepared.model)
-        self.default = Option(self.base, replace(bench.targets[0], threads=None), self.prepared.feeds[0])
+        # onnxruntime's default session; with --threads (an upper bound) that many threads, so the answer keeps it
+        self.default = Option(self.base, self.prepared.spec.targets[0], self.prepared.feeds[0])
+        self.limit = self.default.target.threads
         self.deadline = self.started + self.spec.time_budget_s
         self.add(self.default)
 
+    def reference(self, option: Option) -> Reference:
+        return self.refs[id(option.feeds)]
+
     def run(self) -> tuple[Option, Option | None]:
         """The three phases, each on the winners of the one before: (the winner, the best model file)."""
-        built = build_files(self.prepared, self.ref, self.env.cpu_flags,
+        built = build_files(self.prepared, self.refs[id(self.prepared.feeds[0])], self.env.cpu_flags,
                             self.started + self.spec.time_budget_s * BUILD_SHARE, self.on_progress)
         self.notes += built.notes
         target = self.default.target
@@ -107,9 +113,9 @@ class _Search:
                  for f in batches]
         files += [Option(self.base, target, f) for f in batches[1:]]
         best_file = self.phase("model", files)
-        limit = self.prepared.spec.targets[0].threads  # --threads: the most a configuration may use
-        threaded = [*best_file, *(replace(o, target=t) for o in (self.default, *best_file)
-                    for t in thread_settings(o.target, self.env.logical_cores, self.env.physical_cores, limit))]
+        # The best file's thread settings first: a budget that cannot time them all times those first in line.
+        threaded = [replace(o, target=t) for o in (*best_file, self.default)
+                    for t in thread_settings(o.target, self.env.logical_cores, self.env.physical_cores, self.limit)]
         top = (self.phase("threads", threaded) or best_file or [self.default])[0]
         lineage = top.variant.model.lineage
         offline = bool(lineage) and lineage[-1].startswith("ort-opt")
@@ -129,7 +135,8 @@ class _Search:
         got = halve([o.entrant(plan) for o in everyone], plan,
                     objective=self.spec.objective, first_stage_s=FIRST_STAGE_S,
                     deadline=self.clock() + (search_end - self.clock()) * PHASE_SHARES[name],
-                    overhead_s=self.overhead_s, judge=judge_for(self.ref, self.spec.max_memory),
+                    overhead_s=self.overhead_s,
+                    judge=judge_for([self.reference(o) for o in everyone], self.spec.max_memory),
                     groups=fitting([footprint(o.variant.model.path) for o in everyone]),
                     on_tick=self.on_tick, clock=self.clock)
         self.overhead_s = got.overhead_s
@@ -152,11 +159,10 @@ class _Search:
             self.trials.append(Trial(self.add(options[s.index - 1]), phase, s.stage, s.seconds, s.median_ns,
                                      s.score, s.status, s.reason))
         for i, outcome in got.outcomes.items():
-            if i and self.ref.outputs is not None:
-                k, judged = self.add(options[i - 1]), judge_outputs(self.ref, outcome.checked)
+            if i and (ref := self.reference(options[i - 1])).outputs is not None:
+                k, judged = self.add(options[i - 1]), judge_outputs(ref, outcome.checked)
                 self.candidates[k] = replace(self.candidates[k], error=judged.error, within=judged.ok)
-        if got.stopped:
-            self.notes.append(f"{phase}: {got.stopped}")
+        self.notes += [f"{phase}: {stop}" for stop in got.stopped]
 
     def confirm(self, winner: Option, best_file: Option | None, command: tuple[str, ...]) -> Report:
         """Default, the best model file with a default session, and the winner, timed together in the time left
@@ -167,28 +173,27 @@ class _Search:
         self.on_progress(f"[confirm] {len(options)} configurations timed together, interleaved")
         plan = confirm_plan(bench.plan, self.deadline - self.clock(), len(options), self.overhead_s,
                             self.spec.objective)
-        results, note = measure_rows([PlannedCase(o.feeds, self.ref.outputs, o.target, o.variant, self.ref.task)
+        results, note = measure_rows([PlannedCase(o.feeds, self.reference(o).outputs,
+                                                  replace(o.target, compare_as=self.default.target.label), o.variant,
+                                                  self.reference(o).task)
                                       for o in options], replace(bench, plan=plan), {},
                                      {o.variant.model.path: (footprint(o.variant.model.path), {}) for o in options},
                                      self.on_tick)
         self.notes += [note] if note else []
         keys = [o.key for o in options]
         k = keys.index(winner.key)
-        if best_file and 0 < keys.index(best_file.key) < k:  # session settings must pay for themselves
+        if best_file and winner.variant.model.path == best_file.variant.model.path and \
+                0 < keys.index(best_file.key) < k:  # session settings must pay for themselves, on the same file
             f = keys.index(best_file.key)
             extra = gain(results[f], results[k], self.spec.objective, plan.threshold)
-            if extra is None or not extra.significant or extra.value < 1:
+            if extra is not None and not (extra.significant and extra.value > 1):
                 winner, k = best_file, f
-                self.notes.append("the session settings found were not significantly faster than the best model "
-                                  "file on onnxruntime's default session: that session is kept")
+                self.notes.append(f"the session settings found read {extra.value:.2f}× ({extra.low:.2f}–"
+                                  f"{extra.high:.2f}) the same file on the default session: not significantly "
+                                  "faster, so that session is kept")
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
-        if k and ratio is None:
-            calls = min(len(r.measurement.samples_ns) if r.measurement else 0 for r in (results[0], results[k]))
-            self.notes.append(f"no {self.spec.objective} ratio between the winner and the default from the A/B "
-                              f"({calls} calls in the shorter row; p99 needs {required_n(99)}) — give a longer "
-                              "--time-budget")
-        won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k])
-        answer = self.answer(winner, ratio, won)
+        won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k], winner)
+        answer = self.answer(winner, results, k, ratio, won)
         chosen, row = (winner, results[k]) if won else (self.default, results[0])
         written = write_folder(Path(self.spec.output_dir), self.config(chosen, row, results[0], ratio if won else None),
                                chosen.feeds.feeds[0])
@@ -203,19 +208,29 @@ class _Search:
             save(report, bench.results_dir, bench.store)
         return report
 
-    def inside(self, row: Result) -> bool:
-        return row.status == "ok" and (self.ref.outputs is None or within(row.accuracy, self.ref.budget, row.task)[0])
+    def inside(self, row: Result, option: Option) -> bool:
+        ref = self.reference(option)
+        return row.status == "ok" and (ref.outputs is None or within(row.accuracy, ref.budget, row.task)[0])
 
-    def answer(self, winner: Option, ratio: Ratio | None, won: bool) -> str:
-        objective = self.spec.objective
-        if won and ratio:
-            return (f"tuned: {self.candidates[self.add(winner)].label} runs {ratio.value:.2f}× the default's "
-                    f"{'items per second' if objective == 'throughput' else objective} "
-                    f"({ratio.low:.2f}–{ratio.high:.2f})")
-        best = f" (the best, {self.candidates[self.add(winner)].label}, read {ratio.value:.2f}×, " \
-            f"{ratio.low:.2f}–{ratio.high:.2f})" if ratio else ""
-        return ("the default stays: no configuration was significantly faster than onnxruntime's default session "
-                f"on the model as given{best}")
+    def answer(self, winner: Option, results: list[Result], k: int, ratio: Ratio | None, won: bool) -> str:
+        """The answer in one sentence, each way it can come out said as it is."""
+        name = self.candidates[self.add(winner)].label
+        measure = "items per second" if self.spec.objective == "throughput" else self.spec.objective
+        figure = f"{ratio.value:.2f}× ({ratio.low:.2f}–{ratio.high:.2f})" if ratio else ""
+        stays = "the default stays: "
+        if won:
+            return f"tuned: {name} runs {figure} the default's {measure}"
+        if k == 0:
+            return stays + "no configuration beat onnxruntime's default session on the model as given in the search"
+        if ratio is None:
+            calls = min(len(r.measurement.samples_ns) if r.measurement else 0 for r in (results[0], results[k]))
+            need = f"; p99 needs {required_n(99)}" if self.spec.objective == "p99" else ""
+            return stays + (f"the A/B could not give a {measure} ratio for {name} ({calls} calls in the shorter "
+                            f"row{need}) — give a longer --time-budget")
+        if ratio.significant and ratio.value > 1:
+            return stays + f"{name} ran {figure} the default's {measure} in the A/B but is outside the budget there"
+        return stays + (f"the best, {name}, read {figure} the default's {measure}: not significantly faster than "
+                        "onnxruntime's default session on the model as given")
 
     def config(self, chosen: Option, row: Result, default: Result, ratio: Ratio | None) -> TunedConfig:
         model = chosen.variant.model

@@ -5,22 +5,16 @@ candidates of each phase as cases, the judge that drops a candidate during the h
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from perfkit.analysis.accuracy import Budget, against, within
 from perfkit.analysis.task import task_accuracy
-from perfkit.core.errors import PerfkitError
 from perfkit.core.records import OutputAccuracy, Outputs, TaskAccuracy
-from perfkit.core.search import TunedConfig
 from perfkit.core.spec import Plan, Target
-from perfkit.files.onnx_file import disk_size, external_data_files, open_onnx
-from perfkit.files.tuned import CONFIG_NAME, FEED_NAME, SNIPPET_NAME, snippet, to_json
+from perfkit.files.onnx_file import disk_size
 from perfkit.measure.case import Case, Outcome, session_outputs
 from perfkit.measure.halving import Entrant
 from perfkit.measure.isolate import Failure, call_guarded
@@ -195,14 +189,14 @@ def sensitive(quantized: Variant, prepared: Prepared) -> list[str] | str:
     return got.reason if isinstance(got, Failure) else list(got)
 
 
-def judge_for(ref: Reference, max_memory: int | None) -> Callable[[int, Outcome], str]:
-    """The halving's judge: a reason to drop candidate i (its session's outputs outside the budget —
+def judge_for(refs: list[Reference], max_memory: int | None) -> Callable[[int, Outcome], str]:
+    """The halving's judge: a reason to drop entrant i (its outputs, against `refs[i]`, outside the budget —
     denormals flushed to zero can change them — or its peak memory over the cap), or ""."""
 
-    def judge(_: int, outcome: Outcome) -> str:
+    def judge(i: int, outcome: Outcome) -> str:
         if outcome.nonfinite:
             return "non-finite outputs: " + "; ".join(outcome.nonfinite)
-        verdict = judge_outputs(ref, outcome.checked)
+        verdict = judge_outputs(refs[i], outcome.checked)
         if not verdict.ok:
             return f"outside the accuracy budget: {verdict.reason}"
         peak = outcome.measurement.peak_rss_bytes
@@ -211,38 +205,6 @@ def judge_for(ref: Reference, max_memory: int | None) -> Callable[[int, Outcome]
         return ""
 
     return judge
-
-
-def write_folder(folder: Path, config: TunedConfig, feed: dict) -> Path:
-    """The tuned folder, whole or not at all: the winning model file and its external data, perfkit-tuned.json,
-    the snippet and the feed it times. Written beside the folder first, then moved in."""
-    import numpy as np
-
-    if folder.exists() and not folder.is_dir():
-        raise PerfkitError(str(folder), "exists and is not a folder", "give -o a folder for the tuned files")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
-        raise PerfkitError(str(folder), "is a folder with other files in it",
-                           "give -o an empty or new folder (or one an earlier tune wrote)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(config.model).resolve()
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as work:
-        staged = Path(work)
-        _, proto = open_onnx(str(source))
-        for data in external_data_files(proto, source):
-            target = staged / data.resolve().relative_to(source.parent)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(data, target)
-        shutil.copyfile(source, staged / source.name)
-        placed = replace(config, model=str(folder / source.name))
-        (staged / CONFIG_NAME).write_text(to_json(placed, folder))
-        (staged / SNIPPET_NAME).write_text(snippet(placed))
-        np.savez(staged / FEED_NAME, **feed)
-        folder.mkdir(exist_ok=True)
-        for old in folder.iterdir():  # an earlier tune's files: replaced as a whole
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        for item in staged.iterdir():
-            shutil.move(str(item), folder / item.name)
-    return folder / CONFIG_NAME
 
 
 def footprint(path: str) -> int:

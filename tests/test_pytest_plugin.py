@@ -84,8 +84,8 @@ def test_a_case_opened_from_a_tuned_config_runs_its_file_on_its_session(tmp_path
     import numpy as np
     import onnx
 
+    from perfkit.files.tuned import write_folder
     from perfkit.suite import open_case
-    from perfkit.tuning import write_folder
     from tests.files.test_tuned import TUNED, config_for
     from tests.models import mlp
 

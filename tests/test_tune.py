@@ -42,7 +42,9 @@ def test_a_candidate_faster_only_inside_the_threshold_is_never_returned(fake_bac
     fake_backend.MACHINE.reset(drift=lambda now: 1.0 + 0.03 * ((now // 7_000_000) % 3))  # a wobbling machine
     report = run(fake_backend, tmp_path, ("nudge",))
     assert report.search.winner is None
-    assert report.search.answer.startswith("the default stays: no configuration was significantly faster")
+    assert report.search.answer.startswith("the default stays: the best, nudge, read 1.01×")
+    assert report.search.answer.endswith("not significantly faster than onnxruntime's default session on the model "
+                                         "as given")
     config = written(tmp_path)
     assert config["model"]["lineage"] == [] and config["speedup"] is None
     assert config["session_options"] == {"intra_op_num_threads": 0, "graph_optimization_level": "ORT_ENABLE_ALL"}
@@ -73,9 +75,19 @@ def test_a_budget_too_short_for_one_measurement_is_one_clear_error(fake_backend,
 def test_a_folder_holding_other_files_is_refused(fake_backend, tmp_path):
     (tmp_path / "tuned").mkdir()
     (tmp_path / "tuned" / "notes.txt").write_text("mine")
-    with pytest.raises(PerfkitError, match="is a folder with other files in it"):
+    with pytest.raises(PerfkitError, match=r"tuned: holds files tune did not write \(notes.txt\), which replacing "
+                                           "it would delete — give -o a new or empty folder"):
         run(fake_backend, tmp_path, ("fast",))
     assert (tmp_path / "tuned" / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_tune_replaces_the_first_ones_folder_whole(fake_backend, tmp_path):
+    run(fake_backend, tmp_path, ("fast",))
+    run(fake_backend, tmp_path, ("nudge",))
+    assert written(tmp_path)["model"]["lineage"] == []
+    assert sorted(p.name for p in (tmp_path / "tuned").iterdir()) == \
+        ["inputs.npz", "model.onnx", "perfkit-tuned.json", "run_tuned.py"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tuned")] == []  # nothing staged left
 
 
 @pytest.mark.parametrize(("options", "match"), [

@@ -106,7 +106,7 @@ def native_speedups(report: Report) -> list[tuple[int, int, Ratio]]:
 
 
 def _group(r: Result) -> tuple:
-    return (r.target.label, r.batch, r.shapes)
+    return (r.target.group, r.batch, r.shapes)
 
 
 def node_change(base: dict[str, int], ops: dict[str, int]) -> str:

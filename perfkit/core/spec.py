@@ -73,6 +73,12 @@ class Target:
     # (session.intra_op.allow_spinning, …). Not in the label: rows on one target compare, however tuned.
     session_options: tuple[tuple[str, str], ...] = ()
     session_config: tuple[tuple[str, str], ...] = ()
+    compare_as: str = ""  # a tuned row's provider options or modes change its label: the target it is judged on
+
+    @property
+    def group(self) -> str:
+        """The label of the rows this one is compared with (its own, unless it is a tuned row of another)."""
+        return self.compare_as or self.label
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,78 @@ def _python(key: str, value: Any) -> str:
     if key == "graph_optimization_level":
         return f"ort.GraphOptimizationLevel.{value}"
     return repr(value)
+
+
+def check_folder(folder: Path) -> None:
+    """-o must be new, empty, or a folder an earlier tune wrote holding nothing else: tune replaces it whole, so
+    anything of the user's in it would be lost. Checked before the search, and again before writing."""
+    if folder.exists() and not folder.is_dir():
+        raise PerfkitError(str(folder), "exists and is not a folder", "give -o a folder for the tuned files")
+    if not folder.is_dir():
+        return
+    others = sorted({p.name for p in folder.iterdir()} - written_names(folder))
+    if others:
+        raise PerfkitError(str(folder), f"holds files tune did not write ({', '.join(others[:3])}"
+                           f"{', …' if len(others) > 3 else ''}), which replacing it would delete",
+                           "give -o a new or empty folder")
+
+
+def written_names(folder: Path) -> set[str]:
+    """The names an earlier tune wrote in `folder`: its config, snippet and feed, and the model file the config
+    names with the external data that model names; nothing when there is no readable config."""
+    from perfkit.files.onnx_file import external_data_files, open_onnx
+
+    try:
+        data = json.loads((folder / CONFIG_NAME).read_text())
+        model = folder / data["model"]["path"]
+        _, proto = open_onnx(str(model))
+        extra = {p.relative_to(folder.resolve()).parts[0] for p in external_data_files(proto, model)}
+    except (OSError, ValueError, KeyError, TypeError, PerfkitError):
+        return set()
+    return {CONFIG_NAME, SNIPPET_NAME, FEED_NAME, model.name, *extra}
+
+
+def write_folder(folder: Path, config: TunedConfig, feed: dict[str, Any]) -> Path:
+    """The tuned folder, whole or not at all: the model file and its external data, perfkit-tuned.json, the
+    snippet and the feed it times, staged beside the folder and then renamed into its place."""
+    import shutil
+    import tempfile
+
+    from perfkit.files.onnx_file import external_data_files, open_onnx
+
+    check_folder(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(config.model).resolve()
+    staged = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-new-"))
+    try:
+        _, proto = open_onnx(str(source))
+        for data in external_data_files(proto, source):
+            target = staged / data.relative_to(source.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data, target)
+        shutil.copyfile(source, staged / source.name)
+        placed = replace(config, model=str(folder / source.name), tuned_from=str(Path(config.tuned_from).resolve()))
+        (staged / CONFIG_NAME).write_text(to_json(placed, folder))
+        (staged / SNIPPET_NAME).write_text(snippet(placed))
+        save_feed(staged / FEED_NAME, feed)
+        old = folder.parent / f".{folder.name}-old-{staged.name.rsplit('-', 1)[-1]}"
+        if folder.exists():
+            folder.rename(old)
+        staged.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return folder / CONFIG_NAME
+
+
+def save_feed(path: Path, feed: dict[str, Any]) -> None:
+    """A .npz of the feed by input name, written entry by entry: np.savez takes names as keyword arguments, and
+    an input called `file` collides with its own."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in feed.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from perfkit.analysis.stats import paired_ratio, percentile
@@ -61,7 +61,7 @@ class Halving:
     standings: tuple[Standing, ...]
     survivors: tuple[int, ...]
     outcomes: dict[int, Outcome]  # each candidate's last outcome (the baseline's too): accuracy, memory
-    stopped: str = ""
+    stopped: tuple[str, ...] = ()  # where the deadline cut the search short
     overhead_s: float = OVERHEAD_S  # measured per case and stage beyond its timing: for the next search's plans
 
 
@@ -91,56 +91,85 @@ def halve(entrants: Sequence[Entrant], plan: Plan, *, objective: str = "median",
     alive = list(range(1, len(entrants)))
     standings: list[Standing] = []
     outcomes: dict[int, Outcome] = {}
-    stage, seconds, stopped = 0, first_stage_s, ""
+    stage, seconds, stopped = 0, first_stage_s, list[str]()
     while alive and (stage == 0 or len(alive) > keep):
-        members = [0, *alive]
         if deadline is not None:
-            left = deadline - clock()
-            if stage == 0 and left / len(members) - overhead_s < MIN_STAGE_S:
-                # The first stage that cannot time everyone times those first in line: the caller's order.
-                room = int(left // (MIN_STAGE_S + overhead_s)) - 1
-                if room >= 1:
-                    stopped = f"time budget: {room} of {len(alive)} candidates timed, in the order tried"
-                    alive, members = alive[:room], [0, *alive[:room]]
-            fit = left / len(members) - overhead_s
-            if fit < MIN_STAGE_S:
-                stopped = f"time budget reached before stage {stage + 1}" + \
-                    (f": the ranking of stage {stage} stands" if stage else ": nothing was timed")
+            alive, fit = _fit(alive, stage, deadline - clock(), overhead_s, stopped)
+            if fit is None:
                 break
             seconds = min(seconds, fit)
+        members = [0, *alive]
         stage_plan = replace(plan, min_time_s=seconds, max_time_s=seconds, **STAGE_PLAN)
         began = clock()
         got = interleave([replace(entrants[i].case, plan=stage_plan) for i in members], stage_plan,
                          [(0, k) for k in range(1, len(members))],
                          groups=groups(members) if groups else None, on_tick=on_tick)
         overhead_s = max((clock() - began) / len(members) - seconds, 0.0)
-        base = got[0]
-        if isinstance(base, Failure):
-            raise BaselineFailed(base.reason)
-        outcomes[0] = base
-        ranked: list[tuple[float, int]] = []
-        for k, i in enumerate(alive, 1):
-            outcome = got[k]
-            if isinstance(outcome, Failure):
-                standings.append(Standing(i, stage, seconds, None, None, None, "dropped", outcome.reason))
-                continue
-            outcomes[i] = outcome
-            reason = judge(i, outcome)
-            value = score(base, outcome, objective, (entrants[0].items, entrants[i].items))
-            median, p99 = _median(outcome.measurement.samples_ns), _p99(outcome.measurement.samples_ns)
-            if reason or value is None:
-                standings.append(Standing(i, stage, seconds, median, p99, value, "dropped",
-                                          reason or "too few rounds to score"))
-                continue
-            standings.append(Standing(i, stage, seconds, median, p99, value, "kept"))
-            ranked.append((value, i))
-        ranked.sort(reverse=True)
+        if isinstance(got[0], Failure):
+            raise BaselineFailed(got[0].reason)
+        outcomes[0] = got[0]
+        stand = Stage(stage, seconds, entrants, objective, judge)
+        ranked = stand.score(alive, got, outcomes)
         survivors = max(keep, math.ceil(len(ranked) / ETA)) if len(ranked) > keep else len(ranked)
         alive = [i for _, i in ranked[:survivors]]
         out = {i for _, i in ranked[survivors:]}
-        standings = [replace(s, status="out") if s.stage == stage and s.index in out else s for s in standings]
+        standings += [replace(s, status="out") if s.index in out else s for s in stand.standings]
         stage, seconds = stage + 1, seconds * ETA
-    return Halving(tuple(standings), tuple(alive), outcomes, stopped, overhead_s)
+    return Halving(tuple(standings), tuple(alive), outcomes, tuple(stopped), overhead_s)
+
+
+def _fit(alive: list[int], stage: int, left: float, overhead_s: float, stopped: list[str]
+         ) -> tuple[list[int], float | None]:
+    """The candidates this stage can time before the deadline and the seconds each gets; None: none fits.
+    A first stage that cannot time everyone times those first in line (the caller's order); a later one
+    stops, and the ranking so far stands."""
+    if stage == 0 and left / (len(alive) + 1) - overhead_s < MIN_STAGE_S:
+        room = int(left // (MIN_STAGE_S + overhead_s)) - 1
+        if room >= 1:
+            stopped.append(f"time budget: {room} of {len(alive)} candidates timed, in the order given")
+            alive = alive[:room]
+    fit = left / (len(alive) + 1) - overhead_s
+    if fit >= MIN_STAGE_S:
+        return alive, fit
+    stopped.append(f"time budget reached before stage {stage + 1}" +
+                   (f": the ranking of stage {stage} stands" if stage else ": nothing was timed"))
+    return (alive if stage else []), None  # nothing untimed is handed on as if it had been ranked
+
+
+@dataclass
+class Stage:
+    """One stage's scoring: each candidate judged, scored against the baseline timed in the same rounds."""
+
+    index: int
+    seconds: float
+    entrants: Sequence[Entrant]
+    objective: str
+    judge: Judge
+    standings: list[Standing] = field(default_factory=list)
+
+    def score(self, alive: list[int], got: list[Outcome | Failure], outcomes: dict[int, Outcome]
+              ) -> list[tuple[float, int]]:
+        """(score, candidate) for those that stay in, best first; the others become dropped standings."""
+        base, ranked = got[0], []
+        assert not isinstance(base, Failure)
+        for k, i in enumerate(alive, 1):
+            outcome = got[k]
+            if isinstance(outcome, Failure):
+                self.standings.append(Standing(i, self.index, self.seconds, None, None, None, "dropped",
+                                               outcome.reason))
+                continue
+            outcomes[i] = outcome
+            reason = self.judge(i, outcome)
+            value = score(base, outcome, self.objective, (self.entrants[0].items, self.entrants[i].items))
+            samples = outcome.measurement.samples_ns
+            if reason or value is None:
+                self.standings.append(Standing(i, self.index, self.seconds, _median(samples), _p99(samples), value,
+                                               "dropped", reason or "too few rounds to score"))
+                continue
+            self.standings.append(Standing(i, self.index, self.seconds, _median(samples), _p99(samples), value,
+                                           "kept"))
+            ranked.append((value, i))
+        return sorted(ranked, reverse=True)
 
 
 class BaselineFailed(Exception):

@@ -16,9 +16,8 @@ from perfkit.core.records import Environment, Ratio
 from perfkit.core.search import TunedConfig
 from perfkit.core.spec import Target
 from perfkit.files.onnx_file import open_onnx
-from perfkit.files.tuned import differences, read_config
+from perfkit.files.tuned import differences, read_config, write_folder
 from perfkit.measure.env import fingerprint
-from perfkit.tuning import write_folder
 from tests.models import mlp
 
 TUNED = Target(threads=1, opt_level="extended",
@@ -139,3 +138,17 @@ def test_the_snippet_times_an_iobinding_config_as_its_row_ran(written):
     assert "ort.OrtValue.ortvalue_from_numpy(value, 'cuda', 1)" in source
     assert "session.run_with_iobinding(binding)" in source and "binding.synchronize_outputs()" in source
     assert "'CUDAExecutionProvider', {'device_id': '1'}" in source
+
+
+def test_an_input_named_file_is_saved_in_the_feed(tmp_path):
+    import numpy as np
+
+    from perfkit.files.tuned import save_feed
+
+    save_feed(tmp_path / "inputs.npz", {"file": np.arange(3), "x": np.ones((2, 2), np.float32)})
+    loaded = np.load(tmp_path / "inputs.npz")
+    assert loaded["file"].tolist() == [0, 1, 2] and loaded["x"].shape == (2, 2)
+
+
+def test_tuned_from_is_written_as_an_absolute_path(written):
+    assert json.loads(written.read_text())["tuned_from"]["path"].startswith("/")

@@ -49,7 +49,8 @@ def test_a_judged_candidate_is_dropped_and_never_timed_again(fake_backend, tmp_p
 
 def test_a_deadline_already_passed_times_nothing(fake_backend, tmp_path):
     got = halve(entrants(fake_backend, tmp_path, [1.0, 0.5]), PLAN, deadline=0.0, clock=lambda: 10.0)
-    assert got.standings == () and got.stopped == "time budget reached before stage 1: nothing was timed"
+    assert got.standings == () and got.survivors == ()
+    assert got.stopped == ("time budget reached before stage 1: nothing was timed",)
 
 
 def test_throughput_scores_items_per_second_across_batches(fake_backend, tmp_path):
