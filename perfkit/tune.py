@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from perfkit import __version__
 from perfkit.analysis.accuracy import parse_budget, within
 from perfkit.analysis.stats import required_n, tail_ratio
 from perfkit.analysis.verdict import ratio_between
+from perfkit.core import VERSION
 from perfkit.core.errors import PerfkitError
 from perfkit.core.records import Environment, Ratio
 from perfkit.core.report import Report, Result, new_run_id, now_stamp
@@ -241,7 +241,7 @@ class _Search:
             latency_ns=row.summary.median if row.summary else None,
             default_latency_ns=default.summary.median if default.summary else None,
             budget=self.prepared.spec.accuracy_budget, accuracy=row.accuracy, environment=self.env,
-            perfkit_version=__version__, created=now_stamp())
+            perfkit_version=VERSION, created=now_stamp())
 
 
 def fitting(sizes: list[int]) -> Callable[[list[int]], list[list[int]]]:
