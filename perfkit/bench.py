@@ -85,6 +85,10 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
     if tuned := prepared.tuned:
         here = file_digest_of(tuned.model)
         out += [f"{prepared.spec.config}: {d}" for d in differences(tuned, prepared.model.digest, env, here)]
+        if any(f.shapes.shapes != tuned.shapes for f in prepared.feeds):
+            shown = ", ".join(f"{n} {'x'.join(map(str, d))}" for n, d in tuned.shapes)
+            out.append(f"{prepared.spec.config}: tuned at {shown}; measured here at other shapes, where its settings "
+                       "may not be the fastest")
     return tuple(out)
 
 

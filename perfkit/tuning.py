@@ -163,6 +163,9 @@ def repair(chain: tuple[Step, ...], first: tuple[Variant, Judged], build: Build,
         if got and got[1].ok:
             notes.append(f"{got[0].model.label} is inside the budget")
             return got
+    if time.monotonic() > deadline:
+        notes.append(f"time budget: {first[0].model.label}'s nodes were not ranked by sensitivity")
+        return None
     ranked = sensitive(first[0], prepared)
     if isinstance(ranked, str):
         notes.append(f"could not rank {first[0].model.label}'s nodes by sensitivity: {ranked}")

@@ -47,6 +47,9 @@ OPT_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 SESSION_OPTIONS = {"inter_op_num_threads": "int", "execution_mode": ("ORT_SEQUENTIAL", "ORT_PARALLEL"),
                    "enable_cpu_mem_arena": ("0", "1"), "enable_mem_pattern": ("0", "1"),
                    "enable_mem_reuse": ("0", "1")}
+# Session config entries (onnxruntime's keys) a target may set, with their values.
+SESSION_CONFIG = {"session.intra_op.allow_spinning": ("0", "1"), "session.inter_op.allow_spinning": ("0", "1"),
+                  "session.set_denormal_as_zero": ("0", "1"), "session.disable_prepacking": ("0", "1")}
 SESSION_WORDS = {("execution_mode", "ORT_PARALLEL"): "parallel execution",
                  ("execution_mode", "ORT_SEQUENTIAL"): "sequential execution",
                  ("enable_cpu_mem_arena", "0"): "arena off", ("enable_mem_pattern", "0"): "mem pattern off",

@@ -26,8 +26,8 @@ from typing import Any
 from perfkit.core.errors import PerfkitError
 from perfkit.core.records import Environment, OutputAccuracy, Ratio
 from perfkit.core.search import TunedConfig
+from perfkit.core.spec import MODES, OPT_LEVELS, PROVIDER_OPTIONS, PROVIDERS, SESSION_CONFIG, SESSION_OPTIONS, Target
 from perfkit.core.spec import OPT_LEVEL_NAMES as LEVEL_NAMES
-from perfkit.core.spec import OPT_LEVELS, PROVIDERS, SESSION_OPTIONS, Target
 
 FORMAT, VERSION = "perfkit-tuned", 1
 CONFIG_NAME = "perfkit-tuned.json"
@@ -126,30 +126,44 @@ def _config(data: dict[str, Any], path: Path) -> TunedConfig:
 
 
 def target_of(data: dict[str, Any], subject: str) -> Target:
-    """The Target a config describes; an unknown session option or value is an error here, not ignored there."""
+    """The Target a config describes; an unknown setting or value is an error here, not ignored there."""
     device = next((d for d, p in PROVIDERS.items() if p == data["provider"]), None)
     if device is None:
         raise PerfkitError(subject, f"provider {data['provider']} is not one perfkit runs",
                            f"use one of {', '.join(PROVIDERS.values())}")
     options = dict(data.get("session_options") or {})
-    threads = int(options.pop("intra_op_num_threads", 0)) or None
+    threads = options.pop("intra_op_num_threads", 0)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise PerfkitError(subject, f"intra_op_num_threads={threads!r} is not a thread count",
+                           "give 0 (onnxruntime's default) or a number of threads")
     levels = {v: k for k, v in LEVEL_NAMES.items()}
     level = levels.get(options.pop("graph_optimization_level", "ORT_ENABLE_ALL"))
     if level not in OPT_LEVELS:
         raise PerfkitError(subject, "graph_optimization_level is not one of onnxruntime's levels",
                            f"use one of {', '.join(LEVEL_NAMES.values())}")
-    pairs = []
-    for key, value in options.items():
-        kind = SESSION_OPTIONS.get(key)
-        text = str(int(value)) if isinstance(value, bool) else str(value)
-        if kind is None or kind != "int" and text not in kind or kind == "int" and not text.isdigit():
-            raise PerfkitError(subject, f"session option {key}={value!r} is not one perfkit applies",
-                               f"session_options may hold {', '.join(SESSION_OPTIONS)} with onnxruntime's values")
-        pairs.append((key, text))
-    config = tuple((str(k), str(v)) for k, v in (data.get("session_config") or {}).items())
+    pairs = [_checked(key, value, SESSION_OPTIONS, "session option", subject) for key, value in options.items()]
+    config = [_checked(key, value, SESSION_CONFIG, "session config entry", subject)
+              for key, value in (data.get("session_config") or {}).items()]
+    modes = tuple(data.get("modes") or ())
+    if unknown := [m for m in modes if m not in MODES]:
+        raise PerfkitError(subject, f"mode {unknown[0]!r} is not one perfkit runs", f"modes: {', '.join(MODES)}")
     provider_options = tuple((str(k), str(v)) for k, v in (data.get("provider_options") or {}).items())
-    return Target("ort", device, provider_options, threads, level, tuple(data.get("modes") or ()), tuple(pairs),
-                  config)
+    known = PROVIDER_OPTIONS.get(device, ())
+    if bad := [k for k, _ in provider_options if device == "cpu" or known and k not in known]:
+        raise PerfkitError(subject, f"provider option {bad[0]!r} is not one of {data['provider']}'s",
+                           f"its options: {', '.join(known) or 'none'}")
+    return Target("ort", device, provider_options, threads or None, level, modes, tuple(pairs), tuple(config))
+
+
+def _checked(key: str, value: Any, known: dict[str, Any], what: str, subject: str) -> tuple[str, str]:
+    """(key, value as a target holds it) when perfkit applies that key with that value; else the error."""
+    kind = known.get(key)
+    text = str(int(value)) if isinstance(value, bool) else str(value)
+    fits = kind is not None and (text.isdigit() and int(text) >= 1 if kind == "int" else text in kind)
+    if not fits:
+        raise PerfkitError(subject, f"{what} {key}={value!r} is not one perfkit applies",
+                           f"{what}s it applies: {', '.join(known)}, with onnxruntime's values")
+    return key, text
 
 
 def _environment(data: dict[str, Any]) -> Environment:

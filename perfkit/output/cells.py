@@ -166,7 +166,7 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     and a diagnosis of every row slower than its baseline."""
     out = [f"warning: {w}" for w in report.warnings]
     if report.search:
-        out += search_notes(report.search)
+        out += search_notes(report.search, len(report.results))
     out += row_warnings(report)
     noise = assess(report, verdict.baseline)
     if line := noise_line(noise):
@@ -190,14 +190,15 @@ def notes(report: Report, verdict: Verdict) -> list[str]:
     return out
 
 
-def search_notes(search: Search) -> list[str]:
-    """A tune run's answer first, then what the search tried and what it left out."""
-    statuses = Counter(t.status for t in search.trials)
-    tried = len({t.candidate for t in search.trials})
+def search_notes(search: Search, rows: int) -> list[str]:
+    """A tune run's answer first, then what the search tried (each configuration counted once, by how it
+    ended) and what it left out."""
+    final = {t.candidate: t.status for t in search.trials}  # in order: a configuration's last trial wins
+    ended = Counter(final.values())
     out = [search.answer,
-           f"searched {tried} configurations in {search.wall_s:.0f} s (time budget {search.time_budget_s:.0f} s, "
-           f"objective {search.objective}): {statuses['dropped']} dropped, {statuses['out']} halved away; "
-           "rows: the default, the best model file with a default session, and the winner, timed together"]
+           f"searched {len(final)} configurations besides the default in {search.wall_s:.0f} s (time budget "
+           f"{search.time_budget_s:.0f} s, objective {search.objective}): {ended['dropped']} dropped, {ended['out']} "
+           f"halved away; the {rows} rows above were timed together at the end, the default first"]
     out += [f"search: {n}" for n in search.notes]
     if search.config:
         out.append(f"tuned configuration: {search.config}")

@@ -15,9 +15,10 @@ PLOT_W, HEIGHT, LEFT = 520, 320, 150
 
 def search_section(search: Search) -> str:
     e = html.escape
+    tried = len({t.candidate for t in search.trials})
     return f"""<h2>The search</h2>
 <p><strong>{e(search.answer)}</strong></p>
-<p>{len(search.candidates)} configurations in {search.wall_s:.0f} s (time budget {search.time_budget_s:.0f} s),
+<p>{tried} configurations besides the default in {search.wall_s:.0f} s (time budget {search.time_budget_s:.0f} s),
 objective <code>{e(search.objective)}</code>. A score is how many times the default's speed a candidate ran,
 paired round by round with the default in the same stage; each stage keeps the better half and times it twice as
 long.</p>

@@ -94,6 +94,13 @@ def test_the_folder_holds_the_model_the_snippet_and_its_feed(written):
     (lambda d: {**d, "session_options": {"execution_mode": "FAST"}}, "session option execution_mode='FAST'"),
     (lambda d: {**d, "provider": "MagicExecutionProvider"}, "provider MagicExecutionProvider is not one"),
     (lambda d: {k: v for k, v in d.items() if k != "inputs"}, "config is damaged or incomplete"),
+    (lambda d: {**d, "session_config": {"session.intra_op.allow_spinning": "maybe"}},
+     "session config entry session.intra_op.allow_spinning='maybe' is not one perfkit applies"),
+    (lambda d: {**d, "session_config": {"no.such.key": "1"}}, "session config entry no.such.key='1'"),
+    (lambda d: {**d, "session_options": {"intra_op_num_threads": -1}}, "intra_op_num_threads=-1 is not a thread"),
+    (lambda d: {**d, "session_options": {"inter_op_num_threads": 0}}, "session option inter_op_num_threads=0"),
+    (lambda d: {**d, "modes": ["warp"]}, "mode 'warp' is not one perfkit runs"),
+    (lambda d: {**d, "provider_options": {"foo": "1"}}, "provider option 'foo' is not one of CPUExecutionProvider's"),
 ])
 def test_a_bad_config_is_one_clear_error(written, edit, match):
     data = edit(json.loads(written.read_text()))
@@ -152,3 +159,17 @@ def test_an_input_named_file_is_saved_in_the_feed(tmp_path):
 
 def test_tuned_from_is_written_as_an_absolute_path(written):
     assert json.loads(written.read_text())["tuned_from"]["path"].startswith("/")
+
+
+def test_bench_config_at_other_shapes_than_tuned_says_so(written, tmp_path):
+    from perfkit.bench import run_warnings
+    from perfkit.core.spec import Plan
+    from perfkit.options import make_spec
+    from perfkit.prepare import prepare
+
+    config = read_config(str(written))
+    same = prepare(make_spec(config.tuned_from, config=str(written), results_dir=None, plan=Plan()))
+    assert not any("tuned at" in w for w in run_warnings(fingerprint(), same))
+    other = prepare(make_spec(config.tuned_from, config=str(written), batch=(4,), results_dir=None, plan=Plan()))
+    assert any(w.endswith("tuned at x 2x16; measured here at other shapes, where its settings may not be the fastest")
+               for w in run_warnings(fingerprint(), other))
