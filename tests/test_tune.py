@@ -151,3 +151,15 @@ def test_p99_is_decided_on_tails_with_enough_calls(fake_backend, tmp_path):
     report = tune.run(make_tune_spec(bench, output_dir=str(tmp_path / "tuned"), objective="p99", time_budget="2m"))
     assert report.search.answer.startswith("tuned: fast") and "p99" in report.search.answer
     assert min(len(r.measurement.samples_ns) for r in report.results) >= 500
+
+
+def test_throughput_chooses_among_the_batches_each_judged_on_its_own_feeds(fake_backend, tmp_path):
+    # the fake call costs the same at any batch: batch 4 moves four times the items per second
+    model = fake_backend.write_model(tmp_path / "model.onnx", latency_ns=1_000_000)
+    bench = make_spec(model, results_dir=None, variants=("same",), batch=(1, 4), cache_dir=str(tmp_path / "cache"),
+                      plan=PLAN)
+    report = tune.run(make_tune_spec(bench, output_dir=str(tmp_path / "tuned"), objective="throughput",
+                                     time_budget="2m"))
+    assert "batch 4" in report.search.answer and "items per second" in report.search.answer
+    assert not any(t.status == "dropped" for t in report.search.trials)
+    assert written(tmp_path)["inputs"]["batch"] == 4
