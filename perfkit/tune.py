@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfkit.analysis.accuracy import parse_budget, within
-from perfkit.analysis.stats import required_n, tail_ratio
+from perfkit.analysis.stats import percentile, required_n, tail_ratio
 from perfkit.analysis.verdict import ratio_between
 from perfkit.core import VERSION
 from perfkit.core.errors import PerfkitError
@@ -194,9 +194,11 @@ class _Search:
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
         won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k], winner)
         answer = self.answer(winner, results, k, ratio, won)
+        caveats = (note,) if won and (note := load_note(results[0], results[k])) else ()
+        self.notes += caveats
         chosen, row = (winner, results[k]) if won else (self.default, results[0])
-        written = write_folder(Path(self.spec.output_dir), self.config(chosen, row, results[0], ratio if won else None),
-                               chosen.feeds.feeds[0])
+        config = replace(self.config(chosen, row, results[0], ratio if won else None), caveats=caveats)
+        written = write_folder(Path(self.spec.output_dir), config, chosen.feeds.feeds[0])
         search = Search(objective=self.spec.objective, time_budget_s=self.spec.time_budget_s,
                         wall_s=self.clock() - self.started, candidates=tuple(self.candidates),
                         trials=tuple(self.trials), answer=answer, winner=self.add(winner) if won else None,
@@ -242,6 +244,29 @@ class _Search:
             default_latency_ns=default.summary.median if default.summary else None,
             budget=self.prepared.spec.accuracy_budget, accuracy=row.accuracy, environment=self.env,
             perfkit_version=VERSION, created=now_stamp())
+
+
+LOAD_SPREAD = 1.5  # a row whose round medians span more than this (90th over 10th percentile) swung with the load
+
+
+def round_spread(row: Result) -> float | None:
+    """How far a row's per-round medians spread: their 90th percentile over their 10th; None with few rounds."""
+    blocks = sorted(b.median_ns for b in row.measurement.blocks) if row.measurement else []
+    if len(blocks) < 10 or blocks[0] <= 0:
+        return None
+    return percentile(blocks, 90) / percentile(blocks, 10)
+
+
+def load_note(default: Result, winner: Result) -> str:
+    """When the default's latency swung with the machine's load and the winner's did not, part of the speed-up
+    is the winner holding up while other programs run (spinning threads lose their cores): said, with how to
+    check it where the model will run."""
+    a, b = round_spread(default), round_spread(winner)
+    if a is None or b is None or a < LOAD_SPREAD or a < b * LOAD_SPREAD:
+        return ""
+    return (f"the default's per-round latency spread {a:.1f}× between busy and quiet spells, the winner's {b:.1f}×: "
+            "part of this speed-up is the winner holding up under other programs' load, and it will be smaller "
+            "on an idle machine — check with perfkit bench MODEL --config FILE where the model will run")
 
 
 def fitting(sizes: list[int]) -> Callable[[list[int]], list[list[int]]]:

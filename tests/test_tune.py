@@ -163,3 +163,24 @@ def test_throughput_chooses_among_the_batches_each_judged_on_its_own_feeds(fake_
     assert "batch 4" in report.search.answer and "items per second" in report.search.answer
     assert not any(t.status == "dropped" for t in report.search.trials)
     assert written(tmp_path)["inputs"]["batch"] == 4
+
+
+def row_with_rounds(medians):
+    from perfkit.core.model import Model
+    from perfkit.core.report import Block, Measurement, Result
+    from perfkit.core.spec import Target
+
+    blocks = tuple(Block(k, 5, m) for k, m in enumerate(medians))
+    measurement = Measurement(samples_ns=tuple(int(m) for m in medians), warmup_calls=1, warmup_ns=1, load_ns=1,
+                              first_call_ns=1, harness_ns=1, resolution_ns=1, blocks=blocks)
+    return Result(model=Model("m.onnx", "onnx", "d"), target=Target(), batch=1, shapes=(), status="ok",
+                  measurement=measurement)
+
+
+def test_a_speedup_from_a_default_that_swung_with_the_load_is_said_to_be_partly_load():
+    swinging = row_with_rounds([7e6, 18e6] * 10)  # spinning threads: fast when the other core is free
+    steady = row_with_rounds([4.7e6, 4.8e6] * 10)
+    assert tune.load_note(swinging, steady).startswith("the default's per-round latency spread 2.6× between busy and "
+                                                       "quiet spells, the winner's 1.0×")
+    assert tune.load_note(steady, steady) == ""
+    assert tune.load_note(swinging, swinging) == ""

@@ -76,3 +76,4 @@ class TunedConfig:
     environment: Environment
     perfkit_version: str
     created: str
+    caveats: tuple[str, ...] = ()  # what the speed-up should be read with (it partly came from the load)

@@ -65,7 +65,7 @@ def to_json(config: TunedConfig, folder: Path) -> str:
         "latency_ns": {"tuned": config.latency_ns, "default": config.default_latency_ns},
         "accuracy": {"budget": config.budget, "outputs": [dataclasses.asdict(a) for a in config.accuracy]},
         "environment": dataclasses.asdict(config.environment),
-        "perfkit_version": config.perfkit_version, "created": config.created,
+        "perfkit_version": config.perfkit_version, "created": config.created, "caveats": list(config.caveats),
     }
     return json.dumps(data, indent=1, allow_nan=False, default=str)
 
@@ -122,7 +122,7 @@ def _config(data: dict[str, Any], path: Path) -> TunedConfig:
         budget=accuracy.get("budget", ""),
         accuracy=tuple(OutputAccuracy(**a) for a in accuracy.get("outputs", ())),
         environment=_environment(data["environment"]), perfkit_version=data.get("perfkit_version", ""),
-        created=data.get("created", ""))
+        created=data.get("created", ""), caveats=tuple(data.get("caveats") or ()))
 
 
 def target_of(data: dict[str, Any], subject: str) -> Target:
