@@ -7,7 +7,7 @@ GPU row's figure includes and leaves out."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,10 +86,11 @@ MEMORY_SHARE = 0.6  # of the memory available at the start, what the open worker
 
 
 def measure_rows(cases: list[PlannedCase], spec: BenchSpec, skipped: dict[str, str],
-                 footprints: dict[str, tuple[int, dict[str, int]]], on_tick: Callable[[Tick], None]
-                 ) -> tuple[list[Result], str | None]:
+                 footprints: dict[str, tuple[int, dict[str, int]]], on_tick: Callable[[Tick], None],
+                 also: Sequence[tuple[int, int]] = ()) -> tuple[list[Result], str | None]:
     """Every case's row: the cases that run measured together in interleaved rounds (each in its own worker),
-    the others (skipped, not built) as they are; and a note when memory split the sweep into groups."""
+    the others (skipped, not built) as they are; and a note when memory split the sweep into groups. `also`:
+    (case, case) comparisons to time until decided beside those the verdict makes."""
     rows: dict[int, Result] = {}
     jobs: dict[int, tuple[Result, Case]] = {}
     for k, case in enumerate(cases):
@@ -99,7 +100,7 @@ def measure_rows(cases: list[PlannedCase], spec: BenchSpec, skipped: dict[str, s
         else:
             jobs[k] = job
     order = list(jobs)
-    pairs = [(order.index(b), order.index(k)) for b, k in compared_pairs(cases) if b in jobs and k in jobs]
+    pairs = [(order.index(b), order.index(k)) for b, k in (*compared_pairs(cases), *also) if b in jobs and k in jobs]
     sizes = [memory_estimate(jobs[k][0]) for k in order]
     available = available_memory()
     groups = memory_groups(sizes, pairs, int(available * MEMORY_SHARE)) if available else [list(range(len(order)))]

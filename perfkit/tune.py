@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfkit.analysis.accuracy import parse_budget, within
-from perfkit.analysis.stats import percentile, required_n, tail_ratio
+from perfkit.analysis.stats import percentile, quiet_rounds, ratio_in, required_n, tail_ratio
 from perfkit.analysis.verdict import ratio_between
 from perfkit.core import VERSION
 from perfkit.core.errors import PerfkitError
@@ -178,7 +178,7 @@ class _Search:
                                                   self.reference(o).task)
                                       for o in options], replace(bench, plan=plan), {},
                                      {o.variant.model.path: (footprint(o.variant.model.path), {}) for o in options},
-                                     self.on_tick)
+                                     self.on_tick, also=self.same_file_pairs(options))
         self.notes += [note] if note else []
         keys = [o.key for o in options]
         k = keys.index(winner.key)
@@ -191,6 +191,8 @@ class _Search:
                 self.notes.append(f"the session settings found read {extra.value:.2f}× ({extra.low:.2f}–"
                                   f"{extra.high:.2f}) the same file on the default session: not significantly "
                                   "faster, so that session is kept")
+        if k and (back := self.load_dependent(options, results, k, best_file, plan.threshold)) is not None:
+            winner, k = options[back], back
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
         won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k], winner)
         answer = self.answer(winner, results, k, ratio, won)
@@ -209,6 +211,38 @@ class _Search:
         if bench.results_dir:
             save(report, bench.results_dir, bench.store)
         return report
+
+    def plain_session(self, options: list[Option], k: int) -> int | None:
+        """The option before k that is k's file on the default session, if the A/B has it."""
+        return next((i for i, o in enumerate(options[:k]) if o.variant.model.path == options[k].variant.model.path
+                     and o.target.tuning_text == "" and o.target.threads == self.default.target.threads
+                     and o.feeds is options[k].feeds), None)
+
+    def same_file_pairs(self, options: list[Option]) -> list[tuple[int, int]]:
+        """(file on the default session, file on tuned settings) in the A/B: timed until decided, as the rules
+        below compare them."""
+        return [(i, k) for k in range(len(options)) if (i := self.plain_session(options, k)) is not None]
+
+    def load_dependent(self, options: list[Option], results: list[Result], k: int, best_file: Option | None,
+                       threshold: float) -> int | None:
+        """The row to fall back to when the winner's session settings win only while other programs hold the
+        machine: slower than the same file on the default session in the A/B's quietest rounds (fewer threads
+        beat a spinning default when a core is taken, and lose when it is free). None: the winner holds."""
+        same = self.plain_session(options, k)
+        if same is None:
+            return None
+        base, plain, tuned = results[0].measurement, results[same].measurement, results[k].measurement
+        if base is None or plain is None or tuned is None:
+            return None
+        quiet = quiet_rounds(base.blocks)
+        ratio = ratio_in(plain.blocks, tuned.blocks, quiet, threshold)
+        if ratio is None or not (ratio.significant and ratio.value < 1):
+            return None
+        self.notes.append(f"{self.candidates[self.add(options[k])].label} won only while the machine was busy: in the "
+                          f"A/B's quietest {len(quiet)} rounds it ran {ratio.value:.2f}× ({ratio.low:.2f}–"
+                          f"{ratio.high:.2f}) the same file on the default session, which is kept — on a machine "
+                          "shared with other work, compare them there with perfkit bench --config")
+        return same
 
     def inside(self, row: Result, option: Option) -> bool:
         ref = self.reference(option)
@@ -284,12 +318,12 @@ def fitting(sizes: list[int]) -> Callable[[list[int]], list[list[int]]]:
 
 
 def confirm_plan(plan: Plan, left_s: float, cases: int, overhead_s: float, objective: str = "median") -> Plan:
-    """The final A/B's plan: the bench plan, its maximum time cut to what the budget has left (its minimum
-    stays: the decision is never made on less); for p99, calls enough for a tail (`required_n`)."""
-    fit = left_s / cases - 2 * overhead_s
+    """The final A/B's plan: every row timed in every round for the time the budget has left, up to the plan's
+    maximum and never under its minimum — all rows through the same busy and quiet spells, which the rules on
+    load compare; for p99, calls enough for a tail (`required_n`)."""
+    fit = max(plan.min_time_s, min(plan.max_time_s, left_s / cases - 2 * overhead_s))
     calls = max(plan.min_rounds, required_n(99)) if objective == "p99" else plan.min_rounds
-    return replace(plan, max_time_s=max(plan.min_time_s, min(plan.max_time_s, fit)), min_rounds=calls,
-                   max_rounds=max(plan.max_rounds, calls))
+    return replace(plan, min_time_s=fit, max_time_s=fit, min_rounds=calls, max_rounds=max(plan.max_rounds, calls))
 
 
 def gain(base: Result, row: Result, objective: str, threshold: float) -> Ratio | None:

@@ -36,6 +36,9 @@ class FakeMachine:
     def __init__(self) -> None:
         self.now = 0
         self.drift: Callable[[int], float] = lambda _: 1.0
+        # A session on 1 thread pays this much more per call and ignores the drift, as a session that does not
+        # spin keeps its pace while other programs take cores (0: off, the default).
+        self.single_thread_cost = 0.0
 
     def __call__(self) -> int:
         return self.now
@@ -47,7 +50,7 @@ class FakeMachine:
         self.advance(ns * self.drift(self.now))
 
     def reset(self, drift: Callable[[int], float] = lambda _: 1.0) -> None:
-        self.now, self.drift = 0, drift
+        self.now, self.drift, self.single_thread_cost = 0, drift, 0.0
 
 
 MACHINE = FakeMachine()
@@ -66,13 +69,16 @@ class FakeBackend:
         if "fake.refuses" in meta:
             raise RuntimeError(meta["fake.refuses"])
         self.clock.advance(float(meta.get("fake.load_ns", 0)))
-        return FakeSession(self.clock, float(meta.get("fake.latency_ns", 1_000_000)),
-                           float(meta.get("fake.offset", 0.0)), tuple(o.name for o in proto.graph.output))
+        steady = bool(self.clock.single_thread_cost) and target.threads == 1
+        latency = float(meta.get("fake.latency_ns", 1_000_000)) * (1 + self.clock.single_thread_cost * steady)
+        return FakeSession(self.clock, latency, float(meta.get("fake.offset", 0.0)),
+                           tuple(o.name for o in proto.graph.output), steady)
 
 
 class FakeSession(Closing):
-    def __init__(self, clock: FakeMachine, latency_ns: float, offset: float, output_names: tuple[str, ...]) -> None:
-        self._clock, self._latency, self._offset = clock, latency_ns, offset
+    def __init__(self, clock: FakeMachine, latency_ns: float, offset: float, output_names: tuple[str, ...],
+                 steady: bool = False) -> None:
+        self._clock, self._latency, self._offset, self._steady = clock, latency_ns, offset, steady
         self._calls = 0
         self.output_names = output_names
         self.providers = (PROVIDER,)
@@ -82,7 +88,8 @@ class FakeSession(Closing):
         return np.asarray(next(iter(feed.values())), dtype=np.float32)
 
     def run(self, prepared: np.ndarray) -> list[Any]:
-        self._clock.run(self._latency * (1 + JITTER[self._calls % len(JITTER)]))
+        cost = self._latency * (1 + JITTER[self._calls % len(JITTER)])
+        self._clock.advance(cost) if self._steady else self._clock.run(cost)
         self._calls += 1
         return [prepared + np.float32(self._offset) for _ in self.output_names]
 

@@ -167,3 +167,17 @@ def tail_ratio(base: Sequence[int], row: Sequence[int], threshold: float, p: flo
              for _ in range(BOOTSTRAP)]
     low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
     return Ratio(value, low, high, _called(value, (low, high), threshold))
+
+
+QUIET_MARGIN = 1.25  # a round whose reference block ran within this of the reference's fastest: a quiet spell
+
+
+def quiet_rounds(reference: Sequence[Block], margin: float = QUIET_MARGIN) -> set[int]:
+    """The rounds in which the reference row ran near its fastest: when other programs left the machine alone."""
+    fastest = min((b.median_ns for b in reference), default=0.0)
+    return {b.round for b in reference if b.median_ns <= fastest * margin}
+
+
+def ratio_in(base: Sequence[Block], row: Sequence[Block], rounds: set[int], threshold: float) -> Ratio | None:
+    """paired_ratio over the given rounds only."""
+    return paired_ratio([b for b in base if b.round in rounds], [b for b in row if b.round in rounds], threshold)

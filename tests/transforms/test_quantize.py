@@ -81,10 +81,10 @@ def test_calibration_data_from_a_file(conv, tmp_path, rng):
     shapes = resolve_shapes(sig, Workload(batch=1), conv)
     made = calibration_feeds(sig, shapes, read_samples(str(path), sig, hold_out=False), 0, skip=8)
     feeds, source = made.feeds, made.source
-    assert [len(f["image"]) for f in feeds] == [8, 8, 4]  # calls of 8 when the batch is free, and the rest
+    assert [len(f["image"]) for f in feeds] == [5, 5, 5, 5]  # a free batch: calls of one size, up to 8
     assert source.startswith(f"{path} (20 of 20 samples, sha256 ")
     held_back = calibration_feeds(sig, shapes, read_samples(str(path), sig), 0, skip=8)
-    assert [len(f["image"]) for f in held_back.feeds] == [8, 7] and held_back.source.startswith(f"{path} (15 of 20")
+    assert [len(f["image"]) for f in held_back.feeds] == [5, 5, 5] and held_back.source.startswith(f"{path} (15 of 20")
     variant = build(conv, "int8-static", tmp_path, BuildContext(calibration=feeds, calibration_source=source))
     assert any(str(path) in n for n in variant.notes)
 
