@@ -280,6 +280,7 @@ def test_a_reference_that_cannot_run_is_said_and_nothing_is_compared(save, tmp_p
     assert all(r.accuracy == () for r in report.results)
 
 
+@pytest.mark.slow  # waits out a hang's timeout: about 12 s
 def test_a_variant_that_hangs_mid_run_is_a_failed_row_and_the_run_goes_on(relu_model, tmp_path, plugins):
     plugins("endless=tests.workers:endless_loop")
     plan = replace(FAST, isolate=True, timeout_s=4)

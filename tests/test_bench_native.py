@@ -71,6 +71,7 @@ def test_a_noisy_multithreaded_native_row_says_its_ratio_may_read_far_above_its_
     assert line not in render(replace(report, results=(single, onnx_row)), "table", width=250)
 
 
+@pytest.mark.slow  # a torch export and its variants, each in a worker: about 20 s
 def test_variants_of_a_native_model_are_built_from_its_conversion_in_isolated_workers(tmp_path):
     torch = pytest.importorskip("torch")
     from tests.torch_models import tiny_cnn

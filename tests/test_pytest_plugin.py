@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 pytest_plugins = ["pytester"]
 
 
@@ -53,6 +55,7 @@ def test_a_suite_times_variants_and_records_what_pytest_benchmark_lacks(pytester
     assert records["test_plain"]["stats"]["rounds"] >= 20  # rounds chosen from the call's own speed
 
 
+@pytest.mark.slow  # two pytest sessions in subprocesses: about 8 s
 def test_benchmark_compare_keeps_working(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("PERFKIT_CACHE", str(tmp_path / "cache"))
     pytester.makepyfile(test_suite='''

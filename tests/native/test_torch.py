@@ -141,6 +141,7 @@ def test_a_file_of_a_lone_tensor_is_no_model(tmp_path):
         converted(tmp_path, tmp_path / "t.pt")
 
 
+@pytest.mark.slow  # the console script in a fresh process importing torch: about 11 s
 def test_a_factory_beside_the_user_is_found_from_the_console_script(tmp_path):
     """`perfkit` runs from the venv's bin folder, so the user's working folder is not on sys.path by itself."""
     import shutil

@@ -144,6 +144,7 @@ def _feed(path):
     return {name: feed[name] for name in names}
 
 
+@pytest.mark.slow  # eight real exports built first: about 40 s
 @pytest.mark.parametrize("name, family", [("bert", "bert"), ("gpt2", "gpt2"), ("gpt2-torchscript", "gpt2"),
                                           ("vit", "vit"), ("bert-eager", "bert"), ("gpt2-fixed", "gpt2"),
                                           ("gpt2-ids", "gpt2"),
