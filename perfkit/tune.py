@@ -109,7 +109,7 @@ class _Search:
         self.notes += built.notes
         target = self.default.target
         batches = self.prepared.feeds if self.spec.objective == "throughput" else self.prepared.feeds[:1]
-        files = [Option(v, session_target(v, target), f) for v, judged in built.variants if judged.ok
+        files = [Option(b.variant, session_target(b.variant, target), f) for b in built.files if b.judged.ok
                  for f in batches]
         files += [Option(self.base, target, f) for f in batches[1:]]
         best_file = self.phase("model", files)

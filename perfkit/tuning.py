@@ -86,11 +86,23 @@ def judge_outputs(ref: Reference, checked: Outputs | None) -> Judged:
     return Judged(ok, reason, accuracy)
 
 
+@dataclass(frozen=True)
+class JudgedFile:
+    """A model file built, and how its outputs fared against the budget."""
+
+    variant: Variant
+    judged: Judged
+
+    @property
+    def label(self) -> str:
+        return self.variant.model.label
+
+
 @dataclass
 class Built:
     """The model files the search may time, each judged, and what building them said."""
 
-    variants: list[tuple[Variant, Judged]]
+    files: list[JudgedFile]
     notes: list[str]
 
 
@@ -105,7 +117,7 @@ class _Builder:
     on_progress: Progress
     notes: list[str]
 
-    def __call__(self, chain: tuple[Step, ...]) -> tuple[Variant, Judged] | None:
+    def __call__(self, chain: tuple[Step, ...]) -> JudgedFile | None:
         spec, label = self.prepared.spec, "+".join(s.label for s in chain)
         self.on_progress(f"[build] {label}")
         made = build_variant(self.prepared.model, chain, build_context(self.prepared, self.ref.outputs),
@@ -118,7 +130,7 @@ class _Builder:
         if isinstance(got, Failure):
             self.notes.append(f"{label} did not run ({got.reason})")
             return None
-        return made, judge_outputs(self.ref, got)
+        return JudgedFile(made, judge_outputs(self.ref, got))
 
 
 def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], deadline: float,
@@ -136,51 +148,51 @@ def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], 
         first = build(chain)
         if first is None:
             continue
-        if first[1].ok or not any(s.name.startswith("int8") for s in chain):
-            out.variants.append(first)
-            if not first[1].ok:
-                out.notes.append(f"{first[0].model.label} outside the budget: {first[1].reason}")
+        if first.judged.ok or not any(s.name.startswith("int8") for s in chain):
+            out.files.append(first)
+            if not first.judged.ok:
+                out.notes.append(f"{first.label} outside the budget: {first.judged.reason}")
             continue
-        out.notes.append(f"{first[0].model.label} outside the budget ({first[1].reason}): repairing toward float")
+        out.notes.append(f"{first.label} outside the budget ({first.judged.reason}): repairing toward float")
         to_repair.append((chain, first))
     for chain, first in to_repair:
         if fixed := repair(chain, first, build, prepared, deadline, out.notes):
-            out.variants.append(fixed)
+            out.files.append(fixed)
     return out
 
 
-Build = Callable[[tuple[Step, ...]], "tuple[Variant, Judged] | None"]
+Build = Callable[[tuple[Step, ...]], "JudgedFile | None"]
 
 
-def repair(chain: tuple[Step, ...], first: tuple[Variant, Judged], build: Build, prepared: Prepared,
-           deadline: float, notes: list[str]) -> tuple[Variant, Judged] | None:
+def repair(chain: tuple[Step, ...], first: JudgedFile, build: Build, prepared: Prepared,
+           deadline: float, notes: list[str]) -> JudgedFile | None:
     """The int8 chain's repairs in turn, the first inside the budget; then its most sensitive nodes (ranked
     layer by layer against the float model) kept in float, 1, 2, 4, … of them."""
     for fixed in int8_repairs(chain):
         if time.monotonic() > deadline:
-            notes.append(f"time budget: the repair of {first[0].model.label} stopped before {fixed[-1].label}")
+            notes.append(f"time budget: the repair of {first.label} stopped before {fixed[-1].label}")
             return None
         got = build(fixed)
-        if got and got[1].ok:
-            notes.append(f"{got[0].model.label} is inside the budget")
+        if got and got.judged.ok:
+            notes.append(f"{got.label} is inside the budget")
             return got
     if time.monotonic() > deadline:
-        notes.append(f"time budget: {first[0].model.label}'s nodes were not ranked by sensitivity")
+        notes.append(f"time budget: {first.label}'s nodes were not ranked by sensitivity")
         return None
-    ranked = sensitive(first[0], prepared)
+    ranked = sensitive(first.variant, prepared)
     if isinstance(ranked, str):
-        notes.append(f"could not rank {first[0].model.label}'s nodes by sensitivity: {ranked}")
+        notes.append(f"could not rank {first.label}'s nodes by sensitivity: {ranked}")
         return None
     for count in EXCLUDE_COUNTS:
         if count > len(ranked) // 2 or time.monotonic() > deadline:  # more than half in float: float with casts
             break
         excluded = with_excluded(chain, tuple(ranked[:count]))
         got = build(excluded) if excluded else None
-        if got and got[1].ok:
-            notes.append(f"{first[0].model.label} fits the budget with its {count} most sensitive node(s) in float: "
+        if got and got.judged.ok:
+            notes.append(f"{first.label} fits the budget with its {count} most sensitive node(s) in float: "
                          f"{', '.join(ranked[:count])}")
             return got
-    notes.append(f"no int8 repair of {first[0].model.label} fits the budget")
+    notes.append(f"no int8 repair of {first.label} fits the budget")
     return None
 
 

@@ -37,7 +37,8 @@ def files_for(path, tmp_path, chains, budget):
 
 def test_an_int8_file_outside_the_budget_keeps_its_most_sensitive_node_in_float(fragile, tmp_path):
     built = files_for(fragile, tmp_path, ("int8-static:qdq,u8s8",), "cos>=0.999")
-    ((variant, judged),) = built.variants
+    (file,) = built.files
+    variant, judged = file.variant, file.judged
     assert judged.ok and variant.model.label.endswith(f"exclude={FRAGILE}")
     assert any(n.startswith("int8-static:qdq,u8s8 outside the budget (logits: cos 0.86") for n in built.notes)
     assert any(f"fits the budget with its 1 most sensitive node(s) in float: {FRAGILE}" in n for n in built.notes)
@@ -45,5 +46,6 @@ def test_an_int8_file_outside_the_budget_keeps_its_most_sensitive_node_in_float(
 
 def test_a_file_inside_the_budget_is_kept_as_built(fragile, tmp_path):
     built = files_for(fragile, tmp_path, ("ort-opt:all",), "cos>=0.999")
-    ((variant, judged),) = built.variants
+    (file,) = built.files
+    variant, judged = file.variant, file.judged
     assert judged.ok and variant.model.label == "ort-opt:all" and built.notes == []
