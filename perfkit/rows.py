@@ -165,6 +165,8 @@ def row_job(case: PlannedCase, spec: BenchSpec, skipped: dict[str, str],
             if os.path.isdir(s.path) else os.path.getsize(s.path)
         return _row(case, s.as_model(), "failed", size_bytes=native_size), \
             Case(s.path, case.target, case.feeds.feeds, spec.plan, native=s)
+    if case.target.compare_as and (missing := get_backend(case.target.backend).unavailable(case.target)):
+        return skipped_row(case, f"{missing} — {SKIPPED_GPU}" if case.target.gpu else missing)  # a config's target
     target = session_target(s, case.target)
     size, ops = footprints.get(s.model.path) or (None, {})
     row = _row(case, s.model, "failed", target=target, size_bytes=size, ops=ops, notes=s.notes)

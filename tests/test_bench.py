@@ -352,3 +352,26 @@ def test_labels_that_do_not_fit_the_outputs_stop_the_run_before_anything_is_time
     with pytest.raises(PerfkitError, match="labels 6, 7 are not classes of output 'probabilities'"):
         bench.run(spec(path, eval=str(tmp_path / "eval.npz"), results_dir=str(tmp_path / "results")))
     assert not (tmp_path / "results").exists()
+
+
+def test_a_config_tuned_for_a_gpu_is_a_skipped_row_on_a_machine_without_one(tmp_path):
+    from dataclasses import replace as with_
+
+    import numpy as np
+    import onnx
+
+    from perfkit import bench
+    from perfkit.core.spec import QUICK_PLAN
+    from perfkit.files.tuned import write_folder
+    from perfkit.options import make_spec
+    from tests.files.test_tuned import config_for
+    from tests.models import mlp
+
+    onnx.save(mlp(), tmp_path / "m.onnx")
+    config = config_for(str(tmp_path / "m.onnx"))
+    gpu = with_(config, target=with_(config.target, device="cuda", session_config=(), session_options=()))
+    written = write_folder(tmp_path / "tuned", gpu, {"x": np.ones((2, 16), np.float32)})
+    report = bench.run(make_spec(str(tmp_path / "m.onnx"), config=str(written), results_dir=None,
+                                 plan=with_(QUICK_PLAN, isolate=False), cache_dir=str(tmp_path / "c")))
+    base, tuned = report.results
+    assert base.status == "ok" and tuned.status == "skipped" and "CUDAExecutionProvider" in tuned.reason
