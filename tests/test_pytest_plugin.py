@@ -68,8 +68,9 @@ def test_node(perfkit_benchmark):
     storage = f"file://{tmp_path / 'storage'}"
     first = pytester.runpytest_subprocess("--benchmark-only", f"--benchmark-storage={storage}", "--benchmark-autosave")
     first.assert_outcomes(passed=1)
+    # the median: one stall in 30 calls of 8 µs moved the mean 17x on a busy CI machine
     again = pytester.runpytest_subprocess("--benchmark-only", f"--benchmark-storage={storage}",
-                                          "--benchmark-compare", "--benchmark-compare-fail=mean:1000%")
+                                          "--benchmark-compare", "--benchmark-compare-fail=median:1000%")
     again.assert_outcomes(passed=1)
     assert "0001" in again.stdout.str()  # compared against the saved run
 
