@@ -152,6 +152,16 @@ def int8_repairs(chain: tuple[Step, ...]) -> list[tuple[Step, ...]]:
     return out
 
 
+def int8_trades(chain: tuple[Step, ...]) -> list[tuple[Step, ...]]:
+    """The chain with its int8 step moved away from float, for a file inside the budget with room to spare:
+    per-tensor scales instead of per-channel (fewer scales to apply per output channel). Empty when there is
+    nothing to give up."""
+    k = next((i for i, s in enumerate(chain) if s.name.startswith("int8")), None)
+    if k is None or dict(chain[k].options).get("per_channel") != "true":
+        return []
+    return [_rebuilt(chain, k, {**dict(chain[k].options), "per_channel": "false"})]
+
+
 def with_excluded(chain: tuple[Step, ...], nodes: tuple[str, ...]) -> tuple[Step, ...] | None:
     """The chain with its int8 step keeping `nodes` in float; None when it has no int8 step."""
     k = next((i for i, s in enumerate(chain) if s.name.startswith("int8")), None)

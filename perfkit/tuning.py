@@ -22,7 +22,7 @@ from perfkit.measure.workload import FeedSet
 from perfkit.output.units import fmt_bytes
 from perfkit.prepare import Prepared, Progress, build_context
 from perfkit.rows import session_target
-from perfkit.space import int8_repairs, with_excluded
+from perfkit.space import int8_repairs, int8_trades, with_excluded
 from perfkit.transforms import Step
 from perfkit.transforms.cache import Broken, Variant, build_variant
 
@@ -158,7 +158,22 @@ def build_files(prepared: Prepared, ref: Reference, cpu_flags: tuple[str, ...], 
     for chain, first in to_repair:
         if fixed := repair(chain, first, build, prepared, deadline, out.notes):
             out.files.append(fixed)
+    trade(prepared, build, deadline, out)
     return out
+
+
+def trade(prepared: Prepared, build: Build, deadline: float, out: Built) -> None:
+    """With build time left, each int8 file inside the budget once more with less precision (per-tensor
+    scales): faster where the budget allows it, and judged like the others."""
+    built = {f.label for f in out.files}
+    for chain in [c for c in prepared.chains if "+".join(s.label for s in c) in built]:
+        for cheaper in int8_trades(chain):
+            if time.monotonic() > deadline:
+                return
+            got = build(cheaper)
+            if got and got.judged.ok and got.label not in built:
+                out.files.append(got)
+                out.notes.append(f"{got.label}: per-tensor scales are inside the budget too")
 
 
 Build = Callable[[tuple[Step, ...]], "JudgedFile | None"]

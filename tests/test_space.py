@@ -53,3 +53,11 @@ def test_excluded_nodes_enter_the_chain_and_its_label():
     chain = with_excluded(parse_chain("int8-static:qdq,u8s8,per-channel"), ("/layer1/Conv", "Conv_2"))
     assert labels([chain]) == ["int8-static:u8s8,per-channel,exclude=/layer1/Conv,exclude=Conv_2"]
     assert dict(chain[0].options)["format"] == "qdq"
+
+
+def test_a_per_channel_int8_file_inside_the_budget_is_also_tried_per_tensor():
+    from perfkit.space import int8_trades
+
+    assert labels(int8_trades(parse_chain("int8-static:qdq,u8s8,per-channel"))) == ["int8-static:u8s8"]
+    assert labels(int8_trades(parse_chain("fusion+int8-dynamic:per-channel"))) == ["fusion+int8-dynamic"]
+    assert int8_trades(parse_chain("int8-static:qdq,u8s8")) == [] and int8_trades(parse_chain("fusion")) == []
