@@ -182,6 +182,7 @@ class _Search:
         self.notes += [note] if note else []
         keys = [o.key for o in options]
         k = keys.index(winner.key)
+        picked = self.candidates[self.add(winner)].label if k else ""  # the search's pick, before the A/B's rules
         if best_file and winner.variant.model.path == best_file.variant.model.path and \
                 0 < keys.index(best_file.key) < k:  # session settings must pay for themselves, on the same file
             f = keys.index(best_file.key)
@@ -195,7 +196,7 @@ class _Search:
             winner, k = options[back], back
         ratio = gain(results[0], results[k], self.spec.objective, plan.threshold) if k else None
         won = ratio is not None and ratio.significant and ratio.value > 1 and self.inside(results[k], winner)
-        answer = self.answer(winner, results, k, ratio, won)
+        answer = self.answer(winner, results, k, ratio, won, picked)
         caveats = (note,) if won and (note := load_note(results[0], results[k])) else ()
         self.notes += caveats
         chosen, row = (winner, results[k]) if won else (self.default, results[0])
@@ -248,7 +249,8 @@ class _Search:
         ref = self.reference(option)
         return row.status == "ok" and (ref.outputs is None or within(row.accuracy, ref.budget, row.task)[0])
 
-    def answer(self, winner: Option, results: list[Result], k: int, ratio: Ratio | None, won: bool) -> str:
+    def answer(self, winner: Option, results: list[Result], k: int, ratio: Ratio | None, won: bool,
+               picked: str = "") -> str:
         """The answer in one sentence, each way it can come out said as it is."""
         name = self.candidates[self.add(winner)].label
         measure = "items per second" if self.spec.objective == "throughput" else self.spec.objective
@@ -256,6 +258,8 @@ class _Search:
         stays = "the default stays: "
         if won:
             return f"tuned: {name} runs {figure} the default's {measure}"
+        if k == 0 and picked:
+            return stays + f"the search's pick, {picked}, did not hold up in the final A/B (the notes say why)"
         if k == 0:
             return stays + "no configuration beat onnxruntime's default session on the model as given in the search"
         if ratio is None:

@@ -198,3 +198,13 @@ def test_a_session_that_wins_only_while_the_machine_is_busy_is_not_the_answer(fa
     assert report.search.answer.startswith("tuned: fast runs")  # the file, on the default session
     assert any("won only while the machine was busy: in the A/B's quietest" in n for n in report.search.notes)
     assert written(tmp_path)["session_options"]["intra_op_num_threads"] == 0
+
+
+def test_a_pick_that_does_not_hold_up_in_the_ab_is_named_when_the_default_stays(fake_backend, tmp_path):
+    fake_backend.MACHINE.reset(drift=lambda now: 1.0 if (now // 300_000_000) % 7 == 0 else 3.0)
+    fake_backend.MACHINE.single_thread_cost = 0.3
+    plan = replace(PLAN, min_time_s=1.0, max_time_s=1.0, block_s=0.005, max_rounds=20_000)
+    report = run(fake_backend, tmp_path, ("same",), plan=plan)
+    assert re.match(r"the default stays: the search's pick, base · 1 thread.*, did not hold up in the final A/B",
+                    report.search.answer)
+    assert any("won only while the machine was busy" in n for n in report.search.notes)
