@@ -16,13 +16,14 @@ GZIP, BZ2, XZ, ZLIB = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x78"
 RDS_HEADS = (b"X\n", b"RDX2\n", b"RDX3\n")
 LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch.save before 1.6, pickled first
 HEAD_BYTES = 64
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"  # what a clone without git-lfs holds instead of the file
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    """What a path holds. Folders: mlflow, savedmodel, mleap, coreml, directory. Files: hdf5, pickle, zip
-    archives (torch, keras, skops, mleap, damaged-zip, or plain zip), rds, compressed, pmml, coreml, and
-    onnx for anything else (what perfkit reads by default)."""
+    """What a path holds. Folders: mlflow, savedmodel, mleap, coreml, directory. Files: lfs-pointer, hdf5,
+    pickle, zip archives (torch, keras, skops, mleap, damaged-zip, or plain zip), rds, compressed, pmml, coreml,
+    and onnx for anything else (what perfkit reads by default)."""
 
     kind: str
     members: tuple[str, ...] = ()  # a zip archive's entries
@@ -34,6 +35,8 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed(_folder_kind(path))
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
+    if head.startswith(LFS_POINTER):
+        return Sniffed("lfs-pointer")
     if head.startswith(HDF5):
         return Sniffed("hdf5")
     if looks_like_pickle(head):
@@ -59,7 +62,14 @@ def sniff_given(path_text: str, empty_fix: str) -> tuple[Path, Sniffed]:
         raise PerfkitError(path_text, "no such file or folder", "check the path")
     if path.is_file() and path.stat().st_size == 0:
         raise PerfkitError(path_text, "the file is empty", empty_fix)
-    return path, sniff(path)
+    sniffed = sniff(path)
+    if sniffed.kind == "lfs-pointer":
+        raise PerfkitError(path_text, *LFS_HINT)
+    return path, sniffed
+
+
+LFS_HINT = ("a git-LFS pointer, not the model's bytes (the repository was cloned without git-lfs)",
+            "run `git lfs pull` in the repository (after `git lfs install`), then try again")
 
 
 def _folder_kind(path: Path) -> str:

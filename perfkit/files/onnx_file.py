@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import Model, Signature, TensorInfo
-from perfkit.files.formats import sniff
+from perfkit.files.formats import LFS_HINT, sniff
 
 if TYPE_CHECKING:
     import onnx
@@ -46,6 +46,8 @@ def open_onnx(path_text: str) -> tuple[Model, onnx.ModelProto]:
     kind = sniff(path).kind
     if path.is_dir() and kind not in NATIVE_HINTS:
         raise PerfkitError(path_text, "is a directory", "give the .onnx file inside it")
+    if kind == "lfs-pointer":
+        raise PerfkitError(path_text, *LFS_HINT)
     if kind in NATIVE_HINTS:
         what, fix = NATIVE_HINTS[kind]
         raise PerfkitError(path_text, f"is {what}, not ONNX", fix)

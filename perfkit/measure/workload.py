@@ -15,6 +15,7 @@ module, which records no types, takes it from there for its export, else int64 f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,11 @@ def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1,
     import numpy as np
 
     infos = {i.name: i for i in sig.inputs}
+    for name, shape in shapes.shapes:
+        size = math.prod(shape) * numpy_dtype(infos[name].dtype).itemsize if infos[name].dtype != "string" else 0
+        if size > MAX_FEED_BYTES:
+            raise PerfkitError(subject, f"input '{name}' declares shape {_show(shape)}: {size / 2**30:,.0f} GiB to "
+                               "synthesise for one feed", f"give its real size with --shape {name}=D1xD2…")
     feeds = []
     for k in range(count):
         rng = np.random.default_rng([seed, k])
@@ -250,6 +256,7 @@ def _check_arrays(subject: str, arrays: dict, sig: Signature) -> Shapes:
     return Shapes(shapes, _items_per_call(None, [s for _, s in shapes]), ())
 
 
+MAX_FEED_BYTES = 2 << 30  # one synthetic input above this is a declared shape nobody runs (1x10^6x10^6)
 CALIBRATION_SAMPLES = 32  # synthetic calibration items: enough for MinMax ranges to settle on random data
 CALIBRATION_CHUNK = 8  # items per calibration call when the batch dim is free: fewer calls, same ranges
 HOLD_OUT_SHARE = 4  # one calibration sample in this many is kept back to judge accuracy on...

@@ -83,3 +83,17 @@ def test_legacy_torch_files_are_known_by_their_magic_number(tmp_path):
     assert legacy_torch(path)
     path.write_bytes(pickle.dumps(12345, protocol=2))
     assert not legacy_torch(path)
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.pt", "model.safetensors"])
+def test_a_git_lfs_pointer_says_to_fetch_the_file(tmp_path, name):
+    from perfkit.files.formats import sniff_given
+    from perfkit.files.onnx_file import open_onnx
+
+    path = tmp_path / name
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 46827520\n")
+    message = r"a git-LFS pointer, not the model's bytes .* — run `git lfs pull` in the repository"
+    with pytest.raises(PerfkitError, match=message):
+        sniff_given(str(path), "save it again")
+    with pytest.raises(PerfkitError, match=message):
+        open_onnx(str(path))

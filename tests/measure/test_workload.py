@@ -315,3 +315,11 @@ def test_eval_data_that_does_not_fit_is_an_error(tmp_path, arrays, message):
     np.savez(tmp_path / "eval.npz", **arrays)
     with pytest.raises(PerfkitError, match=message):
         read_labelled(str(tmp_path / "eval.npz"), FEATURES)
+
+
+def test_a_declared_shape_too_large_to_synthesise_names_the_input_and_asks_for_its_size():
+    huge = Signature((TensorInfo("x", "float32", (1, 1_000_000, 1_000_000)),), ())
+    shapes = resolve_shapes(huge, Workload(), "m.onnx")
+    with pytest.raises(PerfkitError, match=r"m.onnx: input 'x' declares shape \[1, 1000000, 1000000\]: 3,725 GiB to "
+                                           r"synthesise for one feed — give its real size with --shape x=D1xD2…"):
+        synthesize(huge, shapes, 0, subject="m.onnx")
