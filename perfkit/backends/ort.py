@@ -14,6 +14,7 @@ from perfkit.core.spec import OPT_LEVEL_NAMES, PROVIDERS, Target
 
 QUIET = 4  # onnxruntime's log level "fatal": its errors come back in the row's reason, its warnings are noise
 NON_NUMPY = ("bfloat16", "float8")  # element types onnxruntime's numpy bridge cannot hand over directly
+OLDEST_OPSET = 7  # the first opset onnxruntime has kernels for
 
 
 def provider_name(target: Target) -> str:
@@ -214,8 +215,15 @@ def explain_load_error(exc: BaseException, provider: str) -> tuple[str, str]:
     """(what is wrong, how to fix) for an exception from InferenceSession()."""
     msg = clean_message(exc)
     if m := re.search(r"Could not find an implementation for (\w+)\((\d+)\)", msg):
+        if int(m[2]) < OLDEST_OPSET:
+            return (f"no onnxruntime kernel for {m[1]} at opset {m[2]}: onnxruntime runs opset {OLDEST_OPSET} and "
+                    "later", "upgrade the model with onnx.version_converter.convert_version(model, 17), or "
+                    "re-export it")
         return (f"no onnxruntime kernel for {m[1]} (opset {m[2]}) on {provider} with these types",
                 "try another --target, or re-export with ops and types this provider supports")
+    if m := re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", msg):
+        return (f"IR version {m[1]} is newer than this onnxruntime reads (≤ {m[2]})",
+                f"upgrade onnxruntime, or set model.ir_version = {m[2]} and save it again if its ops allow")
     if m := re.search(r"(\S+:\w+)\(-?\d+\) is not a registered function/op", msg):
         return (f"op {m[1]} is unknown to onnxruntime",
                 "register the custom-op library that defines it, or re-export without it")

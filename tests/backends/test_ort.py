@@ -74,3 +74,21 @@ def test_a_nested_onnxruntime_error_reads_as_its_reason_without_cpp_locations():
             "graph.cc:4164 AddInitializedOrtValue Attempt to replace the existing tensor")
     assert clean_message(RuntimeError(text)) == ("Exception during initialization: Attempt to replace the existing "
                                                  "tensor")
+
+
+def test_a_newer_ir_version_and_an_opset_older_than_onnxruntime_say_what_to_do(tmp_path):
+    import onnx
+
+    from tests.models import mlp
+
+    newer, older = mlp(), mlp()
+    newer.ir_version = 99
+    older.opset_import[0].version = 6
+    onnx.save(newer, tmp_path / "newer.onnx")
+    onnx.save(older, tmp_path / "older.onnx")
+    with pytest.raises(PerfkitError, match=r"newer.onnx: IR version 99 is newer than this onnxruntime reads \(≤ \d+\) "
+                                           r"— upgrade onnxruntime, or set model.ir_version = \d+"):
+        ORT.open(str(tmp_path / "newer.onnx"), Target())
+    with pytest.raises(PerfkitError, match=r"older.onnx: no onnxruntime kernel for \w+ at opset 6: onnxruntime runs "
+                                           r"opset 7 and later — upgrade the model with onnx.version_converter"):
+        ORT.open(str(tmp_path / "older.onnx"), Target())
