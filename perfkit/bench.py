@@ -15,7 +15,7 @@ from perfkit.files.tuned import differences
 from perfkit.measure.env import conflicting_runtimes, fingerprint
 from perfkit.measure.interleave import Tick
 from perfkit.measure.targets import check_targets
-from perfkit.measure.workload import SYNTHETIC_CALIBRATION
+from perfkit.measure.workload import SYNTHETIC_CALIBRATION, nan_inputs
 from perfkit.output.store import Store
 from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, prepare, references
 from perfkit.rows import measure_row, measure_rows, plan_cases
@@ -82,6 +82,10 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
                    "--shape INPUT=D1xD2…, or --batch")
     if prepared.calibration.synthetic and not prepared.spec.calibration:
         out.append(SYNTHETIC_CALIBRATION)
+    for wl, f in zip(prepared.spec.workloads, prepared.feeds, strict=True):
+        if wl.inputs and (found := nan_inputs(f.feeds[0])):
+            out.append(f"{wl.inputs}: {'; '.join(found)} — rows whose outputs turn NaN are marked invalid; clean "
+                       "the data, unless the model imputes missing values")
     if tuned := prepared.tuned:
         here = file_digest_of(tuned.model)
         out += [f"{prepared.spec.config}: {d}" for d in differences(tuned, prepared.model.digest, env, here)]

@@ -375,3 +375,19 @@ def test_a_config_tuned_for_a_gpu_is_a_skipped_row_on_a_machine_without_one(tmp_
                                  plan=with_(QUICK_PLAN, isolate=False), cache_dir=str(tmp_path / "c")))
     base, tuned = report.results
     assert base.status == "ok" and tuned.status == "skipped" and "CUDAExecutionProvider" in tuned.reason
+
+
+def test_inputs_holding_nan_are_flagged_before_the_rows(relu_model, tmp_path):
+    import numpy as np
+
+    from perfkit import bench
+    from perfkit.core.spec import QUICK_PLAN
+    from perfkit.options import make_spec
+
+    data = np.ones((1, 4), np.float32)
+    data[0, 1] = np.nan
+    np.savez(tmp_path / "in.npz", x=data)
+    report = bench.run(make_spec(relu_model, inputs=str(tmp_path / "in.npz"), results_dir=None,
+                                 plan=replace(QUICK_PLAN, isolate=False)))
+    assert any(w.startswith(f"{tmp_path / 'in.npz'}: 'x' holds 1 NaN of 4 values — rows whose outputs turn NaN")
+               for w in report.warnings)

@@ -42,18 +42,25 @@ def read_arrays(path_text: str) -> dict[str, np.ndarray] | np.ndarray:
         raise PerfkitError(path_text, "no such file" if not path.exists() else "not a file", "check the path")
     with path.open("rb") as f:
         magic = f.read(6)
-    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # 05 06: a zip with no entries
         what = "not a readable .npz/.npy file: a pickle" if looks_like_pickle(magic) else "not a .npz/.npy file"
         raise PerfkitError(path_text, f"{what}; perfkit reads numpy's own formats only", NPZ_FIX)
+    name = ""  # the array being read, to name it in an error
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded:
-            return dict(loaded.items())
+            arrays = {}
+            for name in loaded.files:
+                arrays[name] = loaded[name]
+            if not arrays:
+                raise PerfkitError(path_text, "holds no arrays", NPZ_FIX)
+            return arrays
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise PerfkitError(path_text, "holds a pickled (object) array, which perfkit will not load",
+            which = f"'{name}' is a pickled (object) array" if name else "holds a pickled (object) array"
+            raise PerfkitError(path_text, f"{which}, which perfkit will not load",
                                "save plain numeric or string arrays with np.savez") from None
         raise PerfkitError(path_text, f"not a readable .npz/.npy file ({exc})", "save it with np.savez") from None
     except (OSError, EOFError) as exc:

@@ -113,8 +113,9 @@ def external_data_files(proto: onnx.ModelProto, path: Path) -> list[Path]:
         end = (info.offset or 0) + (info.length or 0)
         files[target] = max(files.get(target, 0), end)
     for target, end in files.items():
-        if target.stat().st_size < end:
-            raise PerfkitError(str(path), f"external data file '{target.name}' is shorter than the model says",
+        if (size := target.stat().st_size) < end:
+            raise PerfkitError(str(path), f"external data file '{target.name}' is shorter than the model says "
+                               f"({size:,} bytes; its tensors reach byte {end:,})",
                                "copy the complete file next to the model")
     return sorted(files)
 

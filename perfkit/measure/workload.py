@@ -484,3 +484,15 @@ def _samples_signature(sig: Signature) -> Signature:
     """The signature with a free first dim, so any number of samples passes the shape check."""
     inputs = tuple(replace(i, shape=("samples", *i.shape[1:])) if i.shape else i for i in sig.inputs)
     return Signature(inputs, sig.outputs)
+
+
+def nan_inputs(feed: dict[str, Any]) -> list[str]:
+    """The user's inputs that hold NaN, with how many: outputs computed from them are NaN too, unless the model
+    imputes them (scikit-learn's SimpleImputer does)."""
+    import numpy as np
+
+    out = []
+    for name, array in feed.items():
+        if isinstance(array, np.ndarray) and array.dtype.kind == "f" and (count := int(np.isnan(array).sum())):
+            out.append(f"'{name}' holds {count:,} NaN of {array.size:,} values")
+    return out

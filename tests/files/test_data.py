@@ -44,3 +44,12 @@ def test_a_table_that_will_not_parse_is_one_line(tmp_path):
     path.write_text("not parquet")
     with pytest.raises(PerfkitError, match="could not be read as a table"):
         read_table(str(path))
+
+
+def test_an_empty_npz_and_an_object_array_are_named(tmp_path):
+    np.savez(tmp_path / "empty.npz")
+    with pytest.raises(PerfkitError, match=r"empty.npz: holds no arrays — save it with np.savez"):
+        read_arrays(str(tmp_path / "empty.npz"))
+    np.savez(tmp_path / "obj.npz", x=np.ones(3, np.float32), labels=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(PerfkitError, match=r"obj.npz: 'labels' is a pickled \(object\) array, which perfkit will not"):
+        read_arrays(str(tmp_path / "obj.npz"))
