@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from perfkit.backends import Closing
@@ -28,7 +29,10 @@ def missing() -> str | None:
 
 
 def frameworks():
-    """(keras, tensorflow), imported quietly."""
+    """(keras, tensorflow), imported quietly, and without leaving a ~/.keras/keras.json behind: Keras writes one
+    on import where none exists, so perfkit points it at its cache folder then (a user's own is kept)."""
+    if "KERAS_HOME" not in os.environ and not (Path.home() / ".keras" / "keras.json").exists():
+        os.environ["KERAS_HOME"] = str(Path(os.environ.get("PERFKIT_CACHE") or ".perfkit-cache").resolve() / "keras")
     with silenced(2):
         import keras
         import tensorflow

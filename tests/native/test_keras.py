@@ -90,3 +90,16 @@ def test_a_normalization_layer_keeps_its_constants_as_weights_not_inputs(tmp_pat
     graph = onnx.load(str(tmp_path / "out.onnx")).graph
     weights = {t.name for t in graph.initializer}
     assert [i.name for i in graph.input if i.name not in weights] == ["image"]
+
+
+@pytest.mark.slow  # TensorFlow imported in a fresh process: about 10 s
+def test_importing_keras_leaves_no_keras_json_in_the_users_home(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from perfkit.backends.keras import frameworks; frameworks()"
+    env = {**os.environ, "HOME": str(tmp_path), "PERFKIT_CACHE": str(tmp_path / "cache")}
+    env.pop("KERAS_HOME", None)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
+    assert not (tmp_path / ".keras").exists() and (tmp_path / "cache" / "keras").is_dir()
