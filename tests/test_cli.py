@@ -39,7 +39,7 @@ def test_bench_prints_a_table_and_stores_the_run(cli, relu_model, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["bench", "missing.onnx"], "perfkit: error: missing.onnx: no such file — check the path"),
+    (["bench", "missing.onnx"], "perfkit: error: missing.onnx: no such file or folder — check the path"),
     (["bench", "{model}", "--dim", "nope=3"], "perfkit: error: --dim nope: no input has a dim of that name"),
     (["bench", "{model}", "--target", "ort:nopu"], "perfkit: error: --target ort:nopu: nopu is not in this"),
     (["show", "nothing-here"], "perfkit: error: nothing-here: no run with that id"),
@@ -71,7 +71,7 @@ def test_compare_of_two_model_files_with_a_bad_path_is_one_line(cli, relu_model,
 def test_debug_shows_the_traceback(cli):
     result = cli("bench", "missing.onnx", "--debug")
     assert result.exit_code == 1 and isinstance(result.exception, PerfkitError)  # raised, not turned into exit 2
-    assert str(result.exception) == "missing.onnx: no such file — check the path"
+    assert str(result.exception) == "missing.onnx: no such file or folder — check the path"
 
 
 def test_failed_rows_exit_3_and_output_file_is_written(cli, nan_model, tmp_path):

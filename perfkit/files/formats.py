@@ -59,13 +59,26 @@ def sniff_given(path_text: str, empty_fix: str) -> tuple[Path, Sniffed]:
     """A path the user gave, and what it holds; one line when it is missing, or an empty file."""
     path = Path(path_text)
     if not path.exists():
-        raise PerfkitError(path_text, "no such file or folder", "check the path")
+        raise PerfkitError(path_text, *missing(path))
     if path.is_file() and path.stat().st_size == 0:
         raise PerfkitError(path_text, "the file is empty", empty_fix)
     sniffed = sniff(path)
     if sniffed.kind == "lfs-pointer":
         raise PerfkitError(path_text, *LFS_HINT)
     return path, sniffed
+
+
+def missing(path: Path) -> tuple[str, str]:
+    """(what, fix) for a path that does not lead to anything: a symbolic link that loops or dangles is said so,
+    not called missing."""
+    if path.is_symlink() or any(p.is_symlink() for p in path.parents if p != p.parent):
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # a loop: Python names it so
+            return "a symbolic link that loops back on itself", "point the link at the model file"
+        except OSError:
+            return "a symbolic link to nothing (its target is missing)", "point the link at the model file"
+    return "no such file or folder", "check the path"
 
 
 LFS_HINT = ("a git-LFS pointer, not the model's bytes (the repository was cloned without git-lfs)",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import Model, Signature, TensorInfo
-from perfkit.files.formats import LFS_HINT, sniff
+from perfkit.files.formats import LFS_HINT, missing, sniff
 
 if TYPE_CHECKING:
     import onnx
@@ -42,7 +42,7 @@ def open_onnx(path_text: str) -> tuple[Model, onnx.ModelProto]:
     """Check an ONNX file thoroughly without running it; external data is located but not loaded."""
     path = Path(path_text)
     if not path.exists():
-        raise PerfkitError(path_text, "no such file", "check the path")
+        raise PerfkitError(path_text, *missing(path))
     kind = sniff(path).kind
     if path.is_dir() and kind not in NATIVE_HINTS:
         raise PerfkitError(path_text, "is a directory", "give the .onnx file inside it")

@@ -97,3 +97,15 @@ def test_a_git_lfs_pointer_says_to_fetch_the_file(tmp_path, name):
         sniff_given(str(path), "save it again")
     with pytest.raises(PerfkitError, match=message):
         open_onnx(str(path))
+
+
+def test_a_symlink_loop_and_a_dangling_link_are_said_so(tmp_path):
+    from perfkit.files.formats import sniff_given
+
+    (tmp_path / "a.onnx").symlink_to(tmp_path / "b.onnx")
+    (tmp_path / "b.onnx").symlink_to(tmp_path / "a.onnx")
+    (tmp_path / "gone.onnx").symlink_to(tmp_path / "never.onnx")
+    with pytest.raises(PerfkitError, match=r"a.onnx: a symbolic link that loops back on itself — point the link"):
+        sniff_given(str(tmp_path / "a.onnx"), "")
+    with pytest.raises(PerfkitError, match=r"gone.onnx: a symbolic link to nothing \(its target is missing\)"):
+        sniff_given(str(tmp_path / "gone.onnx"), "")

@@ -47,7 +47,7 @@ def test_truncated_model(tmp_path):
 
 
 def test_missing_path_and_directory(tmp_path):
-    with pytest.raises(PerfkitError, match="no such file — check the path"):
+    with pytest.raises(PerfkitError, match="no such file or folder — check the path"):
         open_onnx(str(tmp_path / "nope.onnx"))
     with pytest.raises(PerfkitError, match="is a directory"):
         open_onnx(str(tmp_path))
