@@ -124,6 +124,20 @@ def test_bench_and_convert_and_inspect_from_the_command_line(cli, classifier, tm
     assert '"kind": "onnx"' in inspected.stdout
 
 
+def test_a_conversion_whose_parity_is_off_exits_3(cli, tmp_path):
+    import joblib
+    import numpy as np
+    from sklearn.neighbors import KNeighborsRegressor
+
+    # float32 distances in the converted graph: answers differ from scikit-learn's beyond the tolerance
+    rng = np.random.default_rng(0)
+    joblib.dump(KNeighborsRegressor(n_neighbors=3).fit(rng.standard_normal((500, 8)) * 100,
+                                                       rng.standard_normal(500) * 1000), tmp_path / "knn.joblib")
+    converted = cli("convert", tmp_path / "knn.joblib", "-o", tmp_path / "knn.onnx", "--trust")
+    assert converted.exit_code == 3 and "parity: OFF" in converted.stdout
+    assert "perfkit: parity OFF: " in converted.stderr and "not to deploy" in converted.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["convert", "{model}", "-o", "nowhere/x.onnx", "--trust"], "nowhere/x.onnx: its folder does not exist"),
     (["convert", "{model}", "-o", "x.txt", "--trust"], "x.txt: not an .onnx path"),

@@ -154,11 +154,15 @@ def convert(model, output, shapes, inputs, batch, trust, factory, opset, float64
     """Convert a native MODEL to ONNX and check that the ONNX model gives the native model's answers."""
     from perfkit.convert import run_convert
 
-    lines, _ = run_convert(model, output, shapes=shapes, inputs=inputs, batch=batch, trust=trust,
-                           factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout)
+    lines, result = run_convert(model, output, shapes=shapes, inputs=inputs, batch=batch, trust=trust,
+                                factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout)
     for line in lines:
         click.echo(line)
     click.echo(f"wrote {output}", err=True)
+    if not result.ok:  # a script that converts and deploys must not ship other answers than the native model's
+        click.echo(f"perfkit: parity OFF: {output} gives other answers than {model} — it is written for a look, "
+                   "not to deploy", err=True)
+        sys.exit(EXIT_ROW_FAILED)
 
 
 @main.command()
