@@ -82,12 +82,14 @@ def _load_skops(native: NativeModel) -> Any:
 
 
 def estimator_kind(est: Any) -> str:
-    from sklearn.base import is_classifier, is_regressor
+    from sklearn.base import is_classifier, is_outlier_detector, is_regressor
 
     if is_classifier(est):
         return "classifier"
     if is_regressor(est):
         return "regressor"
+    if is_outlier_detector(est):
+        return "outlier"  # IsolationForest: a label (-1/1) and its score, no transform
     if hasattr(est, "predict") and hasattr(est, "transform"):
         return "clusterer"  # KMeans: a label and the distances
     return "transformer"
@@ -156,6 +158,8 @@ def output_methods(est: Any, count: int) -> list[str]:
         return ["predict", "predict_proba" if hasattr(est, "predict_proba") else "decision_function"][:count]
     if kind == "clusterer":
         return ["predict", "transform"][:count]
+    if kind == "outlier":
+        return ["predict", "decision_function"][:count]
     return ["predict" if kind == "regressor" else "transform"][:count]
 
 
@@ -182,6 +186,7 @@ class SklearnSession(Closing):
         names = [m.__name__ for m in self._methods]
         self._one_pass = names == ["predict", "predict_proba"]
         self._kind = estimator_kind(est)
+        self._dtype: Any = None  # what float rows are fed as: float64 (sklearn's own), or what it was fitted on
         self.settings = {"requested": "sklearn", "scikit-learn": sklearn.__version__,
                          "threads": "estimator's own (n_jobs)",
                          "timed": "predict_proba + argmax" if self._one_pass else " + ".join(names)}
@@ -201,17 +206,27 @@ class SklearnSession(Closing):
 
             return pd.DataFrame({p.name: _column(feed[p.name]) for p in self._native.inputs})
         x = feed[self._native.inputs[0].name]
-        return x.astype(np.float64) if x.dtype == np.float32 else x
+        if x.dtype != np.float32:
+            return x
+        if self._dtype is None:  # fitted on float32 (KMeans keeps its centers so): its Cython wants float32 back
+            try:
+                self._methods[0](x[:1].astype(np.float64))
+                self._dtype = np.float64
+            except ValueError as exc:
+                if "dtype" not in str(exc):
+                    raise
+                self._dtype = np.float32
+        return x.astype(self._dtype)
 
     def run(self, prepared: Any) -> list[Any]:
         """Each output as the ONNX model gives it: labels (N,), probabilities and transforms (N, k), a
-        regressor's values (N, 1)."""
+        regressor's values and an outlier detector's label and score (N, 1)."""
         import numpy as np
 
         out = []
         for method in self._methods:
             value = np.asarray(method(prepared))
-            labels = method.__name__ == "predict" and self._kind != "regressor"
+            labels = method.__name__ == "predict" and self._kind not in ("regressor", "outlier")
             out.append(value.reshape(len(value), -1) if value.ndim == 1 and not labels else value)
         return out
 

@@ -223,3 +223,19 @@ def test_a_converter_that_cannot_do_float64_is_refused_before_caching_and_not_su
                     inputs=str(tmp_path / "rows64.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
     assert "without --float64" in err.value.fix and err.value.subject.endswith("b.joblib")
     assert not list((tmp_path / "c" / "exports").glob("*/model.onnx"))[1:]  # only the float32 entry is cached
+
+
+def test_a_clusterer_fitted_on_float32_and_an_outlier_detector_run_natively_with_parity(tmp_path):
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import IsolationForest
+
+    x = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)  # KMeans keeps float32 centers
+    joblib.dump(make_pipeline(StandardScaler(), KMeans(4, n_init=2, random_state=0)).fit(x), tmp_path / "km.joblib")
+    joblib.dump(IsolationForest(n_estimators=20, random_state=0).fit(x), tmp_path / "iso.joblib")
+    for name in ("km", "iso"):
+        lines, parity = run_convert(str(tmp_path / f"{name}.joblib"), str(tmp_path / f"{name}.onnx"), trust=True,
+                                    cache_dir=str(tmp_path / "c"), isolate=False)
+        assert parity.ok, lines
+    _, iso = run_convert(str(tmp_path / "iso.joblib"), str(tmp_path / "iso2.onnx"), trust=True,
+                         cache_dir=str(tmp_path / "c"), isolate=False)
+    assert [o.name for o in iso.outputs] == ["label", "scores"] and iso.outputs[0].max_abs == 0
