@@ -105,7 +105,7 @@ def _sklearn(job: ExportJob, sk) -> tuple[NativeModel, tuple[str, ...]]:
         onx = convert_sklearn(est, initial_types=initial, options=options,
                               target_opset={"": opset, "ai.onnx.ml": 3})
     except Exception as exc:
-        raise _sklearn_failure(native, exc) from None
+        raise _sklearn_failure(native, exc, [type(s).__name__ for s in sk.steps(est)]) from None
     Path(job.dst).write_bytes(onx.SerializeToString())
     outputs = _onnx_outputs(job.dst)
     notes = (f"skl2onnx, opset {opset}" + (", float64" if job.float64 else ""),)
@@ -117,8 +117,27 @@ def _has_zipmap(est: Any) -> bool:
     return type(est).__name__ not in ("Pipeline",)
 
 
-def _sklearn_failure(native: NativeModel, exc: Exception) -> PerfkitError:
+# What skl2onnx's refusals mean for the estimators that meet them, with what the user can do.
+SKLEARN_FIXES = (
+    ("flatten_transform", "a soft VotingClassifier converts only with flatten_transform=False: set it and save "
+                          "the model again"),
+    ("Only binary classification", "its converter does binary classification only: train one model per class "
+                                   "(OneVsRestClassifier), or use another classifier"),
+    ("Expected an int, got a boolean", "this skl2onnx writes one of its attributes wrongly for this scikit-learn: "
+                                       "upgrade skl2onnx, or train GradientBoosting* (supported) instead"),
+)
+
+
+def _sklearn_failure(native: NativeModel, exc: Exception, names: list[str] | None = None) -> PerfkitError:
+    """One line naming the estimator skl2onnx refused (and the steps inside it) and why, with a fix where one is
+    known."""
     text = str(exc)
+    names = names or []
+    which = names[0] if len(names) == 1 else f"{names[0]} ({', '.join(names[1:])})" if names else "it"
+    fix = next((f for mark, f in SKLEARN_FIXES if mark in text or mark in root_cause(exc)), None)
+    if fix:
+        return PerfkitError(native.source or native.path, f"skl2onnx could not convert {which}: "
+                            f"{root_cause(exc)}", fix)
     m = re.search(r"(?:shape calculator|converter) for type '<class '([\w.]+)'>'", text) or \
         re.search(r"Unable to find a (?:shape calculator|converter) for model type '?([\w.]+)", text)
     if m:
@@ -126,7 +145,7 @@ def _sklearn_failure(native: NativeModel, exc: Exception) -> PerfkitError:
         return PerfkitError(native.source or native.path, f"skl2onnx has no converter for {name}",
                             "replace that step with a supported one, or register a converter with "
                             "skl2onnx.update_registered_converter (see skl2onnx's list of supported models)")
-    return PerfkitError(native.source or native.path, f"skl2onnx could not convert it: {root_cause(exc)}",
+    return PerfkitError(native.source or native.path, f"skl2onnx could not convert {which}: {root_cause(exc)}",
                         "check the estimator against skl2onnx's supported list, or pass --debug")
 
 

@@ -239,3 +239,20 @@ def test_a_clusterer_fitted_on_float32_and_an_outlier_detector_run_natively_with
     _, iso = run_convert(str(tmp_path / "iso.joblib"), str(tmp_path / "iso2.onnx"), trust=True,
                          cache_dir=str(tmp_path / "c"), isolate=False)
     assert [o.name for o in iso.outputs] == ["label", "scores"] and iso.outputs[0].max_abs == 0
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: __import__("sklearn.ensemble", fromlist=["VotingClassifier"]).VotingClassifier(
+        [("a", LogisticRegression()), ("b", LogisticRegression(C=0.5))], voting="soft"),
+     r"skl2onnx could not convert VotingClassifier: .*flatten_transform.* "
+     r"— a soft VotingClassifier converts only with flatten_transform=False"),
+    (lambda: __import__("sklearn.gaussian_process", fromlist=["x"]).GaussianProcessClassifier(),
+     r"skl2onnx could not convert GaussianProcessClassifier: .*binary.* — its converter does binary classification"),
+])
+def test_a_refused_estimator_is_named_with_the_fix(tmp_path, make, message):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((60, 4)), rng.integers(0, 3, 60)
+    joblib.dump(make().fit(x, y), tmp_path / "m.joblib")
+    with pytest.raises(PerfkitError, match=message):
+        run_convert(str(tmp_path / "m.joblib"), str(tmp_path / "m.onnx"), trust=True, cache_dir=str(tmp_path / "c"),
+                    isolate=False)
