@@ -145,6 +145,7 @@ def _zip(path: Path, sniffed: Sniffed) -> Inspection:
 
 
 def _torch(path: Path, sniffed: Sniffed) -> Inspection:
+    _check_crc(path)
     kind = torch_archive_kind(path, sniffed)
     if kind != "torch-save":
         what = {"torchscript": "a TorchScript archive (torch.jit.save)",
@@ -158,6 +159,22 @@ def _torch(path: Path, sniffed: Sniffed) -> Inspection:
     how = f"perfkit convert {path} -o model.onnx --shape x=… " + \
         ("--trust" if classes else "--factory package.module:function")
     return _native(path, kind, what, "torch", how, details)
+
+
+def _check_crc(path: Path) -> None:
+    """A zip archive whose entries fail their CRC check is damaged, whatever its listing promises (a torch.save
+    archive cut short read as "a state dict of 0 tensors")."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise PerfkitError(str(path), f"a damaged zip archive ({type(exc).__name__})", "copy or save the file again"
+                           ) from None
+    if bad:
+        raise PerfkitError(str(path), f"a damaged zip archive: its entry {bad} fails its CRC check",
+                           "copy or save the file again")
 
 
 def _hdf5(path: Path, sniffed: Sniffed) -> Inspection:

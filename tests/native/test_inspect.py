@@ -156,3 +156,15 @@ def test_unrecognisable_files_get_one_line(tmp_path, name, content, what):
 def test_a_folder_that_is_no_model(tmp_path):
     with pytest.raises(PerfkitError, match="not a model"):
         inspect_file(str(tmp_path))
+
+
+def test_a_torch_archive_failing_its_crc_is_damaged_not_an_empty_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.ones(1000)}, tmp_path / "sd.pt")
+    data = bytearray((tmp_path / "sd.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "sd.pt") as z:
+        entry = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
+    data[entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra) + 100] ^= 0xFF
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(PerfkitError, match=r"bad.pt: a damaged zip archive: its entry sd/data/0 fails its CRC check"):
+        inspect_file(str(tmp_path / "bad.pt"))
