@@ -36,7 +36,7 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
     env = fingerprint()
     report = Report(run_id=new_run_id(), created=now_stamp(), spec=spec, environment=env,
                     warnings=(*run_warnings(env, prepared), *reference_warnings(prepared, refs)), command=command,
-                    accuracy_on=accuracy_on(prepared))
+                    accuracy_on=accuracy_on(prepared), signature=prepared.signature)
     store = Store(spec.results_dir, spec.store) if spec.results_dir else None
     if store:
         store.begin(report)

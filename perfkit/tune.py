@@ -208,7 +208,7 @@ class _Search:
                         config=str(written), notes=tuple(self.notes), chosen_row=k if won else 0)
         report = Report(run_id=new_run_id(), created=now_stamp(), spec=bench, environment=self.env,
                         results=tuple(results), complete=True, command=command, search=search,
-                        accuracy_on=self.prepared.feeds[0].checks_from)
+                        accuracy_on=self.prepared.feeds[0].checks_from, signature=self.prepared.signature)
         if bench.results_dir:
             save(report, bench.results_dir, bench.store)
         return report

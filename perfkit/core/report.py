@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfkit.core.errors import PerfkitError
-from perfkit.core.model import Model
+from perfkit.core.model import Model, Signature
 from perfkit.core.records import Environment, OpTime, OutputAccuracy, Summary, TaskAccuracy
 from perfkit.core.search import Search
 from perfkit.core.spec import BenchSpec, Target
@@ -88,6 +88,7 @@ class Report:
     command: tuple[str, ...] = ()
     accuracy_on: str = ""  # what every row's accuracy was judged on: the user's data, or synthetic feeds
     search: Search | None = None  # a `perfkit tune` run: what it tried; its rows are the final A/B
+    signature: Signature | None = None  # the model's inputs and outputs as its file declares them
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -73,3 +73,14 @@ def test_task_accuracy_round_trips_and_a_run_without_it_loads(report):
         del result["task"]  # a run file written before --eval
     del data["spec"]["eval"], data["spec"]["label_column"]
     assert from_json(json.dumps(data), "old.json") == report
+
+
+def test_a_run_keeps_the_models_inputs_and_outputs():
+    from pathlib import Path
+
+    from perfkit.core.model import TensorInfo
+    from perfkit.core.report import from_json
+
+    golden = from_json((Path(__file__).parents[1] / "golden" / "report.json").read_text(), "golden")
+    assert golden.signature.inputs == (TensorInfo("x", "float32", ("batch", 4)),)
+    assert [o.name for o in golden.signature.outputs] == ["y"]
