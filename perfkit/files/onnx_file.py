@@ -141,24 +141,35 @@ def read_signature(proto: onnx.ModelProto) -> Signature:
 
 
 def index_limits(proto: onnx.ModelProto) -> dict[str, int]:
-    """Inputs used (directly or through a Cast) as Gather indices into a weight table: the largest index
-    every such table accepts, so synthetic token or segment ids stay in range (a BERT segment table
-    has two rows)."""
+    """Inputs used (directly or through a Cast) as indices into a weight table — by Gather, or by onnxruntime's
+    fused EmbedLayerNormalization — the largest index every such table accepts, so synthetic token or segment
+    ids stay in range (a BERT segment table has two rows)."""
     tables = {t.name: list(t.dims) for t in proto.graph.initializer}
     source = {i.name: i.name for i in proto.graph.input}
     for node in proto.graph.node:
         if node.op_type == "Cast" and node.input and node.input[0] in source:
             source[node.output[0]] = source[node.input[0]]
     limits: dict[str, int] = {}
-    for node in proto.graph.node:
-        if node.op_type != "Gather" or len(node.input) < 2 or node.input[1] not in source:
-            continue
-        dims = tables.get(node.input[0])
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if dims and -len(dims) <= axis < len(dims):
-            name = source[node.input[1]]
+
+    def limit(ids: str, table: str, axis: int = 0) -> None:
+        dims = tables.get(table)
+        if ids in source and dims and -len(dims) <= axis < len(dims):
+            name = source[ids]
             limits[name] = min(limits.get(name, dims[axis] - 1), dims[axis] - 1)
+
+    for node in proto.graph.node:
+        if node.op_type == "Gather" and len(node.input) >= 2:
+            limit(node.input[1], node.input[0], next((a.i for a in node.attribute if a.name == "axis"), 0))
+        elif node.op_type == "EmbedLayerNormalization":  # onnxruntime's fused BERT embedding: its own lookups
+            for ids, table in EMBED_LOOKUPS:
+                if max(ids, table) < len(node.input) and node.input[ids]:
+                    limit(node.input[ids], node.input[table])
     return limits
+
+
+# EmbedLayerNormalization's inputs: (input_ids, segment_ids, word_embedding, position_embedding,
+# segment_embedding, …): token ids index the word table, segment ids the segment table (two rows in BERT).
+EMBED_LOOKUPS = ((0, 2), (1, 4))
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:

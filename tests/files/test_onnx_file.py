@@ -150,3 +150,21 @@ def test_outputs_made_by_a_pooler_or_a_norm_are_features():
     proto = graph_model(nodes, [tensor("x", shape=(4, 4)), tensor("shape", onnx.TensorProto.INT64, (2,))],
                         [tensor("pooled", shape=(4, 4)), tensor("logits", shape=(4, 4))])
     assert feature_outputs(proto) == ("pooled",)
+
+
+def test_fused_embedding_lookups_bound_the_ids_they_index():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from perfkit.files.onnx_file import index_limits
+
+    tables = [numpy_helper.from_array(np.zeros(shape, np.float32), name) for name, shape in
+              (("word", (30, 8)), ("position", (16, 8)), ("segment", (2, 8)), ("gamma", (8,)), ("beta", (8,)))]
+    node = helper.make_node("EmbedLayerNormalization", ["input_ids", "segment_ids", "word", "position", "segment",
+                                                        "gamma", "beta"], ["out", "mask_index"], domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.INT32, ["b", "s"])
+                                            for n in ("input_ids", "segment_ids")],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], tables)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    proto = helper.make_model(graph, opset_imports=opsets)
+    assert index_limits(proto) == {"input_ids": 29, "segment_ids": 1}
