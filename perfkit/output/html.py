@@ -17,9 +17,9 @@ from perfkit.analysis.verdict import Verdict, judge, pareto
 from perfkit.core.report import Report
 from perfkit.output.cells import all_cells, columns, describe, notes
 from perfkit.output.search_html import search_section
+from perfkit.output.svg import PLOT_W, error_scale, front_line, scale
 from perfkit.output.units import fmt_ns
 
-PLOT_W = 520  # px of every plot's drawing area, right of its labels
 ROW_H = 26  # px per row in the box and bar plots
 CHAR_W = 6.4  # px per character of an 11 px label: the label column is as wide as its longest label
 PALETTE = ("#3366aa", "#cc6633", "#339966", "#aa3377", "#777777", "#bb9922", "#22aaaa", "#884422")
@@ -58,14 +58,6 @@ def _left(labels: list[str]) -> int:
     return int(min(max((len(t) for t in labels), default=10) * CHAR_W + 16, 560))
 
 
-def _scale(lo: float, hi: float, log: bool, left: int):
-    """Value -> x pixel inside the plot area."""
-    if log:
-        a, b = math.log10(lo), math.log10(hi)
-        return lambda v: left + (math.log10(max(v, lo)) - a) / ((b - a) or 1) * PLOT_W
-    return lambda v: left + (v - lo) / ((hi - lo) or 1) * PLOT_W
-
-
 def _axis(lo: float, hi: float, x, height: int, fmt, log: bool) -> str:
     ticks = []
     if log:
@@ -97,7 +89,7 @@ def latency_plot(report: Report) -> str:
     hi = max(max(b.high, b.p99 or 0) for b in bs) * 1.1
     log = hi / lo > 20
     left = _left([b.label for b in bs])
-    x = _scale(lo, hi, log, left)
+    x = scale(lo, hi, log, left)
     height = 30 + ROW_H * len(bs) + 20
     parts = [f'<svg class="plot" data-plot="latency" width="{left + PLOT_W + 40}" height="{height}" role="img" '
              f'aria-label="latency per row">', _axis(lo, hi, x, height, fmt_ns, log)]
@@ -129,7 +121,7 @@ def speedup_plot(report: Report, verdict: Verdict) -> str:
     hi = max(max(s.high for _, _, s, _ in bars), 1.0) * 1.1
     labels = [f"{i + 1}. {r.model.label}" for i, r, _, _ in bars]
     left = _left(labels)
-    x = _scale(0.0, hi, False, left)
+    x = scale(0.0, hi, False, left)
     height = 30 + ROW_H * len(bars) + 20
     parts = [f'<svg class="plot" data-plot="speedup" width="{left + PLOT_W + 60}" height="{height}" role="img" '
              f'aria-label="speed-up against the baseline">', _axis(0.0, hi, x, height, lambda v: f"{v:.1f}×", False),
@@ -165,22 +157,16 @@ def accuracy_plot(report: Report) -> str:
     err_lo, err_hi = min(p[1] for p in points) / 3, max(p[1] for p in points) * 3
     height = 320
     left = _left(["1 − cos 1e-10 (more accurate)"])
-    x = _scale(lat_lo, lat_hi, lat_hi / lat_lo > 20, left)
+    x = scale(lat_lo, lat_hi, lat_hi / lat_lo > 20, left)
     top, bottom = 20, height - 40
-
-    def y(err: float) -> float:
-        a, b = math.log10(err_lo), math.log10(err_hi)
-        return bottom - (math.log10(err) - a) / ((b - a) or 1) * (bottom - top)
+    y = error_scale(err_lo, err_hi, top, bottom)
 
     parts = [f'<svg class="plot" data-plot="accuracy" width="{left + PLOT_W + 40}" height="{height}" role="img" '
              f'aria-label="accuracy against latency">',
              _axis(lat_lo, lat_hi, x, height - 15, fmt_ns, lat_hi / lat_lo > 20),
              f'<text x="{left - 8}" y="{top + 4}" class="label">1 − cos {err_hi:.0e}</text>',
              f'<text x="{left - 8}" y="{bottom}" class="label">{err_lo:.0e} (more accurate)</text>']
-    ordered = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
-    if len(ordered) > 1:
-        path = " ".join(f"{x(lat):.1f},{y(err):.1f}" for lat, err, _ in ordered)
-        parts.append(f'<polyline points="{path}" class="front"/>')
+    parts.append(front_line(points, front, x, y))
     for lat, err, i in points:
         r = report.results[i]
         on = i in front

@@ -8,9 +8,10 @@ import math
 
 from perfkit.analysis.verdict import pareto
 from perfkit.core.search import Search, Trial
+from perfkit.output.svg import ERROR_FLOOR, PLOT_W, error_scale, front_line, scale
 from perfkit.output.units import fmt_ns
 
-PLOT_W, HEIGHT, LEFT = 520, 320, 150
+HEIGHT, LEFT = 320, 150
 
 
 def search_section(search: Search) -> str:
@@ -68,17 +69,11 @@ def front_plot(search: Search) -> str:
               if (error := search.candidates[k].error) is not None and math.isfinite(error)]
     if not points:
         return '<p class="empty">no candidate both scored and compared</p>'
-    errors = [max(err or 0.0, 1e-9) for _, err, _ in points]
+    errors = [max(err, ERROR_FLOOR) for _, err, _ in points]
     lo, hi = min(p[0] for p in points) * 0.9, max(p[0] for p in points) * 1.1
     e_lo, e_hi = min(errors) / 3, max(errors) * 3
     top, bottom = 20, HEIGHT - 40
-
-    def x(score: float) -> float:
-        return LEFT + (score - lo) / ((hi - lo) or 1) * PLOT_W
-
-    def y(err: float) -> float:
-        a, b = math.log10(e_lo), math.log10(e_hi)
-        return bottom - (math.log10(max(err, 1e-9)) - a) / ((b - a) or 1) * (bottom - top)
+    x, y = scale(lo, hi, False, LEFT), error_scale(e_lo, e_hi, top, bottom)
 
     front = set(pareto([(1 / s, err, k) for s, err, k in points]))  # faster is a smaller 1 / score
     parts = [f'<svg class="plot" data-plot="search" width="{LEFT + PLOT_W + 60}" height="{HEIGHT}" role="img" '
@@ -89,15 +84,12 @@ def front_plot(search: Search) -> str:
              f'<text x="{LEFT + PLOT_W}" y="{HEIGHT - 5}" class="tick">{hi:.2f}×</text>']
     if lo < 1 < hi:
         parts.append(f'<line x1="{x(1):.1f}" x2="{x(1):.1f}" y1="{top}" y2="{bottom}" class="one"/>')
-    ordered = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
-    if len(ordered) > 1:
-        path = " ".join(f"{x(s):.1f},{y(err or 1e-9):.1f}" for s, err, _ in ordered)
-        parts.append(f'<polyline points="{path}" class="front"/>')
+    parts.append(front_line(points, front, x, y))
     for s, err, k in points:
         c = search.candidates[k]
         on = k in front
         tip = f"{c.label}: {s:.2f}× the default, 1 − cos {err:.2g}" + (" (Pareto front)" if on else "")
         parts.append(f'<g class="mark"><title>{html.escape(tip)}</title><circle cx="{x(s):.1f}" '
-                     f'cy="{y(err or 1e-9):.1f}" r="{6 if on else 4}" fill="{"#3366aa" if on else "#777777"}"/></g>')
+                     f'cy="{y(err):.1f}" r="{6 if on else 4}" fill="{"#3366aa" if on else "#777777"}"/></g>')
     parts.append("</svg>")
     return "".join(parts)
