@@ -14,7 +14,6 @@ from perfkit.analysis.accuracy import Budget, against, within
 from perfkit.analysis.task import task_accuracy
 from perfkit.core.records import OutputAccuracy, Outputs, TaskAccuracy
 from perfkit.core.spec import Plan, Target
-from perfkit.files.onnx_file import disk_size
 from perfkit.measure.case import Case, Outcome, session_outputs
 from perfkit.measure.halving import Entrant
 from perfkit.measure.isolate import Failure, call_guarded
@@ -236,10 +235,6 @@ def judge_for(refs: list[Reference], max_memory: int | None) -> Callable[[int, O
         return ""
 
     return judge
-
-
-def footprint(path: str) -> int:
-    return disk_size(path)[0]
 
 
 def unique(options: list[Option]) -> list[Option]:
