@@ -10,7 +10,7 @@ from dataclasses import replace
 from perfkit.core.records import Environment
 from perfkit.core.report import Report, new_run_id, now_stamp
 from perfkit.core.spec import BenchSpec
-from perfkit.files.onnx_file import disk_size, open_onnx
+from perfkit.files.onnx_file import disk_size
 from perfkit.files.tuned import differences
 from perfkit.measure.env import conflicting_runtimes, fingerprint
 from perfkit.measure.interleave import Tick
@@ -86,8 +86,8 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
         if wl.inputs and (found := nan_inputs(f.feeds[0])):
             out.append(f"{wl.inputs}: {'; '.join(found)} — rows whose outputs turn NaN are marked invalid; clean "
                        "the data, unless the model imputes missing values")
-    if tuned := prepared.tuned:
-        here = file_digest_of(tuned.model)
+    if (tuned := prepared.tuned) and prepared.tuned_model:
+        here = prepared.tuned_model.digest
         out += [f"{prepared.spec.config}: {d}" for d in differences(tuned, prepared.model.digest, env, here)]
         if any(f.shapes.shapes != tuned.shapes for f in prepared.feeds):
             shown = ", ".join(f"{n} {'x'.join(map(str, d))}" for n, d in tuned.shapes)
@@ -95,10 +95,6 @@ def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
                        "may not be the fastest")
     return tuple(out)
 
-
-def file_digest_of(path: str) -> str:
-    model, _ = open_onnx(path)
-    return model.digest
 
 
 def accuracy_on(prepared: Prepared) -> str:

@@ -54,6 +54,7 @@ class Prepared:
     compared: bool  # rows carry accuracy against a reference (variants, or a native model)
     features: tuple[str, ...] = ()  # outputs that are features by their last op: no label agreement on them
     tuned: TunedConfig | None = None  # --config: measured beside the model, on its own session
+    tuned_model: Model | None = None  # its model file, read once (digest, lineage-less)
 
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
@@ -79,7 +80,7 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     tuned = read_config(spec.config) if spec.config else None
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
                     calibration=calibration, compared=compare, features=feature_outputs(proto),
-                    tuned=tuned)
+                    tuned=tuned, tuned_model=open_onnx(tuned.model)[0] if tuned else None)
 
 
 def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,

@@ -21,9 +21,7 @@ from perfkit.backends import get_backend
 from perfkit.core.model import Model, NativeModel
 from perfkit.core.records import Outputs, TaskAccuracy
 from perfkit.core.report import Result
-from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec, Target
-from perfkit.files.onnx_file import open_onnx
 from perfkit.measure.case import Case, Outcome, run_case
 from perfkit.measure.env import available_memory
 from perfkit.measure.interleave import Tick, interleave, memory_groups
@@ -67,17 +65,18 @@ def plan_cases(prepared: Prepared, refs: tuple[ReferenceRun, ...], variants: lis
         cases += [PlannedCase(f, ref.outputs, t, v, ref.task) for t in spec.targets for v in variants]
         if prepared.tuned:
             target = replace(prepared.tuned.target, compare_as=spec.targets[0].label)
-            cases.append(PlannedCase(f, ref.outputs, target, tuned_variant(prepared.tuned), ref.task))
+            cases.append(PlannedCase(f, ref.outputs, target, tuned_variant(prepared), ref.task))
     return cases
 
 
 TUNED = "tuned"  # the last step of a --config row's lineage: its file as tune chose it, on the session it chose
 
 
-def tuned_variant(config: TunedConfig) -> Variant:
-    """A perfkit-tuned.json's model file as a row's variant, its lineage as tune built it."""
-    model, _ = open_onnx(config.model)
-    return Variant(replace(model, lineage=(*config.lineage, TUNED)), notes=("opened as perfkit-tuned.json says",))
+def tuned_variant(prepared: Prepared) -> Variant:
+    """The --config's model file as a row's variant, its lineage as tune built it."""
+    assert prepared.tuned and prepared.tuned_model
+    return Variant(replace(prepared.tuned_model, lineage=(*prepared.tuned.lineage, TUNED)),
+                   notes=("opened as perfkit-tuned.json says",))
 
 
 WORKER_BYTES = 100 << 20  # a spawned worker with Python, numpy and onnxruntime loaded, before any model

@@ -114,7 +114,7 @@ def open_case(model: str, *, variant: str | None = None, target: str = "ort:cpu"
         raise CaseFailed(f"variant {variant} could not be built ({built.status}): {built.reason}")
     target_used = session_target(built, prepared.spec.targets[0])
     if prepared.tuned:
-        built, target_used = tuned_variant(prepared.tuned), prepared.tuned.target
+        built, target_used = tuned_variant(prepared), prepared.tuned.target
     return _open(built.model.label, built.model.lineage, target_used, fed, ref, built.model.path)
 
 
