@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.core.errors import PerfkitError
-from perfkit.core.model import Signature, TensorInfo
+from perfkit.core.model import NO_HINTS, NativeHints, Signature, TensorInfo
 from perfkit.core.spec import Workload, parse_shape
 from perfkit.files.onnx_file import open_onnx, read_signature
 from perfkit.measure.workload import load_inputs, resolve_shapes, synthesize
@@ -24,7 +24,7 @@ PARITY_FEEDS = 4  # synthetic feeds of --batch items each: several, so one lucky
 def run_convert(model: str, output: str, *, shapes: tuple[str, ...] = (), inputs: str | None = None,
                 batch: int = 64, trust: bool = False, factory: str | None = None, opset: int | None = None,
                 float64: bool = False, cache_dir: str | None = None, timeout_s: float = 600,
-                isolate: bool = True) -> tuple[list[str], Parity]:
+                isolate: bool = True, hints: NativeHints = NO_HINTS) -> tuple[list[str], Parity]:
     """`perfkit convert`: the ONNX file at `output` and the parity report as lines."""
     out = Path(output)
     if not out.parent.is_dir():
@@ -32,7 +32,7 @@ def run_convert(model: str, output: str, *, shapes: tuple[str, ...] = (), inputs
     if out.suffix.lower() != ".onnx":
         raise PerfkitError(output, "not an .onnx path", "name the output model.onnx")
     parsed = tuple(parse_shape(s) for s in shapes)
-    native = prepare_native(model, trust, factory)
+    native = prepare_native(model, trust, factory, hints)
     converted = convert(native, cache_dir=cache_dir or default_cache_dir(), opset=opset, shapes=parsed,
                         data=inputs, float64=float64, timeout_s=timeout_s, isolate=isolate)
     _, proto = open_onnx(converted.onnx_path)

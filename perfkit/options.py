@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.errors import PerfkitError
+from perfkit.core.model import NativeHints
 from perfkit.core.spec import (
     DEFAULT_BUDGET,
     BenchSpec,
@@ -32,7 +33,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               profile: bool = False, trust: bool = False, factory: str | None = None,
               opset: int | None = None, float64: bool = False, store: str | None = None,
               fail_on_fallback: bool = False, eval: str | None = None, label_column: str | None = None,
-              config: str | None = None) -> BenchSpec:
+              config: str | None = None, hints: NativeHints | None = None) -> BenchSpec:
     """The one way the CLI, the Python API and the pytest plugin turn user-facing options into a BenchSpec."""
     chains = tuple(c for text in variants for c in split_chains(text))
     for chain in chains:
@@ -68,8 +69,9 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
     return BenchSpec(model=str(model), targets=parsed_targets, workloads=workloads, plan=plan or Plan(),
                      allow_fallback=allow_fallback, results_dir=results_dir, variants=chains, accuracy_budget=budget,
                      calibration=calibration, cache_dir=cache_dir or default_cache_dir(), profile=profile,
-                     trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback, eval=eval, label_column=label_column, config=config)
+                     trust=trust, factory=factory, hints=hints or NativeHints(), opset=opset, float64=float64,
+                     store=store, fail_on_fallback=fail_on_fallback, eval=eval, label_column=label_column,
+                     config=config)
 
 
 def parse_duration(text: str, option: str = "--time-budget") -> float:

@@ -130,7 +130,7 @@ def open_model(spec: BenchSpec, on_progress: Progress) -> tuple[NativeModel | No
     if not is_native(spec.model):
         model, proto = open_onnx(spec.model)
         return None, model, proto
-    native = prepare_native(spec.model, spec.trust, spec.factory)
+    native = prepare_native(spec.model, spec.trust, spec.factory, spec.hints)
     on_progress(f"converting {spec.model} ({native.format}) to ONNX")
     shapes = tuple(s for wl in spec.workloads[:1] for s in wl.shapes)
     converted = convert(native, cache_dir=spec.cache_dir, opset=spec.opset, shapes=shapes,

@@ -74,6 +74,32 @@ trust_option = click.option("--trust", is_flag=True,
                                  "when loaded [or PERFKIT_TRUST=1]. Only for files you trust.")
 factory_option = click.option("--factory", metavar="PACKAGE.MODULE:FUNCTION",
                               help="For a PyTorch state dict: the function that builds the untrained module.")
+def native_hint_options(command):
+    """--task, --input-names, --output-names: handed to the command as one `hints` (a NativeHints)."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args, task=None, input_names=None, output_names=None, **kwargs):
+        from perfkit.core.model import NativeHints
+
+        def names(text: str | None) -> tuple[str, ...]:
+            return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+        return command(*args, hints=NativeHints(task=task, input_names=names(input_names),
+                                                output_names=names(output_names)), **kwargs)
+
+    for option in reversed((
+        click.option("--task", metavar="TASK", help="A Hugging Face folder's task (text-classification, "
+                     "feature-extraction, …) [from config.json's architectures]."),
+        click.option("--input-names", metavar="NAME[,NAME…]",
+                     help="A TensorFlow frozen graph's input ops, where its Placeholders are ambiguous."),
+        click.option("--output-names", metavar="NAME[,NAME…]",
+                     help="A TensorFlow frozen graph's output ops, where more than one node is consumed by none."),
+    )):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 opset_option = click.option("--opset", type=click.IntRange(7, 30), help="Opset of the ONNX conversion of a native "
                             "model [18].")
 float64_option = click.option("--float64", is_flag=True,

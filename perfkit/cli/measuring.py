@@ -18,6 +18,7 @@ from perfkit.cli.group import (
     float64_option,
     format_option,
     main,
+    native_hint_options,
     opset_option,
     output_option,
     plan_from,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
               help="Also measure the configuration `perfkit tune` wrote: its model file on its session, beside MODEL.")
 @trust_option
 @factory_option
+@native_hint_options
 @opset_option
 @float64_option
 @format_option
@@ -73,7 +75,7 @@ if TYPE_CHECKING:
 def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level, allow_fallback, quick,
           min_time, max_time, timeout, no_isolate, no_interleave, threshold, no_save, variants, accuracy_budget,
           calibration, eval_data, label_column, cache_dir, profile, fail_on_fallback, config, trust, factory, opset,
-          float64, fmt, output, results_dir, store) -> None:
+          float64, fmt, output, results_dir, store, hints) -> None:
     """Measure MODEL and its optimized variants on onnxruntime and print the figures.
 
     MODEL is an .onnx file, or a native model — scikit-learn (.pkl, .joblib, .skops), PyTorch (.pt, .pth,
@@ -92,7 +94,8 @@ def bench(model, targets, batch, dims, shapes, inputs, seed, threads, opt_level,
                      allow_fallback=allow_fallback, results_dir=None if no_save else results_dir, variants=variants,
                      accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, profile=profile,
                      trust=trust, factory=factory, opset=opset, float64=float64, store=store,
-                     fail_on_fallback=fail_on_fallback, eval=eval_data, label_column=label_column, config=config)
+                     fail_on_fallback=fail_on_fallback, eval=eval_data, label_column=label_column, config=config,
+                     hints=hints)
     _run_and_print(spec, fmt, output)
 
 
@@ -144,18 +147,20 @@ def optimize(model, output_dir, variants, calibration, cache_dir, dims, shapes, 
               help="Rows (items) per synthetic parity feed.")
 @trust_option
 @factory_option
+@native_hint_options
 @opset_option
 @float64_option
 @cache_option
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds the conversion may take.")
 @debug_option
-def convert(model, output, shapes, inputs, batch, trust, factory, opset, float64, cache_dir, timeout) -> None:
+def convert(model, output, shapes, inputs, batch, trust, factory, opset, float64, cache_dir, timeout, hints) -> None:
     """Convert a native MODEL to ONNX and check that the ONNX model gives the native model's answers."""
     from perfkit.convert import run_convert
 
     lines, result = run_convert(model, output, shapes=shapes, inputs=inputs, batch=batch, trust=trust,
-                                factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout)
+                                factory=factory, opset=opset, float64=float64, cache_dir=cache_dir, timeout_s=timeout,
+                                hints=hints)
     for line in lines:
         click.echo(line)
     click.echo(f"wrote {output}", err=True)

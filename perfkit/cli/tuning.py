@@ -16,6 +16,7 @@ from perfkit.cli.group import (
     factory_option,
     format_option,
     main,
+    native_hint_options,
     opset_option,
     results_option,
     store_option,
@@ -56,6 +57,7 @@ from perfkit.cli.group import (
 @cache_option
 @trust_option
 @factory_option
+@native_hint_options
 @opset_option
 @format_option
 @results_option
@@ -63,7 +65,7 @@ from perfkit.cli.group import (
 @debug_option
 def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, variants, accuracy_budget, calibration,
          eval_data, label_column, time_budget, objective, max_memory, threshold, timeout, no_isolate, no_save,
-         cache_dir, trust, factory, opset, fmt, results_dir, store) -> None:
+         cache_dir, trust, factory, opset, fmt, results_dir, store, hints) -> None:
     """Find the fastest configuration of MODEL inside an accuracy budget: its variants (auto by default) and
     onnxruntime's session settings, searched by successive halving on interleaved rounds and confirmed
     against the default in a final A/B. Returned only if significantly faster; otherwise the default is the
@@ -80,7 +82,8 @@ def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, varian
                       shapes=shapes, inputs=inputs, threads=threads, plan=plan,
                       results_dir=None if no_save else results_dir, variants=variants or ("auto",),
                       accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, trust=trust,
-                      factory=factory, opset=opset, store=store, eval=eval_data, label_column=label_column)
+                      factory=factory, opset=opset, store=store, eval=eval_data, label_column=label_column,
+                      hints=hints)
     spec = make_tune_spec(bench, output_dir=output_dir, objective=objective, time_budget=time_budget,
                           max_memory=max_memory)
     progress = Progress()

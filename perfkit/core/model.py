@@ -55,6 +55,19 @@ class Port:
 
 
 @dataclass(frozen=True)
+class NativeHints:
+    """What the user tells perfkit about a native model that its files do not say (--task, --input-names,
+    --output-names)."""
+
+    task: str | None = None  # a Hugging Face folder's task (text-classification, …); else from its config.json
+    input_names: tuple[str, ...] = ()  # a TensorFlow frozen graph's inputs and outputs, where its graph is
+    output_names: tuple[str, ...] = ()  # ambiguous (several Placeholders, or several nodes nothing consumes)
+
+
+NO_HINTS = NativeHints()
+
+
+@dataclass(frozen=True)
 class NativeModel:
     """A native model (scikit-learn, PyTorch, Keras/TensorFlow, or an MLflow folder holding one): which
     framework loads it, whether that needs trust, and the input/output names it shares with its ONNX
@@ -74,6 +87,7 @@ class NativeModel:
     inputs: tuple[Port, ...] = ()  # filled by the export
     outputs: tuple[str, ...] = ()
     columns: bool = False  # scikit-learn fed a DataFrame, one ONNX input per column
+    hints: NativeHints = NO_HINTS
 
     @property
     def label(self) -> str:

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from perfkit.core.errors import PerfkitError
+from perfkit.core.model import NativeHints
 
 # cos: int8 usually keeps logits above 0.99; below it, answers visibly change. agree: cos alone let through an
 # int8 ViT that changed 7 labels in 8 (close scores keep their direction while their order flips); on outputs
@@ -175,6 +176,7 @@ class BenchSpec:
     profile: bool = False  # onnxruntime's per-op profile of every row, after its timing
     trust: bool = False  # the user allows loading pickle-based native models (--trust)
     factory: str | None = None  # package.module:function building the module a PyTorch state dict fills
+    hints: NativeHints = NativeHints()  # --task, --input-names, --output-names for a native model
     opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
     float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
     store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite

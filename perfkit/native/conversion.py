@@ -14,7 +14,7 @@ from typing import Any
 
 from perfkit.core import VERSION
 from perfkit.core.errors import CaseFailed, PerfkitError
-from perfkit.core.model import NativeModel, Port
+from perfkit.core.model import NativeHints, NativeModel, Port
 from perfkit.core.spec import InputShape
 from perfkit.files.onnx_file import file_digest
 from perfkit.measure.isolate import call_in
@@ -91,6 +91,7 @@ def export_key(native: NativeModel, opset: int | None, shapes: tuple[InputShape,
         except PackageNotFoundError:
             versions[package] = None
     key = {"digest": native.digest, "format": native.format, "factory": native.factory, "opset": opset,
+           **({"hints": asdict(native.hints)} if native.hints != NativeHints() else {}),
            # a shape without a dtype keys as it did before --shape took one: those conversions stay cached
            "shapes": [[s.name, str(s.dims), *([s.dtype] if s.dtype else [])] for s in shapes],
            "perfkit": VERSION, "versions": versions,

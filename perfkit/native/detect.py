@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from perfkit.core.errors import PerfkitError
-from perfkit.core.model import NativeModel
+from perfkit.core.model import NO_HINTS, NativeHints, NativeModel
 from perfkit.files.formats import Sniffed, legacy_torch, sniff, sniff_given, torch_archive_kind
 from perfkit.files.onnx_file import file_digest
 from perfkit.files.trust import require_trust
@@ -15,6 +15,9 @@ from perfkit.native.frameworks import KERAS_SUFFIXES, SKLEARN_SUFFIXES, TORCH_SU
 
 # Files the sniffer finds that perfkit may load natively; anything else is read as ONNX (and named if not).
 NATIVE_FILE_KINDS = ("hdf5", "pickle", "torch", "keras", "skops", "mleap", "zip", "damaged-zip")
+NATIVE_FOLDER_KINDS = ("mlflow", "savedmodel")
+# A native format -> the framework (backend) that runs it; a torch format is any not listed.
+FORMAT_FRAMEWORKS = {"sklearn": "sklearn", "skops": "sklearn", "keras": "keras", "savedmodel": "keras"}
 
 
 def is_native(path_text: str) -> bool:
@@ -23,13 +26,14 @@ def is_native(path_text: str) -> bool:
         return False
     kind = sniff(path).kind
     if path.is_dir():
-        return kind in ("mlflow", "savedmodel")
+        return kind in NATIVE_FOLDER_KINDS
     if path.suffix.lower() == ".onnx":
         return False
     return kind in NATIVE_FILE_KINDS or path.suffix.lower() in SKLEARN_SUFFIXES + TORCH_SUFFIXES + KERAS_SUFFIXES
 
 
-def detect(path_text: str, trusted: bool = False, factory: str | None = None) -> NativeModel:
+def detect(path_text: str, trusted: bool = False, factory: str | None = None,
+           hints: NativeHints = NO_HINTS) -> NativeModel:
     """The native model at `path_text`: format, framework, content digest; an MLflow folder is followed to
     the model file of its flavor."""
     path, sniffed = sniff_given(path_text, "save the model again")
@@ -40,15 +44,15 @@ def detect(path_text: str, trusted: bool = False, factory: str | None = None) ->
         if inner.suffix == ".onnx":
             raise PerfkitError(path_text, f"an MLflow model of the onnx flavor ({inner})",
                                f"benchmark the ONNX file itself: perfkit bench {inner}")
-        return replace(detect(str(inner), trusted, factory), source=path_text)
+        return replace(detect(str(inner), trusted, factory, hints), source=path_text)
     kind = _native_format(path, sniffed)
     if kind is None:
         raise PerfkitError(path_text, "not a model format perfkit loads natively",
                            "run `perfkit inspect FILE` to see what it is and the way to ONNX")
-    framework = {"sklearn": "sklearn", "skops": "sklearn", "keras": "keras", "savedmodel": "keras"}.get(kind, "torch")
+    framework = FORMAT_FRAMEWORKS.get(kind, "torch")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return NativeModel(path=str(path), format=kind, framework=framework, digest=file_digest(files), trusted=trusted,
-                       factory=factory)
+                       factory=factory, hints=hints)
 
 
 def _native_format(path: Path, sniffed: Sniffed) -> str | None:
@@ -68,9 +72,9 @@ def _native_format(path: Path, sniffed: Sniffed) -> str | None:
     return None
 
 
-def prepare_native(path: str, trust: bool, factory: str | None) -> NativeModel:
+def prepare_native(path: str, trust: bool, factory: str | None, hints: NativeHints = NO_HINTS) -> NativeModel:
     """Detect the file and refuse an untrusted pickle here, before any worker starts."""
-    native = detect(path, trust, factory)
+    native = detect(path, trust, factory, hints)
     if native.format == "sklearn":
         require_trust(native.path, native.trusted, "this scikit-learn file", native.source or None)
     return native

@@ -7,6 +7,7 @@ through Keras 3's export or tf2onnx. The batch axis stays free; classifiers give
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -20,6 +21,8 @@ from perfkit.core.spec import InputShape
 from perfkit.files.data import read_sample
 from perfkit.native.frameworks import backend_module
 
+# Frameworks whose exporter is a module of its own: export_onnx(job, backend_module) -> (native, notes).
+EXPORTERS: dict[str, str] = {}
 DEFAULT_OPSET = 18  # supported by every converter here and by onnxruntime ≥ 1.14
 EXAMPLE_BATCH = 2  # torch.export specialises a dim traced at 0 or 1: trace the batch at 2 to keep it free
 
@@ -39,7 +42,10 @@ def export(job: ExportJob) -> tuple[NativeModel, tuple[str, ...]]:
     onnxruntime will not load is refused here, before it is cached."""
     native = job.native
     module = backend_module(native.framework, native.source or native.path)
-    convert = {"sklearn": _sklearn, "torch": _torch}.get(native.framework, _keras)
+    if native.framework in EXPORTERS:
+        convert = importlib.import_module(EXPORTERS[native.framework]).export_onnx
+    else:
+        convert = {"sklearn": _sklearn, "torch": _torch}.get(native.framework, _keras)
     filled, notes = convert(job, module)
     _check_loads(job)
     return filled, notes
