@@ -28,7 +28,8 @@ def benchmark(model: str, *, targets: tuple[str, ...] = ("ort:cpu",), batch: tup
     `options` go to `perfkit.options.make_spec`: seed, threads, opt_level, allow_fallback, plan, and for
     variants `variants=("auto",)` or chains such as "ort-opt:all+int8-static:qdq", accuracy_budget,
     calibration, cache_dir, profile; labelled samples to judge every row on, `eval="eval.npz"` (and
-    label_column for a table); for native models trust, factory, opset, float64.
+    label_column for a table); for native models trust, factory, opset, float64; `upgrade_opset=True` measures an
+    ONNX model older than opset 7 upgraded (onnx.version_converter, in the cache).
     """
     from perfkit import bench
     from perfkit.core.spec import QUICK_PLAN

@@ -16,8 +16,9 @@ from perfkit.measure.env import conflicting_runtimes, fingerprint
 from perfkit.measure.interleave import Tick
 from perfkit.measure.targets import check_targets
 from perfkit.measure.workload import SYNTHETIC_CALIBRATION, nan_inputs
+from perfkit.native.frameworks import startup_note
 from perfkit.output.store import Store
-from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, prepare, references
+from perfkit.prepare import Prepared, Progress, ReferenceRun, build_variants, model_warnings, prepare, references
 from perfkit.rows import measure_row, measure_rows, plan_cases
 from perfkit.transforms.cache import Broken, Variant
 
@@ -47,7 +48,8 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
         footprints = {v.model.path: disk_size(v.model.path) for v in variants if isinstance(v, Variant)}
         cases = plan_cases(prepared, refs, variants)
         if spec.plan.interleave:
-            on_progress(f"timing {len(cases)} rows in interleaved rounds")
+            native = prepared.native.framework if prepared.native else None
+            on_progress(f"timing {len(cases)} rows in interleaved rounds{startup_note(native)}")
             results, note = measure_rows(cases, spec, skipped, footprints, on_tick)
             report = replace(report, warnings=(*report.warnings, *([note] if note else [])))
         else:
@@ -68,9 +70,9 @@ def run(spec: BenchSpec, on_progress: Progress = lambda _: None, command: tuple[
 
 
 def run_warnings(env: Environment, prepared: Prepared) -> tuple[str, ...]:
-    """What the whole run should be read with: conflicting runtimes, a busy machine, dims filled with defaults,
-    calibration on synthetic data."""
-    out = []
+    """What the whole run should be read with: the model upgraded (--upgrade-opset), an fp16 model on the CPU,
+    conflicting runtimes, a busy machine, dims filled with defaults, calibration on synthetic data."""
+    out = list(model_warnings(prepared))
     if conflict := conflicting_runtimes(env.packages):
         out.append(conflict)
     if env.load_average is not None and env.load_average / env.logical_cores > BUSY_LOAD:

@@ -94,7 +94,9 @@ def _keep(variant: Variant | Broken, label: str, out: Path) -> BuiltVariant:
 
 
 def _warnings(prepared: Prepared, ref: ReferenceRun) -> list[str]:
-    warnings = [SYNTHETIC_CALIBRATION] if prepared.calibration.synthetic and not prepared.spec.calibration else []
+    warnings = list(prepared.warnings)
+    if prepared.calibration.synthetic and not prepared.spec.calibration:
+        warnings.append(SYNTHETIC_CALIBRATION)
     if ref.error:
         warnings.append(f"the model's own outputs could not be computed ({ref.error}): fp16 was not checked "
                         "against them")

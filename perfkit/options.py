@@ -33,7 +33,8 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
               profile: bool = False, trust: bool = False, factory: str | None = None,
               opset: int | None = None, float64: bool = False, store: str | None = None,
               fail_on_fallback: bool = False, eval: str | None = None, label_column: str | None = None,
-              config: str | None = None, hints: NativeHints | None = None) -> BenchSpec:
+              config: str | None = None, hints: NativeHints | None = None,
+              upgrade_opset: bool = False) -> BenchSpec:
     """The one way the CLI, the Python API and the pytest plugin turn user-facing options into a BenchSpec."""
     chains = tuple(c for text in variants for c in split_chains(text))
     for chain in chains:
@@ -71,7 +72,7 @@ def make_spec(model: str | Path, *, targets: tuple[str, ...] = ("ort:cpu",), bat
                      calibration=calibration, cache_dir=cache_dir or default_cache_dir(), profile=profile,
                      trust=trust, factory=factory, hints=hints or NativeHints(), opset=opset, float64=float64,
                      store=store, fail_on_fallback=fail_on_fallback, eval=eval, label_column=label_column,
-                     config=config)
+                     config=config, upgrade_opset=upgrade_opset)
 
 
 def parse_duration(text: str, option: str = "--time-budget") -> float:

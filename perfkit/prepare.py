@@ -16,15 +16,18 @@ from perfkit.core.records import Outputs, TaskAccuracy
 from perfkit.core.search import TunedConfig
 from perfkit.core.spec import BenchSpec
 from perfkit.files.onnx_file import feature_outputs, op_histogram, open_onnx, read_signature
+from perfkit.files.onnx_types import fp16_compute
 from perfkit.files.tuned import read_config
 from perfkit.measure.case import reference_outputs
 from perfkit.measure.isolate import Failure, call_guarded
 from perfkit.measure.workload import Calibration, FeedSet, calibration_feeds, feed_set, read_labelled, read_samples
 from perfkit.native.conversion import convert
 from perfkit.native.detect import is_native, prepare_native
+from perfkit.native.frameworks import startup_note
 from perfkit.transforms import BuildContext, Step, parse_chain
 from perfkit.transforms.auto import auto_chains, model_kind
 from perfkit.transforms.cache import Broken, Variant, build_variant
+from perfkit.transforms.upgrade import upgrade_opset
 
 if TYPE_CHECKING:
     import onnx
@@ -55,6 +58,8 @@ class Prepared:
     features: tuple[str, ...] = ()  # outputs that are features by their last op: no label agreement on them
     tuned: TunedConfig | None = None  # --config: measured beside the model, on its own session
     tuned_model: Model | None = None  # its model file, read once (digest, lineage-less)
+    warnings: tuple[str, ...] = ()  # what the run must be read with: the model was upgraded (--upgrade-opset)
+    fp16_ops: tuple[str, ...] = ()  # the model as given computes in float16: its compute ops fed float16
 
 
 def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bool | None = None) -> Prepared:
@@ -62,6 +67,10 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     native), feeds, chains and calibration. `compare` (default: when there are variants, a native model or
     --eval data) adds the check feeds every row is compared on: the --eval samples, with their labels, if any."""
     native, model, proto = open_model(spec, on_progress)
+    upgraded = upgrade_opset(model, proto, spec.cache_dir, spec.plan.timeout_s, spec.plan.isolate) \
+        if spec.upgrade_opset and not native else None
+    if upgraded:
+        model, proto = upgraded.model, upgraded.proto
     if native:
         spec = batch_over_example_shapes(spec)
     signature = read_signature(proto)
@@ -80,7 +89,20 @@ def prepare(spec: BenchSpec, on_progress: Progress = lambda _: None, compare: bo
     tuned = read_config(spec.config) if spec.config else None
     return Prepared(spec=spec, native=native, model=model, signature=signature, chains=chains, feeds=feeds,
                     calibration=calibration, compared=compare, features=feature_outputs(proto),
-                    tuned=tuned, tuned_model=open_onnx(tuned.model)[0] if tuned else None)
+                    tuned=tuned, tuned_model=open_onnx(tuned.model)[0] if tuned else None,
+                    warnings=(upgraded.warning,) if upgraded else (), fp16_ops=() if native else fp16_compute(proto))
+
+
+def model_warnings(prepared: Prepared) -> tuple[str, ...]:
+    """What the model as given makes every run of it be read with: it was upgraded (--upgrade-opset); it computes
+    in fp16 and has CPU rows (a variant perfkit made fp16 says so in its own name)."""
+    cpu = [t.label for t in prepared.spec.targets if t.device == "cpu"]
+    if not prepared.fp16_ops or not cpu:
+        return prepared.warnings
+    return (*prepared.warnings, f"{prepared.spec.model} computes in float16 ({', '.join(prepared.fp16_ops)} fed "
+            f"float16): most of onnxruntime's CPU kernels are float32, so on {', '.join(cpu)} float16 is emulated "
+            "with casts and the latency is not what an fp16 GPU gives — measure the fp32 model on the CPU, or this "
+            "one on a GPU (--target ort:cuda)")
 
 
 def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
@@ -93,7 +115,7 @@ def references(prepared: Prepared, on_progress: Progress = lambda _: None, *,
         return tuple(ReferenceRun(None) for _ in prepared.feeds)
     native, model = prepared.native, prepared.model
     on_progress(f"reference outputs of {native.label if native else model.path} on "
-                f"{len(prepared.feeds[0].checks)} feeds")
+                f"{len(prepared.feeds[0].checks)} feeds{startup_note(native.framework if native else None)}")
     fall_back = fall_back_to_conversion and native is not None and bool(prepared.spec.variants)
     runs = (_reference(f, native, model.path, prepared.spec, fall_back) for f in prepared.feeds)
     runs = (replace(r, outputs=replace(r.outputs, features=prepared.features)) if r.outputs else r for r in runs)
@@ -131,7 +153,7 @@ def open_model(spec: BenchSpec, on_progress: Progress) -> tuple[NativeModel | No
         model, proto = open_onnx(spec.model)
         return None, model, proto
     native = prepare_native(spec.model, spec.trust, spec.factory, spec.hints)
-    on_progress(f"converting {spec.model} ({native.format}) to ONNX")
+    on_progress(f"converting {spec.model} ({native.format}) to ONNX{startup_note(native.framework)}")
     shapes = tuple(s for wl in spec.workloads[:1] for s in wl.shapes)
     converted = convert(native, cache_dir=spec.cache_dir, opset=spec.opset, shapes=shapes,
                         data=spec.workloads[0].inputs, float64=spec.float64, timeout_s=spec.plan.timeout_s,

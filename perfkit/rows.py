@@ -253,11 +253,11 @@ def native_target(native: NativeModel, spec: BenchSpec) -> Target:
 
 
 def native_targets(native: NativeModel, spec: BenchSpec) -> list[Target]:
-    """The CPU, and for a PyTorch model also torch:cuda when a GPU target was asked for."""
+    """The CPU, and for a PyTorch or transformers model also cuda when a GPU target was asked for."""
     targets = [native_target(native, spec)]
-    if native.framework == "torch" and any(t.device in ("cuda", "tensorrt") for t in spec.targets):
+    if native.framework in ("torch", "hf") and any(t.device in ("cuda", "tensorrt") for t in spec.targets):
         device_id = next((dict(t.provider_options).get("device_id") for t in spec.targets if t.gpu), None)
-        targets.append(Target("torch", "cuda", (("device_id", device_id),) if device_id else ()))
+        targets.append(Target(native.framework, "cuda", (("device_id", device_id),) if device_id else ()))
     return targets
 
 

@@ -28,7 +28,7 @@ from perfkit.measure.halving import MIN_STAGE_S, OVERHEAD_S, Halving, halve
 from perfkit.measure.interleave import Tick, memory_groups
 from perfkit.measure.targets import check_targets
 from perfkit.output.store import Store
-from perfkit.prepare import Prepared, Progress, prepare, references
+from perfkit.prepare import Prepared, Progress, model_warnings, prepare, references
 from perfkit.rows import MEMORY_SHARE, WORKER_BYTES, PlannedCase, measure_rows, session_target
 from perfkit.space import detail_settings, thread_settings
 from perfkit.transforms.cache import Variant
@@ -216,6 +216,7 @@ class _Search:
                         config=str(written), notes=tuple(self.notes), chosen_row=k if won else 0)
         report = Report(run_id=new_run_id(), created=now_stamp(), spec=bench, environment=self.env,
                         results=tuple(results), complete=True, command=command, search=search,
+                        warnings=model_warnings(self.prepared),
                         accuracy_on=self.prepared.feeds[0].checks_from, signature=self.prepared.signature)
         if bench.results_dir:
             save(report, bench.results_dir, bench.store)

@@ -117,3 +117,25 @@ def classifier(features=8, classes=6, seed=0):
              helper.make_node("Softmax", ["scores"], ["probabilities"], axis=-1)]
     return graph_model(nodes, [tensor("x", shape=("batch", features))],
                        [tensor("probabilities", shape=("batch", classes))], inits)
+
+
+BN_SCALE, BN_BIAS, BN_MEAN, BN_VAR = [1.0, 2.0, 0.5], [0.0, 0.1, -0.1], [0.2, 0.0, 0.1], [1.0, 0.5, 2.0]
+
+
+def old_batchnorm(opset=6):
+    """BatchNormalization then Relu at opset 6: onnxruntime has no kernel for BatchNormalization(6)."""
+    inits = [const(n, v) for n, v in (("s", BN_SCALE), ("b", BN_BIAS), ("m", BN_MEAN), ("v", BN_VAR))]
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"], is_test=1, epsilon=1e-5),
+             helper.make_node("Relu", ["bn"], ["y"])]
+    graph = helper.make_graph(nodes, "old", [tensor("x", shape=("N", 3, 2, 2))], [tensor("y", shape=("N", 3, 2, 2))],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+
+
+def fp16_mlp(features=16, seed=0):
+    """A MatMul on float16 inputs and weights: a model as given that computes in fp16."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    return graph_model(nodes, [tensor("x", TensorProto.FLOAT16, ("batch", features))],
+                       [tensor("y", TensorProto.FLOAT16, ("batch", features))],
+                       [const("w", rng.standard_normal((features, features)) / 4, np.float16)])

@@ -68,7 +68,7 @@ def test_missing_provider_is_a_user_error_unless_fallback_is_allowed(relu_model,
 
 
 def test_no_kernel_is_a_user_error_and_nothing_is_written(no_kernel_model, tmp_path):
-    with pytest.raises(PerfkitError, match="no onnxruntime kernel for Acos"):
+    with pytest.raises(PerfkitError, match="Acos \\(opset 7\\) has no CPU kernel for float64"):
         bench.run(spec(no_kernel_model, results_dir=str(tmp_path / "r")))
     assert not (tmp_path / "r").exists()
 
@@ -391,3 +391,28 @@ def test_inputs_holding_nan_are_flagged_before_the_rows(relu_model, tmp_path):
                                  plan=replace(QUICK_PLAN, isolate=False)))
     assert any(w.startswith(f"{tmp_path / 'in.npz'}: 'x' holds 1 NaN of 4 values — rows whose outputs turn NaN")
                for w in report.warnings)
+
+
+def test_an_opset_older_than_onnxruntime_runs_upgraded_with_upgrade_opset_and_the_run_says_so(save, tmp_path):
+    from tests.models import old_batchnorm
+
+    path = save(old_batchnorm(), "old.onnx")
+    with pytest.raises(PerfkitError, match="old.onnx: no onnxruntime kernel for BatchNormalization at opset 6: .* "
+                                           "— pass --upgrade-opset"):
+        bench.run(spec(path, cache_dir=str(tmp_path / "c")))
+    report = bench.run(spec(path, cache_dir=str(tmp_path / "c"), upgrade_opset=True))
+    (row,) = report.results
+    assert row.status == "ok" and row.model.path.startswith(str(tmp_path / "c" / "upgraded"))
+    assert report.spec.model == path and report.warnings[0].startswith(f"{path}: opset 6 → 13 by "
+                                                                       "onnx.version_converter")
+
+
+def test_a_model_computing_in_fp16_on_the_cpu_is_warned_about(save):
+    from tests.models import fp16_mlp, mlp
+
+    path = save(fp16_mlp(), "half.onnx")
+    warned = [w for w in bench.run(spec(path, batch=(2,))).warnings if "float16" in w]
+    assert warned == [f"{path} computes in float16 (MatMul fed float16): most of onnxruntime's CPU kernels are "
+                      "float32, so on ort:cpu float16 is emulated with casts and the latency is not what an fp16 GPU "
+                      "gives — measure the fp32 model on the CPU, or this one on a GPU (--target ort:cuda)"]
+    assert not [w for w in bench.run(spec(save(mlp(), "full.onnx"), batch=(2,))).warnings if "float16" in w]

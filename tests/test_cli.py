@@ -209,3 +209,28 @@ def test_a_config_that_is_not_perfkits_is_one_line_exit_2(cli, relu_model, tmp_p
     assert result.stderr.strip() == (f"perfkit: error: {tmp_path / 'other.json'}: not a perfkit-tuned config (no "
                                      "\"format\": \"perfkit-tuned\") — give the perfkit-tuned.json that `perfkit tune "
                                      "-o DIR` wrote")
+
+
+def test_upgrade_opset_reaches_bench_and_tune(cli, tmp_path):
+    import onnx
+
+    from tests.models import old_batchnorm
+
+    onnx.save_model(old_batchnorm(), tmp_path / "old.onnx")
+    result = cli("bench", tmp_path / "old.onnx", "--upgrade-opset", "--no-save", *QUICK)
+    assert result.exit_code == 0, result.output
+    assert "warning: " + str(tmp_path / "old.onnx") + ": opset 6 → 13 by onnx.version_converter" in result.output
+    result = cli("tune", tmp_path / "old.onnx", "-o", tmp_path / "tuned", "--time-budget", "1s", "--upgrade-opset",
+                 "--no-isolate", "--cache-dir", tmp_path / "tc")
+    assert result.exit_code == 2 and "--time-budget 1s: too short" in result.stderr
+    assert [p.name for p in (tmp_path / "tc" / "upgraded").iterdir()]  # before that, the model was upgraded
+
+
+@pytest.mark.parametrize("command", ["bench", "convert"])
+def test_a_core_ml_model_is_one_line_saying_perfkit_does_not_load_it(cli, tmp_path, command):
+    (tmp_path / "m.mlmodel").write_bytes(b"\x08\x05\x12\x05\x0a\x03\x0a\x01x")  # a Core ML spec, by hand
+    result = cli(command, tmp_path / "m.mlmodel", *(["-o", tmp_path / "m.onnx"] if command == "convert" else []))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(f"perfkit: error: {tmp_path / 'm.mlmodel'}: is a Core ML model")
+    assert "perfkit does not load Core ML: it predicts only on Apple platforms" in result.stderr
+    assert "(torch.onnx.export, tf2onnx, skl2onnx)" in result.stderr and not (tmp_path / "m.onnx").exists()

@@ -12,7 +12,9 @@ from perfkit.core.errors import PerfkitError
 from perfkit.core.spec import Target
 
 REGISTRY = {"ort": "perfkit.backends.ort:OrtBackend", "sklearn": "perfkit.backends.sklearn:SklearnBackend",
-            "torch": "perfkit.backends.torch:TorchBackend", "keras": "perfkit.backends.keras:KerasBackend"}
+            "torch": "perfkit.backends.torch:TorchBackend", "keras": "perfkit.backends.keras:KerasBackend",
+            "hf": "perfkit.backends.hf:HfBackend", "tfgraph": "perfkit.backends.tfgraph:TfGraphBackend",
+            "spark": "perfkit.backends.spark:SparkBackend", "pmml": "perfkit.backends.pmml:PmmlBackend"}
 Clock = Callable[[], int]
 
 

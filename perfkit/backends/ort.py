@@ -15,6 +15,12 @@ from perfkit.core.spec import OPT_LEVEL_NAMES, PROVIDERS, Target
 QUIET = 4  # onnxruntime's log level "fatal": its errors come back in the row's reason, its warnings are noise
 NON_NUMPY = ("bfloat16", "float8")  # element types onnxruntime's numpy bridge cannot hand over directly
 OLDEST_OPSET = 7  # the first opset onnxruntime has kernels for
+# The opset --upgrade-opset upgrades an older model to. Any of 7-21 loads every one of the 34 onnx backend-test
+# models onnxruntime refuses, with the same outputs; 13 is the first where QuantizeLinear takes a per-axis
+# scale, so perfkit's int8 variants need no second, blind upgrade (onnxruntime's quantizer moves opset < 10 to
+# 11 by itself), and the converter's chain of adapters stays as short as that allows.
+UPGRADE_TO = 13
+FLOAT32_MENDS = ("bfloat16", "float16", "float64")  # a kernel missing for these: the float32 model has it
 
 
 def provider_name(target: Target) -> str:
@@ -61,7 +67,7 @@ class OrtBackend:
                 session = ort.InferenceSession(model_path, options,
                                                providers=[(provider, dict(target.provider_options))])
         except Exception as exc:  # onnxruntime raises its own pybind classes for every load failure
-            what, fix = explain_load_error(exc, provider)
+            what, fix = explain_load_error(exc, provider, model_path)
             raise PerfkitError(model_path, what, fix) from None
         if "iobinding" in target.modes:
             return BoundOrtSession(ort, session, options, target)
@@ -200,6 +206,23 @@ class BoundOrtSession(OrtSession):
         return call
 
 
+def missing_kernel(op: str, version: int, node: str | None, provider: str, model_path: str) -> tuple[str, str]:
+    """A node no kernel runs with the types it is fed: the op, the types (read from the file) and the fix."""
+    from perfkit.files.onnx_types import kernel_inputs
+
+    types = kernel_inputs(model_path, op, node) if model_path and node is not None else ""
+    if not types:
+        return (f"no onnxruntime kernel for {op} (opset {version}) on {provider} with these types",
+                "try another --target, or re-export with ops and types this provider supports")
+    where = "CPU" if provider == "CPUExecutionProvider" else f"{provider} or CPU"
+    named = f" node '{node}'" if node else ""
+    what = f"{op}{named} (opset {version}) has no {where} kernel for {types}"
+    if any(t in types for t in FLOAT32_MENDS):
+        return what, (f"run the float32 model (or Cast {op}'s inputs to float32), or give a --target whose provider "
+                      "has the kernel (ort:cuda)")
+    return what, f"re-export with types {provider} takes for {op}, or try another --target"
+
+
 _PREFIX = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : ")  # nested errors repeat it
 # C++ source locations: "/…/graph_utils.cc:479 NodeArg& f(Graph&, …) " or "graph.cc:4164 AddInitializedOrtValue "
 _SOURCE = re.compile(r"\S*\.(?:cc|h|cpp):\d+ (?:[^()\[]*\([^)]*\) |\w+ )")
@@ -211,16 +234,16 @@ def clean_message(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def explain_load_error(exc: BaseException, provider: str) -> tuple[str, str]:
-    """(what is wrong, how to fix) for an exception from InferenceSession()."""
+def explain_load_error(exc: BaseException, provider: str, model_path: str = "") -> tuple[str, str]:
+    """(what is wrong, how to fix) for an exception from InferenceSession(); `model_path` lets a missing kernel
+    name the types its node is fed."""
     msg = clean_message(exc)
-    if m := re.search(r"Could not find an implementation for (\w+)\((\d+)\)", msg):
+    if m := re.search(r"Could not find an implementation for (\w+)\((\d+)\)(?: node with name '([^']*)')?", msg):
         if int(m[2]) < OLDEST_OPSET:
             return (f"no onnxruntime kernel for {m[1]} at opset {m[2]}: onnxruntime runs opset {OLDEST_OPSET} and "
-                    "later", "upgrade the model with onnx.version_converter.convert_version(model, 17), or "
-                    "re-export it")
-        return (f"no onnxruntime kernel for {m[1]} (opset {m[2]}) on {provider} with these types",
-                "try another --target, or re-export with ops and types this provider supports")
+                    f"later", f"pass --upgrade-opset (onnx.version_converter upgrades it to opset {UPGRADE_TO}, in "
+                    f"perfkit's cache), or re-export it at opset {UPGRADE_TO} or later")
+        return missing_kernel(m[1], int(m[2]), m[3], provider, model_path)
     if m := re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", msg):
         return (f"IR version {m[1]} is newer than this onnxruntime reads (≤ {m[2]})",
                 f"upgrade onnxruntime, or set model.ir_version = {m[2]} and save it again if its ops allow")

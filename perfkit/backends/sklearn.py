@@ -13,23 +13,6 @@ from perfkit.core.model import NativeModel, Port
 from perfkit.core.spec import Target
 from perfkit.files.trust import require_trust, trusted, user_code_importable
 
-# Steps whose answers move when float64 arithmetic becomes float32 (ONNX's default): said with the parity.
-FLOAT64_SENSITIVE = {
-    "StandardScaler": "divides by the feature's scale", "RobustScaler": "divides by the feature's IQR",
-    "MinMaxScaler": "divides by the feature's range", "MaxAbsScaler": "divides by the largest value",
-    "SVC": "sums kernel terms of large magnitude", "SVR": "sums kernel terms of large magnitude",
-    "NuSVC": "sums kernel terms", "NuSVR": "sums kernel terms", "KernelRidge": "sums kernel terms",
-    "DecisionTreeClassifier": "compares to thresholds", "DecisionTreeRegressor": "compares to thresholds",
-    "RandomForestClassifier": "compares to thresholds", "RandomForestRegressor": "compares to thresholds",
-    "ExtraTreesClassifier": "compares to thresholds", "ExtraTreesRegressor": "compares to thresholds",
-    "GradientBoostingClassifier": "compares to thresholds", "GradientBoostingRegressor": "compares to thresholds",
-    "HistGradientBoostingClassifier": "compares to thresholds",
-    "HistGradientBoostingRegressor": "compares to thresholds",
-    "LGBMClassifier": "compares to thresholds", "LGBMRegressor": "compares to thresholds",
-    "XGBClassifier": "compares to thresholds", "XGBRegressor": "compares to thresholds",
-    "KBinsDiscretizer": "compares to bin edges",
-}
-
 
 def missing() -> str | None:
     try:
@@ -92,7 +75,20 @@ def estimator_kind(est: Any) -> str:
         return "outlier"  # IsolationForest: a label (-1/1) and its score, no transform
     if hasattr(est, "predict") and hasattr(est, "transform"):
         return "clusterer"  # KMeans: a label and the distances
+    if hasattr(est, "predict") and hasattr(est, "predict_proba"):
+        return "mixture"  # GaussianMixture: a component and each component's probability, no transform
     return "transformer"
+
+
+# Outlier detectors whose skl2onnx converter writes label and score as (N,), where the others write (N, 1).
+FLAT_OUTLIERS = ("SGDOneClassSVM",)
+
+
+def final_step(est: Any) -> Any:
+    """The estimator at the end of a pipeline (the estimator itself when it is none)."""
+    while getattr(est, "steps", None):
+        est = est.steps[-1][1]
+    return est
 
 
 def steps(est: Any) -> list[Any]:
@@ -107,11 +103,6 @@ def steps(est: Any) -> list[Any]:
             if hasattr(s, "fit"):
                 todo.append(s)
     return out
-
-
-def float64_sensitive(est: Any) -> list[str]:
-    return [f"{type(s).__name__} ({FLOAT64_SENSITIVE[type(s).__name__]})" for s in steps(est)
-            if type(s).__name__ in FLOAT64_SENSITIVE]
 
 
 def input_ports(est: Any, data: Any | None, subject: str) -> tuple[tuple[Port, ...], bool]:
@@ -156,6 +147,8 @@ def output_methods(est: Any, count: int) -> list[str]:
     kind = estimator_kind(est)
     if kind == "classifier":
         return ["predict", "predict_proba" if hasattr(est, "predict_proba") else "decision_function"][:count]
+    if kind == "mixture":
+        return ["predict", "predict_proba"][:count]
     if kind == "clusterer":
         return ["predict", "transform"][:count]
     if kind == "outlier":
@@ -186,6 +179,9 @@ class SklearnSession(Closing):
         names = [m.__name__ for m in self._methods]
         self._one_pass = names == ["predict", "predict_proba"]
         self._kind = estimator_kind(est)
+        # Which outputs stay (N,) as skl2onnx writes them; the others are (N, k), a column vector when k is 1.
+        self._flat = [(m.__name__ == "predict" and self._kind in ("classifier", "clusterer")) or
+                      type(final_step(est)).__name__ in FLAT_OUTLIERS for m in self._methods]
         self._dtype: Any = None  # what float rows are fed as: float64 (sklearn's own), or what it was fitted on
         self.settings = {"requested": "sklearn", "scikit-learn": sklearn.__version__,
                          "threads": "estimator's own (n_jobs)",
@@ -219,15 +215,16 @@ class SklearnSession(Closing):
         return x.astype(self._dtype)
 
     def run(self, prepared: Any) -> list[Any]:
-        """Each output as the ONNX model gives it: labels (N,), probabilities and transforms (N, k), a
-        regressor's values and an outlier detector's label and score (N, 1)."""
+        """Each output as the ONNX model gives it: a classifier's or clusterer's labels (N,), probabilities and
+        transforms (N, k) (a sparse transform dense), a regressor's values, a mixture's component and an outlier
+        detector's label and score (N, 1), except where its converter writes (N,) (FLAT_OUTLIERS)."""
         import numpy as np
 
         out = []
-        for method in self._methods:
-            value = np.asarray(method(prepared))
-            labels = method.__name__ == "predict" and self._kind not in ("regressor", "outlier")
-            out.append(value.reshape(len(value), -1) if value.ndim == 1 and not labels else value)
+        for method, flat in zip(self._methods, self._flat, strict=True):
+            value = method(prepared)
+            value = np.asarray(value.toarray() if hasattr(value, "toarray") else value)  # sparse: as ONNX, dense
+            out.append(value.reshape(len(value), -1) if value.ndim == 1 and not flat else value)
         return out
 
     def bind(self, prepared: Any) -> Callable[[], Any]:
@@ -235,11 +232,13 @@ class SklearnSession(Closing):
         argmax — not predict() and predict_proba() one after the other, which would count the work twice."""
         methods = self._methods
         if self._one_pass:
-            proba, classes = methods[1], self._est.classes_
+            # a mixture's components are numbered, a classifier's classes named
+            proba, classes = methods[1], getattr(self._est, "classes_", None)
 
             def one_pass() -> Any:
                 p = proba(prepared)
-                return classes.take(p.argmax(axis=1)), p
+                best = p.argmax(axis=1)
+                return (best if classes is None else classes.take(best)), p
 
             return one_pass
 

@@ -104,6 +104,9 @@ opset_option = click.option("--opset", type=click.IntRange(7, 30), help="Opset o
                             "model [18].")
 float64_option = click.option("--float64", is_flag=True,
                               help="scikit-learn: convert with float64 inputs (keeps its precision; slower).")
+upgrade_opset_option = click.option("--upgrade-opset", is_flag=True,
+                                    help="An ONNX model older than opset 7 (onnxruntime has no kernels that old) is "
+                                    "upgraded to opset 13 with onnx.version_converter, in the cache, and measured so.")
 cache_option = click.option("--cache-dir", default=None,
                             help="Where built variants are cached [.perfkit-cache, or $PERFKIT_CACHE].")
 

@@ -21,6 +21,7 @@ from perfkit.cli.group import (
     results_option,
     store_option,
     trust_option,
+    upgrade_opset_option,
     variants_option,
 )
 
@@ -59,13 +60,14 @@ from perfkit.cli.group import (
 @factory_option
 @native_hint_options
 @opset_option
+@upgrade_opset_option
 @format_option
 @results_option
 @store_option
 @debug_option
 def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, variants, accuracy_budget, calibration,
          eval_data, label_column, time_budget, objective, max_memory, threshold, timeout, no_isolate, no_save,
-         cache_dir, trust, factory, opset, fmt, results_dir, store, hints) -> None:
+         cache_dir, trust, factory, opset, upgrade_opset, fmt, results_dir, store, hints) -> None:
     """Find the fastest configuration of MODEL inside an accuracy budget: its variants (auto by default) and
     onnxruntime's session settings, searched by successive halving on interleaved rounds and confirmed
     against the default in a final A/B. Returned only if significantly faster; otherwise the default is the
@@ -83,7 +85,7 @@ def tune(model, output_dir, target, batch, dims, shapes, inputs, threads, varian
                       results_dir=None if no_save else results_dir, variants=variants or ("auto",),
                       accuracy_budget=accuracy_budget, calibration=calibration, cache_dir=cache_dir, trust=trust,
                       factory=factory, opset=opset, store=store, eval=eval_data, label_column=label_column,
-                      hints=hints)
+                      hints=hints, upgrade_opset=upgrade_opset)
     spec = make_tune_spec(bench, output_dir=output_dir, objective=objective, time_budget=time_budget,
                           max_memory=max_memory)
     progress = Progress()

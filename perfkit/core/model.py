@@ -69,7 +69,8 @@ NO_HINTS = NativeHints()
 
 @dataclass(frozen=True)
 class NativeModel:
-    """A native model (scikit-learn, PyTorch, Keras/TensorFlow, or an MLflow folder holding one): which
+    """A native model (scikit-learn, PyTorch, Keras/TensorFlow, a TensorFlow frozen graph, a Hugging Face folder,
+    PMML, a Spark ML pipeline, or an MLflow folder holding one): which
     framework loads it, whether that needs trust, and the input/output names it shares with its ONNX
     conversion.
 
@@ -78,8 +79,9 @@ class NativeModel:
     """
 
     path: str  # the file or folder the framework loads
-    format: str  # sklearn, skops, torchscript, exported-program, torch-save, keras, savedmodel
-    framework: str  # the backend that runs it: sklearn, torch or keras
+    format: str  # sklearn, skops, torchscript, exported-program, torch-save, keras, savedmodel, huggingface,
+    # frozen-graph, pmml, spark-pipeline
+    framework: str  # the backend that runs it: sklearn, torch, keras, hf, tfgraph, pmml or spark
     digest: str
     trusted: bool = False  # the user allowed code-running loads (pickles, Keras lambdas)
     factory: str | None = None  # package.module:function building the module a state dict fills

@@ -179,6 +179,7 @@ class BenchSpec:
     hints: NativeHints = NativeHints()  # --task, --input-names, --output-names for a native model
     opset: int | None = None  # opset of a native model's ONNX conversion; None: the exporter's default
     float64: bool = False  # scikit-learn: convert with float64 inputs, keeping its precision
+    upgrade_opset: bool = False  # an ONNX model older than onnxruntime's opsets is upgraded and measured so
     store: str | None = None  # postgresql://… keeps the runs in that database; None: results_dir's SQLite
     fail_on_fallback: bool = False  # a GPU row whose compute ops ran on the CPU fails instead of warning
     config: str | None = None  # a perfkit-tuned.json: its model file and session measured beside the model

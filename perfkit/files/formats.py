@@ -10,20 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from perfkit.core.errors import PerfkitError
+from perfkit.files.graphdef import looks_like_graphdef
+from perfkit.files.spark_folder import is_spark_folder
 
 HDF5 = b"\x89HDF\r\n\x1a\n"
 GZIP, BZ2, XZ, ZLIB = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x78"
 RDS_HEADS = (b"X\n", b"RDX2\n", b"RDX3\n")
 LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch.save before 1.6, pickled first
 HEAD_BYTES = 64
-LFS_POINTER = b"version https://git-lfs.github.com/spec/"  # what a clone without git-lfs holds instead of the file
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+# The weight files transformers' save_pretrained writes beside config.json (sharded ones with an index).
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+              "tf_model.h5", "flax_model.msgpack")  # what a clone without git-lfs holds instead of the file
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    """What a path holds. Folders: mlflow, savedmodel, mleap, coreml, directory. Files: lfs-pointer, hdf5,
-    pickle, zip archives (torch, keras, skops, mleap, damaged-zip, or plain zip), rds, compressed, pmml, coreml,
-    and onnx for anything else (what perfkit reads by default)."""
+    """What a path holds. Folders: mlflow, savedmodel, mleap, huggingface, spark, coreml, directory. Files:
+    lfs-pointer, hdf5, safetensors, pickle, zip archives (torch, keras, skops, mleap, damaged-zip, or plain zip),
+    rds, compressed, pmml, coreml, graphdef (a TensorFlow frozen graph .pb), and onnx for anything else (what
+    perfkit reads by default)."""
 
     kind: str
     members: tuple[str, ...] = ()  # a zip archive's entries
@@ -43,6 +49,8 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("pickle")
     if head.startswith(b"PK\x03\x04"):
         return _zip(path)
+    if is_safetensors(head):
+        return Sniffed("safetensors")
     suffix = path.suffix.lower()
     if suffix == ".rds" or head.startswith(RDS_HEADS) or head.startswith((GZIP, BZ2, XZ)) and _compressed_rds(path):
         return Sniffed("rds")
@@ -50,8 +58,16 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("compressed")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and b"<PMML" in path.read_bytes()[:4096]:
         return Sniffed("pmml")
+    return _protobuf_kind(suffix, head)
+
+
+def _protobuf_kind(suffix: str, head: bytes) -> Sniffed:
+    """Core ML specs and GraphDefs are protobufs like ONNX: the suffix says which to try, the head confirms a
+    GraphDef (a real ONNX file named .pb stays ONNX)."""
     if suffix == ".mlmodel":
         return Sniffed("coreml")
+    if suffix == ".pb" and looks_like_graphdef(head):
+        return Sniffed("graphdef")
     return Sniffed("onnx")
 
 
@@ -92,8 +108,12 @@ def _folder_kind(path: Path) -> str:
         return "savedmodel"
     if (path / "bundle.json").is_file():
         return "mleap"
+    if (path / "config.json").is_file() and any((path / f).is_file() for f in HF_WEIGHTS):
+        return "huggingface"
     if (path / "Manifest.json").is_file() and path.suffix == ".mlpackage":
         return "coreml"
+    if is_spark_folder(path):
+        return "spark"  # a Spark ML PipelineModel, or one fitted model saved alone
     return "directory"
 
 
@@ -115,6 +135,11 @@ def _zip(path: Path) -> Sniffed:
     else:
         kind = "zip"
     return Sniffed(kind, names)
+
+
+def is_safetensors(head: bytes) -> bool:
+    """A safetensors file: the length of its JSON header (8 bytes, little-endian), then the header itself."""
+    return len(head) > 10 and 2 <= int.from_bytes(head[:8], "little") < 100 << 20 and head[8:10] in (b'{"', b"{ ")
 
 
 def looks_like_pickle(head: bytes) -> bool:

@@ -25,7 +25,15 @@ NATIVE_HINTS = {
     "hdf5": ("an HDF5 file (Keras .h5)", "convert it with tf2onnx"),
     "savedmodel": ("a TensorFlow SavedModel", "convert it with python -m tf2onnx.convert --saved-model DIR"),
     "mlflow": ("an MLflow model folder", "point perfkit at the ONNX file of an onnx-flavored model"),
+    "graphdef": ("a TensorFlow frozen graph (GraphDef)", "convert it first: perfkit convert FILE -o model.onnx"),
 }
+# Said by bench, convert and inspect alike. onnxmltools' convert_coreml imports coremltools (not a dependency),
+# and with it refuses layers such as innerProduct under the current onnx.
+COREML_HINT = ("a Core ML model", "perfkit does not load Core ML: it predicts only on Apple platforms, and "
+               "onnxmltools' Core ML converter does not work with this onnx stack (it needs coremltools, then refuses "
+               "layers such as innerProduct); convert the model to ONNX from the framework it was made in "
+               "(torch.onnx.export, tf2onnx, skl2onnx)")
+NATIVE_HINTS["coreml"] = COREML_HINT
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -172,15 +180,20 @@ def index_limits(proto: onnx.ModelProto) -> dict[str, int]:
 EMBED_LOOKUPS = ((0, 2), (1, 4))
 
 
-def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+def dtype_name(elem_type: int) -> str:
+    """An ONNX element type as numpy names it (float32, float64, bfloat16, …)."""
     from onnx import TensorProto
 
+    name = TensorProto.DataType.Name(elem_type).lower()
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     kind = value.type.WhichOneof("value") or "unknown"
     if kind != "tensor_type":
         return TensorInfo(value.name, "", None, kind.removesuffix("_type"))
     tt = value.type.tensor_type
-    dtype = TensorProto.DataType.Name(tt.elem_type).lower()
-    dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
+    dtype = dtype_name(tt.elem_type)
     if not tt.HasField("shape"):
         return TensorInfo(value.name, dtype, None)
     dims = tuple(

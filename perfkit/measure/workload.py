@@ -5,6 +5,7 @@ Synthetic values (documented in the README):
 - integers (int8…int64, uint8…uint64): uniform in [1, 8] — never 0 (divisions) — and never past the
   last row of a table the input indexes (a segment-id table of two rows gets ids of 1);
 - inputs named like a mask (`attention_mask`, `mask`): all ones, i.e. nothing masked, of any type;
+- `position_ids` (which optimum's GPT-2 export adds): 0, 1, 2, … along the sequence, as the model counts them;
 - bool: True or False with equal odds;
 - strings and anything else: not synthesised; the user gives data with --inputs.
 
@@ -174,6 +175,8 @@ def synthesize(sig: Signature, shapes: Shapes, seed: int, count: int = 1,
             dtype = infos[name].dtype
             if "mask" in name.lower() and (dtype in FLOAT_TYPES or dtype in INT_TYPES or dtype == "bool"):
                 feed[name] = np.ones(shape, dtype=numpy_dtype(dtype))
+            elif name.lower() == "position_ids" and dtype in INT_TYPES and shape:
+                feed[name] = np.broadcast_to(np.arange(shape[-1]), shape).astype(dtype)
             elif dtype in FLOAT_TYPES:
                 feed[name] = rng.random(shape, dtype=np.float32).astype(numpy_dtype(dtype))
             elif dtype in INT_TYPES:

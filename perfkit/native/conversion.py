@@ -25,6 +25,10 @@ CONVERTER_PACKAGES = {
     "sklearn": ("scikit-learn", "skl2onnx", "onnxmltools", "lightgbm", "xgboost", "xgboost-cpu"),
     "torch": ("torch", "onnxscript"),
     "keras": ("keras", "tensorflow", "tf2onnx"),
+    "hf": ("torch", "onnxscript", "transformers", "optimum", "optimum-onnx"),
+    "tfgraph": ("tensorflow", "tf2onnx"),
+    "spark": ("pyspark", "onnxmltools"),
+    "pmml": (),  # perfkit converts PMML itself: its own version keys the cache
 }
 ONNX_FILE, NATIVE_FILE = "model.onnx", "native.json"
 

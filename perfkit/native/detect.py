@@ -9,16 +9,16 @@ from pathlib import Path
 from perfkit.core.errors import PerfkitError
 from perfkit.core.model import NO_HINTS, NativeHints, NativeModel
 from perfkit.files.formats import Sniffed, legacy_torch, sniff, sniff_given, torch_archive_kind
-from perfkit.files.onnx_file import file_digest
+from perfkit.files.onnx_file import COREML_HINT, file_digest
 from perfkit.files.trust import require_trust
 from perfkit.native.frameworks import KERAS_SUFFIXES, SKLEARN_SUFFIXES, TORCH_SUFFIXES
 
 # Files the sniffer finds that perfkit may load natively; anything else is read as ONNX (and named if not).
-NATIVE_FILE_KINDS = ("hdf5", "pickle", "torch", "keras", "skops", "mleap", "zip", "damaged-zip")
-NATIVE_FOLDER_KINDS = ("mlflow", "savedmodel")
+NATIVE_FILE_KINDS = ("hdf5", "pickle", "torch", "keras", "skops", "mleap", "zip", "damaged-zip", "graphdef", "pmml")
+NATIVE_FOLDER_KINDS = ("mlflow", "savedmodel", "huggingface", "spark")
 # A native format -> the framework (backend) that runs it; a torch format is any not listed.
-FORMAT_FRAMEWORKS = {"sklearn": "sklearn", "skops": "sklearn", "keras": "keras", "savedmodel": "keras"}
-
+FORMAT_FRAMEWORKS = {"sklearn": "sklearn", "skops": "sklearn", "keras": "keras", "savedmodel": "keras",
+                     "huggingface": "hf", "frozen-graph": "tfgraph", "spark-pipeline": "spark", "pmml": "pmml"}
 
 def is_native(path_text: str) -> bool:
     path = Path(path_text)
@@ -45,6 +45,8 @@ def detect(path_text: str, trusted: bool = False, factory: str | None = None,
             raise PerfkitError(path_text, f"an MLflow model of the onnx flavor ({inner})",
                                f"benchmark the ONNX file itself: perfkit bench {inner}")
         return replace(detect(str(inner), trusted, factory, hints), source=path_text)
+    if sniffed.kind == "coreml":
+        raise PerfkitError(path_text, f"is {COREML_HINT[0]}", COREML_HINT[1])
     kind = _native_format(path, sniffed)
     if kind is None:
         raise PerfkitError(path_text, "not a model format perfkit loads natively",
@@ -57,8 +59,14 @@ def detect(path_text: str, trusted: bool = False, factory: str | None = None,
 
 def _native_format(path: Path, sniffed: Sniffed) -> str | None:
     kind, suffix = sniffed.kind, path.suffix.lower()
-    if kind == "savedmodel":
-        return "savedmodel"
+    if kind in ("savedmodel", "huggingface"):
+        return kind
+    if kind == "graphdef":
+        return "frozen-graph"
+    if kind == "pmml":
+        return "pmml"
+    if kind == "spark":
+        return "spark-pipeline"  # a PipelineModel folder, or one fitted model saved alone (run as one stage)
     if kind in ("keras", "hdf5") or suffix in KERAS_SUFFIXES and kind != "pickle":
         return "keras"
     if suffix == ".skops":

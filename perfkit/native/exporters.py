@@ -1,6 +1,7 @@
-"""Native -> ONNX: scikit-learn through skl2onnx (onnxmltools' converters for LightGBM and XGBoost),
-PyTorch through the dynamo exporter (the TorchScript exporter when dynamo cannot), Keras and TensorFlow
-through Keras 3's export or tf2onnx. The batch axis stays free; classifiers give plain probability tensors.
+"""Native -> ONNX: the dispatch to each framework's exporter (scikit-learn, Hugging Face, TensorFlow graphs,
+Spark and PMML in modules of their own, listed in EXPORTERS), and here PyTorch through the dynamo exporter (the
+TorchScript exporter when dynamo cannot), Keras and TensorFlow through Keras 3's export or tf2onnx. The batch
+axis stays free.
 
 `export` runs in a worker: loading a trusted pickle, or a framework crashing, stays out of the parent.
 """
@@ -11,18 +12,19 @@ import importlib
 import logging
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from perfkit.backends.quiet import silenced
 from perfkit.core.errors import PerfkitError, brief, root_cause
-from perfkit.core.model import NativeModel, Port
+from perfkit.core.model import NativeModel
 from perfkit.core.spec import InputShape
 from perfkit.files.data import read_sample
 from perfkit.native.frameworks import backend_module
 
 # Frameworks whose exporter is a module of its own: export_onnx(job, backend_module) -> (native, notes).
-EXPORTERS: dict[str, str] = {}
+EXPORTERS = {"sklearn": "perfkit.native.sklearn_export", "hf": "perfkit.native.hf_export",
+             "tfgraph": "perfkit.native.tf_graph", "spark": "perfkit.native.spark_export",
+             "pmml": "perfkit.native.pmml_export"}
 DEFAULT_OPSET = 18  # supported by every converter here and by onnxruntime ≥ 1.14
 EXAMPLE_BATCH = 2  # torch.export specialises a dim traced at 0 or 1: trace the batch at 2 to keep it free
 
@@ -45,7 +47,7 @@ def export(job: ExportJob) -> tuple[NativeModel, tuple[str, ...]]:
     if native.framework in EXPORTERS:
         convert = importlib.import_module(EXPORTERS[native.framework]).export_onnx
     else:
-        convert = {"sklearn": _sklearn, "torch": _torch}.get(native.framework, _keras)
+        convert = _torch if native.framework == "torch" else _keras
     filled, notes = convert(job, module)
     _check_loads(job)
     return filled, notes
@@ -69,126 +71,6 @@ def _onnx_outputs(path: str) -> tuple[str, ...]:
     import onnx
 
     return tuple(o.name for o in onnx.load(path, load_external_data=False).graph.output)
-
-
-# ---- scikit-learn ---------------------------------------------------------------------------------------
-
-def _sklearn(job: ExportJob, sk) -> tuple[NativeModel, tuple[str, ...]]:
-    try:
-        from skl2onnx import convert_sklearn
-        from skl2onnx.common.data_types import (
-            DoubleTensorType,
-            FloatTensorType,
-            Int64TensorType,
-            StringTensorType,
-        )
-    except ImportError:
-        raise PerfkitError(job.native.path, "converting scikit-learn models needs skl2onnx",
-                           "pip install 'perfkit[sklearn]'") from None
-    from sklearn.base import is_classifier
-
-    native = job.native
-    est = sk.load(native)
-    sample = read_sample(job.data)
-    name = "X"
-    if isinstance(sample, dict) and len(sample) == 1:
-        (name, sample), = sample.items()  # one array: the input takes its name from the .npz
-    ports, columns = sk.input_ports(est, sample, native.source or native.path)
-    if not columns:
-        ports = tuple(replace(p, name=name) for p in ports)
-    if job.shapes and not columns:
-        first = job.shapes[0]
-        ports = (Port(first.name, "float32", (None, *first.dims[1:])),)
-    if job.float64:
-        ports = tuple(replace(p, dtype="float64") if p.dtype == "float32" else p for p in ports)
-    types = {"float32": FloatTensorType, "float64": DoubleTensorType, "int64": Int64TensorType,
-             "string": StringTensorType}
-    initial = [(p.name, types[p.dtype](list(p.shape or (None,)))) for p in ports]
-    _register_boosters()
-    options = {id(s): {"zipmap": False} for s in sk.steps(est) if is_classifier(s) and _has_zipmap(s)}
-    opset = job.opset or DEFAULT_OPSET
-    try:
-        onx = convert_sklearn(est, initial_types=initial, options=options,
-                              target_opset={"": opset, "ai.onnx.ml": 3})
-    except Exception as exc:
-        raise _sklearn_failure(native, exc, [type(s).__name__ for s in sk.steps(est)]) from None
-    Path(job.dst).write_bytes(onx.SerializeToString())
-    outputs = _onnx_outputs(job.dst)
-    notes = (f"skl2onnx, opset {opset}" + (", float64" if job.float64 else ""),)
-    return replace(native, inputs=ports, outputs=outputs, columns=columns), notes
-
-
-def _has_zipmap(est: Any) -> bool:
-    """Every classifier converter takes zipmap, except those of meta-estimators that pass it down."""
-    return type(est).__name__ not in ("Pipeline",)
-
-
-# What skl2onnx's refusals mean for the estimators that meet them, with what the user can do.
-SKLEARN_FIXES = (
-    ("flatten_transform", "a soft VotingClassifier converts only with flatten_transform=False: set it and save "
-                          "the model again"),
-    ("Only binary classification", "its converter does binary classification only: train one model per class "
-                                   "(OneVsRestClassifier), or use another classifier"),
-    ("Expected an int, got a boolean", "this skl2onnx writes one of its attributes wrongly for this scikit-learn: "
-                                       "upgrade skl2onnx, or train GradientBoosting* (supported) instead"),
-)
-
-
-def _sklearn_failure(native: NativeModel, exc: Exception, names: list[str] | None = None) -> PerfkitError:
-    """One line naming the estimator skl2onnx refused (and the steps inside it) and why, with a fix where one is
-    known."""
-    text = str(exc)
-    names = names or []
-    which = names[0] if len(names) == 1 else f"{names[0]} ({', '.join(names[1:])})" if names else "it"
-    fix = next((f for mark, f in SKLEARN_FIXES if mark in text or mark in root_cause(exc)), None)
-    if fix:
-        return PerfkitError(native.source or native.path, f"skl2onnx could not convert {which}: "
-                            f"{root_cause(exc)}", fix)
-    m = re.search(r"(?:shape calculator|converter) for type '<class '([\w.]+)'>'", text) or \
-        re.search(r"Unable to find a (?:shape calculator|converter) for model type '?([\w.]+)", text)
-    if m:
-        name = m[1].rsplit(".", 1)[-1]
-        return PerfkitError(native.source or native.path, f"skl2onnx has no converter for {name}",
-                            "replace that step with a supported one, or register a converter with "
-                            "skl2onnx.update_registered_converter (see skl2onnx's list of supported models)")
-    return PerfkitError(native.source or native.path, f"skl2onnx could not convert {which}: {root_cause(exc)}",
-                        "check the estimator against skl2onnx's supported list, or pass --debug")
-
-
-def _register_boosters() -> None:
-    """LightGBM and XGBoost estimators inside pipelines, with onnxmltools' converters, where installed."""
-    try:
-        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-        from skl2onnx import update_registered_converter
-        from skl2onnx.common.shape_calculator import (
-            calculate_linear_classifier_output_shapes,
-            calculate_linear_regressor_output_shapes,
-        )
-    except ImportError:
-        return
-    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    try:
-        from lightgbm import LGBMClassifier, LGBMRegressor
-
-        update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier",
-                                    calculate_linear_classifier_output_shapes, convert_lightgbm,
-                                    options=classifier_options)
-        update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor",
-                                    calculate_linear_regressor_output_shapes, convert_lightgbm,
-                                    options={"split": None})
-    except ImportError:
-        pass
-    try:
-        from xgboost import XGBClassifier, XGBRegressor
-
-        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier",
-                                    calculate_linear_classifier_output_shapes, convert_xgboost,
-                                    options=classifier_options)
-        update_registered_converter(XGBRegressor, "XGBoostXGBRegressor",
-                                    calculate_linear_regressor_output_shapes, convert_xgboost)
-    except ImportError:
-        pass
 
 
 # ---- PyTorch --------------------------------------------------------------------------------------------

@@ -8,9 +8,16 @@ from types import ModuleType
 
 from perfkit.core.errors import PerfkitError
 
-FRAMEWORK_NAMES = {"sklearn": "scikit-learn", "torch": "PyTorch", "keras": "Keras/TensorFlow"}
-EXTRAS = {"sklearn": "perfkit[sklearn]", "torch": "perfkit[torch]", "keras": "perfkit[tensorflow]"}
-NEEDS = {"sklearn": ("sklearn", "skl2onnx"), "torch": ("torch",), "keras": ("keras", "tensorflow", "tf2onnx")}
+FRAMEWORK_NAMES = {"sklearn": "scikit-learn", "torch": "PyTorch", "keras": "Keras/TensorFlow",
+                   "hf": "Hugging Face transformers", "tfgraph": "TensorFlow", "spark": "Spark ML",
+                   "pmml": "PMML (JPMML)"}
+EXTRAS = {"sklearn": "perfkit[sklearn]", "torch": "perfkit[torch]", "keras": "perfkit[tensorflow]",
+          "hf": "perfkit[hf]", "tfgraph": "perfkit[tensorflow]", "spark": "perfkit[spark]", "pmml": "perfkit[pmml]"}
+NEEDS = {"sklearn": ("sklearn", "skl2onnx"), "torch": ("torch",), "keras": ("keras", "tensorflow", "tf2onnx"),
+         "hf": ("torch", "transformers", "onnxscript"), "tfgraph": ("tensorflow", "tf2onnx"),
+         "spark": ("pyspark", "onnxmltools"), "pmml": ("jpmml_evaluator",)}
+# What opening a session costs before its first call: said on the progress line that waits for it.
+STARTUP = {"spark": "starting a local Spark session (30–45 s)"}
 SKLEARN_SUFFIXES = (".pkl", ".pickle", ".joblib", ".skops")
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".bin")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -32,3 +39,8 @@ def installed(framework: str) -> tuple[bool, str]:
 
     missing = [m for m in NEEDS[framework] if find_spec(m) is None]
     return not missing, ", ".join(missing)
+
+
+def startup_note(framework: str | None) -> str:
+    """What a progress line adds for a framework slow to open (the JVM of Spark), else nothing."""
+    return f" — {STARTUP[framework]}" if framework in STARTUP else ""

@@ -4,6 +4,8 @@ Nothing is loaded that could run code: pickles are scanned, not unpickled."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 from perfkit.core.errors import PerfkitError, brief
 from perfkit.core.model import TensorInfo
 from perfkit.files.formats import Sniffed, legacy_torch, sniff_given, torch_archive_kind
-from perfkit.files.onnx_file import disk_size, external_data_files, open_onnx, read_signature
+from perfkit.files.onnx_file import COREML_HINT, disk_size, external_data_files, open_onnx, read_signature
 from perfkit.files.trust import scan_file
 from perfkit.native.frameworks import EXTRAS, installed
 
@@ -92,23 +94,35 @@ def _pickle(path: Path, sniffed: Sniffed) -> Inspection:
 
 def _rds(path: Path, sniffed: Sniffed) -> Inspection:
     return _native(path, "rds", "an R object (saveRDS)", None,
-                   "perfkit does not run R: export the model to PMML with r2pmml, or retrain it in Python "
-                   "(scikit-learn, then perfkit convert)")
+                   "perfkit does not run R: export the model to PMML with r2pmml (r2pmml(model, \"model.pmml\")), "
+                   "then perfkit convert model.pmml; or retrain it in Python (scikit-learn, then perfkit convert)")
 
 
 def _pmml(path: Path, sniffed: Sniffed) -> Inspection:
-    return _native(path, "pmml", "a PMML document (XML)", None,
-                   "perfkit does not run PMML: score it with jpmml-evaluator or pypmml; for ONNX, convert the "
-                   "original model (sklearn: skl2onnx; Spark: onnxmltools.convert_sparkml)")
+    """Read and converted in memory (perfkit's converter runs nothing from the file), so that "loads" is true."""
+    from perfkit.backends.pmml import java_missing
+    from perfkit.files.pmml import parse, read_schema, summary
+    from perfkit.native.exporters import DEFAULT_OPSET
+    from perfkit.native.pmml_export import convert_document
+
+    root, what = parse(path), "a PMML document (XML)"
+    try:
+        schema = read_schema(root, str(path))
+    except PerfkitError as exc:
+        return Inspection(str(path), "pmml", what, False, f"{exc.what}: {exc.fix}")
+    details = summary(root, schema)
+    try:
+        convert_document(root, schema, str(path), DEFAULT_OPSET)
+    except PerfkitError as exc:
+        return Inspection(str(path), "pmml", what, False, exc.fix, [("problem", exc.what), *details])
+    java = java_missing()
+    details.append(("native row", f"skipped here: {java[0]}" if java else "JPMML on this machine's Java"))
+    return _native(path, "pmml", what, "pmml", f"perfkit bench {path} (or perfkit convert {path} -o model.onnx)",
+                   details)
 
 
 def _coreml(path: Path, sniffed: Sniffed) -> Inspection:
-    if path.is_dir():
-        return _native(path, "coreml", "a Core ML package", None,
-                       "Core ML has no ONNX export: convert the original model")
-    return _native(path, "coreml", "a Core ML model", None,
-                   "perfkit does not run Core ML (Apple platforms only), and Core ML has no ONNX export: convert "
-                   "the original model (torch.onnx.export, tf2onnx, skl2onnx)")
+    return _native(path, "coreml", "a Core ML package" if path.is_dir() else COREML_HINT[0], None, COREML_HINT[1])
 
 
 def _compressed_pickle(path: Path, sniffed: Sniffed) -> Inspection:
@@ -127,7 +141,37 @@ def _damaged_zip(path: Path, sniffed: Sniffed) -> Inspection:
 
 def _mleap(path: Path, sniffed: Sniffed) -> Inspection:
     return _native(path, "mleap", f"an MLeap bundle{' folder' if path.is_dir() else ''} (Spark ML pipeline)", None,
-                   "perfkit does not run MLeap: convert the Spark pipeline with onnxmltools.convert_sparkml")
+                   "perfkit does not run MLeap: save the Spark PipelineModel the bundle was made from with "
+                   "model.write().save(path), then perfkit convert that folder (onnxmltools.convert_sparkml)")
+
+
+def _spark(path: Path, sniffed: Sniffed) -> Inspection:
+    """Stages and input columns from the metadata JSON; whether onnxmltools converts every stage (its map of
+    pyspark classes is imported, which starts no JVM)."""
+    from perfkit.backends.spark import java
+    from perfkit.files.spark_folder import PIPELINE, read_folder
+
+    folder = read_folder(str(path))
+    names = [s.name for s in folder.stages]
+    details = [("spark", folder.spark_version), ("stages", " → ".join(names) or "none"),
+               ("inputs", ", ".join(f"{c.name} ({c.kind})" for c in folder.inputs()) or "none named")]
+    if folder.cls == PIPELINE:
+        return Inspection(str(path), "spark", "an unfitted Spark ML Pipeline (an estimator)", False,
+                          "fit it and save the model: pipeline.fit(df).write().save(path)", details)
+    what = "a Spark ML PipelineModel folder" if folder.pipeline else \
+        f"a Spark ML {names[0]} saved alone (run as a one-stage pipeline)"
+    found = _native(path, "spark", what, "spark", f"perfkit convert {path} -o model.onnx (it starts a local Spark "
+                    "session: 30–45 s)", details)
+    if found.loads and java() is None:
+        found.loads, found.how = False, "install Java 17 or 21 (Spark runs on the JVM), then: " + found.how
+    if found.loads:
+        from perfkit.native.spark_export import unconvertible
+
+        if missing := unconvertible(folder):
+            found.loads = False
+            found.how = (f"onnxmltools.convert_sparkml has no converter for {', '.join(missing)}: replace that "
+                         "stage with a supported one, fit and save again")
+    return found
 
 
 def _skops(path: Path, sniffed: Sniffed) -> Inspection:
@@ -225,18 +269,92 @@ def _savedmodel(path: Path, sniffed: Sniffed) -> Inspection:
 
 
 def _directory(path: Path, sniffed: Sniffed) -> Inspection:
-    raise PerfkitError(str(path), "a folder that is not a model (no MLmodel, saved_model.pb or bundle.json)",
-                       "give the model file inside it")
+    if (path / "config.json").is_file():
+        raise PerfkitError(str(path), "a folder with a config.json but no weights (no model.safetensors or "
+                           "pytorch_model.bin)", "save the model with model.save_pretrained(folder), which writes both")
+    raise PerfkitError(str(path), "a folder that is not a model (no MLmodel, saved_model.pb, config.json with "
+                       "weights, bundle.json, or Spark ML metadata/)", "give the model file inside it")
+
+
+def _huggingface(path: Path, sniffed: Sniffed) -> Inspection:
+    from perfkit.files.safetensors import summarize
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PerfkitError(str(path), f"its config.json is not readable JSON ({brief(exc, 120)})",
+                           "save the model again with model.save_pretrained(folder)") from None
+    architectures = ", ".join(config.get("architectures") or []) or "none named (give --task)"
+    details = [("model type", str(config.get("model_type", "?"))), ("architectures", architectures)]
+    shards = sorted(path.glob("*.safetensors"))
+    if shards:
+        weights = summarize(shards)
+        details += [("weights", f"{len(shards)} safetensors file{'s' if len(shards) > 1 else ''}, "
+                                f"{weights.tensors} tensors, {weights.parameters:,} parameters, "
+                                f"{'/'.join(weights.dtypes)}")]
+    else:
+        details += [("weights", ", ".join(p.name for p in sorted(path.glob("*.bin")))
+                     + " (a pickle: read by torch's weights-only loader)")]
+    if "auto_map" in config:
+        details.append(("code at load", "auto_map names Python files in the folder (needs --trust)"))
+    return _native(path, "huggingface", "a Hugging Face model folder (save_pretrained)", "hf",
+                   f"perfkit bench {path}" + (" --trust" if "auto_map" in config else "")
+                   + (" --task TASK" if not config.get("architectures") else ""), details)
+
+
+def _safetensors(path: Path, sniffed: Sniffed) -> Inspection:
+    from perfkit.files.safetensors import summarize
+
+    weights = summarize([path])
+    details = [("tensors", str(weights.tensors)), ("parameters", f"{weights.parameters:,}"),
+               ("element types", ", ".join(weights.dtypes))]
+    details += [("metadata", ", ".join(f"{k}={v}" for k, v in sorted(weights.metadata.items())[:6]))] \
+        if weights.metadata else []
+    beside = path.parent / "config.json"
+    how = (f"perfkit bench {path.parent} (the folder, with its config.json)" if beside.is_file() else
+           "weights alone do not say the architecture: bench the save_pretrained folder (config.json beside "
+           "the weights), or export the module with torch.onnx.export and bench the .onnx")
+    return _native(path, "safetensors", "safetensors weights (tensors only, no code)", None, how, details)
+
+
+def _graphdef(path: Path, sniffed: Sniffed) -> Inspection:
+    """Read from its protobuf bytes (TensorFlow is not imported): its ends as perfkit would take them."""
+    from perfkit.files.graphdef import GraphNode, clean_name, graph_ends, node_of, read_graph
+
+    graph = read_graph(path)
+    nodes = {n.name: n for n in graph.nodes}
+    ops = Counter(n.op for n in graph.nodes).most_common()
+    details = [("producer", f"TensorFlow graph version {graph.producer}"), ("nodes", str(len(graph.nodes))),
+               ("ops", ", ".join(f"{op} {n}" for op, n in ops[:15]) + (f" (+{len(ops) - 15} types)"
+                                                                        if len(ops) > 15 else ""))]
+
+    def port(tensor: str, node: GraphNode) -> str:
+        dims = "?" if node.shape is None else "[" + ", ".join("?" if d is None else str(d) for d in node.shape) + "]"
+        return f"{clean_name(tensor)}: {node.dtype or node.op} {dims}"
+
+    what, how = "a TensorFlow frozen graph (GraphDef .pb)", f"perfkit bench {path}"
+    try:
+        ends = graph_ends(graph, subject=str(path))
+    except PerfkitError as exc:
+        if "--output-names" not in exc.fix:
+            return Inspection(str(path), "frozen-graph", what, False, exc.fix, [("problem", exc.what), *details])
+        return _native(path, "frozen-graph", what, "tfgraph", f"{how} --output-names NAME[,NAME…]",
+                       [("outputs", exc.what), *details])
+    return _native(path, "frozen-graph", what, "tfgraph", how,
+                   [*[("input", port(t, nodes[node_of(t)])) for t in ends.inputs],
+                    *[("output", clean_name(t)) for t in ends.outputs], *details])
 
 
 def _onnx_or_graphdef(path: Path) -> Inspection:
     try:
         _, proto = open_onnx(str(path))
     except PerfkitError as exc:
+        if path.name == "saved_model.pb":
+            raise PerfkitError(str(path), "the graph file of a TensorFlow SavedModel", f"give its folder: "
+                               f"perfkit bench {path.parent}") from None
         if path.suffix.lower() == ".pb":
-            return _native(path, "graphdef", "a TensorFlow frozen graph (GraphDef .pb)", None,
-                           f"convert it with python -m tf2onnx.convert --graphdef {path} --inputs IN:0 "
-                           "--outputs OUT:0 --output model.onnx")
+            raise PerfkitError(str(path), "neither an ONNX model nor a TensorFlow GraphDef (its bytes parse as "
+                               "neither)", "copy or export the model again") from None
         raise PerfkitError(str(path), f"not a model format perfkit recognises ({exc.what})",
                            "perfkit reads ONNX and the native formats listed in its README") from None
     return Inspection(str(path), "onnx", "an ONNX model", True, f"perfkit bench {path}", onnx_details(path, proto))
@@ -271,4 +389,6 @@ DESCRIBERS: dict[str, Callable[[Path, Sniffed], Inspection]] = {
     "mlflow": _mlflow, "savedmodel": _savedmodel, "mleap": _mleap, "coreml": _coreml, "directory": _directory,
     "hdf5": _hdf5, "pickle": _pickle, "damaged-zip": _damaged_zip, "skops": _skops, "keras": _keras,
     "torch": _torch, "zip": _zip, "rds": _rds, "compressed": _compressed_pickle, "pmml": _pmml,
+    "huggingface": _huggingface, "safetensors": _safetensors,
+    "graphdef": _graphdef, "spark": _spark,
 }

@@ -155,7 +155,7 @@ def cells(r: Result) -> list[str]:
 
 # Measured on 2 busy cores: a TorchScript DistilBERT's "ONNX vs native" read 1.25× in one run and 6.1× in
 # another; a traced BERT 3.8× with 2 threads and 1.24× with --threads 1: torch's team waits for its slowest thread.
-THREAD_TEAMS = ("torch", "keras")  # frameworks whose intra-op threads wait for each other at every op
+THREAD_TEAMS = ("torch", "keras", "tfgraph")  # frameworks whose intra-op threads wait for each other at every op
 NATIVE_UNDER_LOAD = ("a framework's thread team loses more to other programs than onnxruntime's pool does, so "
                      "'native vs ONNX' can read several times its quiet value — compare with --threads 1, or on a "
                      "quiet machine")

@@ -34,8 +34,32 @@ def test_missing_provider_is_named_with_those_that_exist():
 
 
 def test_no_kernel_is_explained(no_kernel_model):
-    with pytest.raises(PerfkitError, match=r"no onnxruntime kernel for Acos \(opset 7\) on CPUExecutionProvider"):
+    with pytest.raises(PerfkitError, match=r"nokernel.onnx: Acos \(opset 7\) has no CPU kernel for float64 — run the "
+                                           r"float32 model \(or Cast Acos's inputs to float32\), or give a --target"):
         ORT.open(no_kernel_model, Target())
+
+
+def test_a_missing_kernel_names_the_node_and_the_types_it_is_fed(save):
+    import ml_dtypes
+
+    weight = helper.make_tensor("w", TensorProto.BFLOAT16, [4, 2], np.ones(8, ml_dtypes.bfloat16).view(np.uint16)
+                                .tobytes(), raw=True)
+    model = graph_model([helper.make_node("Cast", ["x"], ["xb"], to=TensorProto.BFLOAT16),
+                         helper.make_node("MatMul", ["xb", "w"], ["y"], name="proj")],
+                        [tensor("x")], [tensor("y", TensorProto.BFLOAT16, ("batch", 2))], [weight])
+    with pytest.raises(PerfkitError, match=r"bf16.onnx: MatMul node 'proj' \(opset 13\) has no CPU kernel for "
+                                           r"bfloat16 \(inputs A, B\) — run the float32 model"):
+        ORT.open(save(model, "bf16.onnx"), Target())
+
+
+def test_a_missing_kernel_the_file_cannot_explain_keeps_the_general_words():
+    from perfkit.backends.ort import explain_load_error
+
+    exc = RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for ReduceMax(13) "
+                       "node with name ''")  # a node of a function body: not in the file
+    assert explain_load_error(exc, "CPUExecutionProvider", "") == (
+        "no onnxruntime kernel for ReduceMax (opset 13) on CPUExecutionProvider with these types",
+        "try another --target, or re-export with ops and types this provider supports")
 
 
 def test_unknown_domain_is_explained(save):
@@ -90,5 +114,6 @@ def test_a_newer_ir_version_and_an_opset_older_than_onnxruntime_say_what_to_do(t
                                            r"— upgrade onnxruntime, or set model.ir_version = \d+"):
         ORT.open(str(tmp_path / "newer.onnx"), Target())
     with pytest.raises(PerfkitError, match=r"older.onnx: no onnxruntime kernel for \w+ at opset 6: onnxruntime runs "
-                                           r"opset 7 and later — upgrade the model with onnx.version_converter"):
+                                           r"opset 7 and later — pass --upgrade-opset \(onnx.version_converter "
+                                           r"upgrades it to opset 13, in perfkit's cache\)"):
         ORT.open(str(tmp_path / "older.onnx"), Target())

@@ -132,11 +132,15 @@ def test_signature_excludes_initializers_and_keeps_dims(save):
 
 
 def test_a_folder_is_not_onnx_whatever_it_holds(tmp_path):
-    for name, marker in (("plain", "readme.txt"), ("bundle", "bundle.json"), ("m.mlpackage", "Manifest.json")):
+    for name, marker in (("plain", "readme.txt"), ("bundle", "bundle.json")):
         (tmp_path / name).mkdir()
         (tmp_path / name / marker).write_text("{}")
         with pytest.raises(PerfkitError, match="is a directory — give the .onnx file inside it"):
             open_onnx(str(tmp_path / name))
+    (tmp_path / "m.mlpackage").mkdir()
+    (tmp_path / "m.mlpackage" / "Manifest.json").write_text("{}")
+    with pytest.raises(PerfkitError, match="m.mlpackage: is a Core ML model, not ONNX — perfkit does not load Core ML"):
+        open_onnx(str(tmp_path / "m.mlpackage"))
 
 
 def test_outputs_made_by_a_pooler_or_a_norm_are_features():

@@ -111,9 +111,8 @@ def test_skops_files(tmp_path):
     ("model.rds", gzip.compress(b"X\n\x00\x00\x00\x03\x00\x04"), "rds", "r2pmml"),
     ("model.rds", b"RDX3\nX\n", "rds", "r2pmml"),
     ("model.pmml", b'<?xml version="1.0"?>\n<PMML version="4.4" xmlns="http://www.dmg.org/PMML-4_4"/>',
-     "pmml", "jpmml"),
+     "pmml", "no model element"),
     ("model.mlmodel", b"\x08\x04\x12\x00", "coreml", "Core ML"),
-    ("frozen.pb", b"\n\x0c\n\x01x\x12\x0bPlaceholder", "graphdef", "tf2onnx.convert --graphdef"),
 ])
 def test_formats_perfkit_does_not_run_name_the_way_to_onnx(tmp_path, name, content, kind, hint):
     found = inspect_file(write(tmp_path, name, content))
@@ -168,3 +167,13 @@ def test_a_torch_archive_failing_its_crc_is_damaged_not_an_empty_state_dict(tmp_
     (tmp_path / "bad.pt").write_bytes(bytes(data))
     with pytest.raises(PerfkitError, match=r"bad.pt: a damaged zip archive: its entry sd/data/0 fails its CRC check"):
         inspect_file(str(tmp_path / "bad.pt"))
+
+
+def test_a_core_ml_model_is_not_loaded_and_the_text_says_why_and_the_way_out(tmp_path):
+    # A Core ML spec written by hand: specificationVersion 5, a description with one input "x".
+    found = inspect_file(write(tmp_path, "m.mlmodel", b"\x08\x05\x12\x05\x0a\x03\x0a\x01x"))
+    assert found.kind == "coreml" and not found.loads
+    assert found.how == ("perfkit does not load Core ML: it predicts only on Apple platforms, and onnxmltools' Core ML "
+                         "converter does not work with this onnx stack (it needs coremltools, then refuses layers "
+                         "such as innerProduct); convert the model to ONNX from the framework it was made in "
+                         "(torch.onnx.export, tf2onnx, skl2onnx)")

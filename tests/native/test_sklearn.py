@@ -256,3 +256,104 @@ def test_a_refused_estimator_is_named_with_the_fix(tmp_path, make, message):
     with pytest.raises(PerfkitError, match=message):
         run_convert(str(tmp_path / "m.joblib"), str(tmp_path / "m.onnx"), trust=True, cache_dir=str(tmp_path / "c"),
                     isolate=False)
+
+
+def _converted(tmp_path, name, est, **options):
+    joblib.dump(est, tmp_path / f"{name}.joblib")
+    return run_convert(str(tmp_path / f"{name}.joblib"), str(tmp_path / f"{name}.onnx"), trust=True, batch=16,
+                       cache_dir=str(tmp_path / "c"), isolate=False, **options)
+
+
+def _timed(tmp_path, name) -> str:
+    """What the native row times for a converted model: its session's methods."""
+    from perfkit.backends.sklearn import SklearnBackend
+    from perfkit.core.spec import Target
+
+    native = convert(prepare_native(str(tmp_path / f"{name}.joblib"), True, None), cache_dir=str(tmp_path / "c"),
+                     isolate=False).native
+    with SklearnBackend().open(native, Target("sklearn", "cpu")) as session:
+        return session.settings["timed"]
+
+
+def kind_model(name, x):
+    """One estimator of each kind that has no classifier's or regressor's outputs, fitted on x."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import SGDOneClassSVM
+    from sklearn.mixture import GaussianMixture
+    from sklearn.neighbors import KNeighborsTransformer, LocalOutlierFactor
+    from sklearn.svm import OneClassSVM
+
+    return {"pca": lambda: make_pipeline(StandardScaler(), PCA(3)),
+            "knn_graph": lambda: KNeighborsTransformer(n_neighbors=4),
+            "lof": lambda: LocalOutlierFactor(novelty=True, n_neighbors=10),
+            "ocsvm": lambda: OneClassSVM(gamma=0.5),
+            "sgd_ocsvm": lambda: make_pipeline(StandardScaler(), SGDOneClassSVM(random_state=0)),
+            "gmm": lambda: GaussianMixture(3, random_state=0)}[name]().fit(x)
+
+
+@pytest.mark.parametrize(("name", "outputs", "timed"), [
+    ("pca", ["variable"], "transform"),
+    ("knn_graph", ["variable"], "transform"),  # a sparse transform, compared dense as the ONNX model gives it
+    ("lof", ["label", "scores"], "predict + decision_function"),
+    ("ocsvm", ["label", "scores"], "predict + decision_function"),
+    ("sgd_ocsvm", ["label", "scores"], "predict + decision_function"),  # skl2onnx writes these (N,), not (N, 1)
+    ("gmm", ["label", "probabilities"], "predict_proba + argmax"),  # a mixture: its components, one pass
+])
+def test_each_estimator_kind_times_the_methods_behind_its_onnx_outputs_with_parity(tmp_path, name, outputs, timed):
+    lines, parity = _converted(tmp_path, name, kind_model(name, np.random.default_rng(0).standard_normal((120, 5))))
+    assert parity.ok, lines
+    assert [a.name for a in parity.outputs] == outputs
+    assert _timed(tmp_path, name) == timed
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_classifier_without_predict_proba_converts_and_times_decision_function(tmp_path, classes):
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 5))
+    y = (x[:, 0] * classes).astype(int) % classes
+    lines, parity = _converted(tmp_path, "svc", LinearSVC().fit(x, y))  # skl2onnx refuses zipmap for it
+    assert parity.ok, lines
+    scores = {a.name: a for a in parity.outputs}["probabilities"]  # skl2onnx's name for decision_function's
+    assert scores.comparable and scores.max_abs <= 1e-5
+    assert _timed(tmp_path, "svc") == "predict + decision_function"
+
+
+@pytest.mark.parametrize(("steps", "cause"), [
+    (["KNeighborsRegressor"], "KNeighborsRegressor (nearest neighbours: distances that nearly tie"),
+    (["Pipeline", "StandardScaler", "RandomForestClassifier"],
+     "StandardScaler (divides by the feature's scale), RandomForestClassifier (float32 thresholds: a value on a "
+     "split threshold goes the other way)"),
+    (["GaussianProcessRegressor"], "GaussianProcessRegressor (kernel products and the solve"),
+    (["SVR"], "SVR (kernel sums lose float32 precision)"),
+    (["XGBClassifier"], "XGBClassifier (its trees' thresholds are float32"),
+])
+def test_the_likely_cause_of_other_answers_is_named_by_estimator_family(steps, cause):
+    from perfkit.native.parity import likely_causes
+
+    assert ", ".join(likely_causes(steps)).startswith(cause)
+    assert likely_causes(["LinearSVR", "PCA"]) == []  # no family known to move: nothing claimed
+
+
+# For a query at 1.0 the point 1.99999999 is nearer than 0.0 in float64; float32 rounds it to 2.0, a tie the
+# converted graph breaks toward the first point: another neighbour, another answer.
+TIES_TRAIN = (np.array([[0.0], [1.99999999], [10.0], [20.0]]), np.array([0.0, 100.0, 7.0, 9.0]))
+TIES_QUERIES = np.array([[1.0], [10.2], [19.0]], np.float32)
+
+
+def test_neighbours_that_tie_in_float32_are_parity_off_naming_the_cause_and_float64_mends_it(tmp_path):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    np.savez(tmp_path / "q.npz", X=TIES_QUERIES)
+    lines, parity = _converted(tmp_path, "knn", KNeighborsRegressor(n_neighbors=1).fit(*TIES_TRAIN),
+                               inputs=str(tmp_path / "q.npz"))
+    assert not parity.ok and parity.outputs[0].max_abs == 100
+    assert parity.warnings == ("float64 → float32 changes answers (variable: max abs 1e+02); the likely cause: "
+                               "KNeighborsRegressor (nearest neighbours: distances that nearly tie in float64 tie or "
+                               "swap in float32, so another neighbour is picked) — compare on real data, or convert "
+                               "with --float64 to keep scikit-learn's precision in the ONNX model",)
+    np.savez(tmp_path / "q64.npz", X=TIES_QUERIES.astype(np.float64))
+    _, exact = run_convert(str(tmp_path / "knn.joblib"), str(tmp_path / "knn64.onnx"), trust=True, float64=True,
+                           inputs=str(tmp_path / "q64.npz"), cache_dir=str(tmp_path / "c"), isolate=False)
+    assert exact.ok, exact.outputs
