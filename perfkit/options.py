@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perfkit.analysis.accuracy import parse_budget
 from perfkit.core.errors import PerfkitError
+from perfkit.core.load import LoadSpec
 from perfkit.core.model import NativeHints
 from perfkit.core.spec import (
     DEFAULT_BUDGET,
@@ -127,3 +128,51 @@ def check_eval(path: str | None, label_column: str | None, task_terms: tuple[str
     if label_column and not is_table(path):
         raise PerfkitError(f"--label-column {label_column}", f"only a .csv/.parquet table has columns; {path} is not "
                            "one", "save the labels in the .npz as `labels`, and drop --label-column")
+
+
+def make_load_spec(bench: BenchSpec, *, scenario: str = "offline", concurrency: str | None = None,
+                   rate: str | None = None, slo: str | None = None, batching: str | None = None,
+                   duration: str = "5s", processes: bool = False, sessions: str = "shared",
+                   price: str | None = None) -> LoadSpec:
+    """`perfkit load`'s options on top of bench's: the scenario and its levels, the SLO, the batcher, the price."""
+    from perfkit.core.load import AUTO_BATCHING, parse_batching, parse_price, parse_slo
+
+    if scenario not in ("offline", "server"):
+        raise PerfkitError(f"--scenario {scenario}", "unknown scenario", "use offline or server")
+    levels = _positive_list(concurrency, "--concurrency", int) if concurrency else ()
+    rates = _positive_list(rate, "--rate", float) if rate else ()
+    if rates and scenario != "server":
+        raise PerfkitError(f"--rate {rate}", "a request rate belongs to the server scenario",
+                           "add --scenario server, or give --concurrency for the offline one")
+    parsed_slo = parse_slo(slo) if slo else None
+    if scenario == "server" and not rates and not parsed_slo:
+        raise PerfkitError("--scenario server", "needs request rates or an SLO to search under",
+                           "give --rate 50,100,200, or --slo \"p99<=20ms\" to find the highest rate that meets it")
+    grid: tuple = ()
+    if batching:
+        if scenario != "server":
+            raise PerfkitError(f"--batching {batching}", "a batcher groups requests that arrive: server scenario only",
+                               "add --scenario server")
+        grid = AUTO_BATCHING if batching.strip() == "auto" else (parse_batching(batching),)
+        if any(w.batch not in (None, 1) for w in bench.workloads):
+            raise PerfkitError("--batch", "with --batching each request is one item and the batcher makes batches",
+                               "drop --batch")
+    if processes and scenario != "offline":
+        raise PerfkitError("--processes", "callers as processes belong to the offline scenario (the server "
+                           "scenario's workers share one schedule)", "drop --processes, or use --scenario offline")
+    if sessions not in ("shared", "per-caller"):
+        raise PerfkitError(f"--sessions {sessions}", "unknown", "use shared or per-caller")
+    return LoadSpec(bench=bench, scenario=scenario, concurrency=levels or (1,), rates=rates, slo=parsed_slo,
+                    batching=grid, duration_s=parse_duration(duration, "--duration"), processes=processes,
+                    sessions=sessions, price_per_hour=parse_price(price) if price else None,
+                    seed=bench.workloads[0].seed if bench.workloads else 0)
+
+
+def _positive_list(text: str, option: str, kind: type) -> tuple:
+    try:
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 for v in values):
+        raise PerfkitError(f"{option} {text}", "not a list of positive numbers", f"write e.g. {option} 1,2,4,8")
+    return values

@@ -1,0 +1,101 @@
+"""A load run as a table (one line per step, the knee and the SLO verdict marked), markdown, csv (one row per
+step) or json. The json and csv names are stable: concurrency, rate, requests_per_s, items_per_s, p50_ns,
+p90_ns, p99_ns, p999_ns, slo_pass per step, max_rate_meeting_slo per row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+
+from perfkit.core.load import LoadReport, LoadRow, LoadStep
+from perfkit.output.units import fmt_ns
+
+COLUMNS = ("variant", "target", "threads", "load", "requests/s", "items/s", "p50", "p90", "p99", "p99.9", "CPU",
+           "SLO")
+
+
+def cells(report: LoadReport, row: LoadRow, k: int, s: LoadStep) -> list[str]:
+    load = f"{s.rate:,.0f}/s offered" if s.rate is not None else \
+        f"{s.concurrency} caller{'s' if s.concurrency != 1 else ''}"
+    if s.batching:
+        load += f", mean batch {s.mean_batch:.1f}"
+    slo = "-" if s.slo_pass is None else ("pass" if s.slo_pass else "FAIL") + ("" if s.enough else " (few)")
+    mark = " ◆ knee" if row.knee == k else ""
+    return [row.label if k == 0 else "", row.target if k == 0 else "", str(s.threads or "default"),
+            load + mark, f"{s.requests_per_s:,.1f}", f"{s.items_per_s:,.1f}", fmt_ns(s.p50_ns), fmt_ns(s.p90_ns),
+            fmt_ns(s.p99_ns), fmt_ns(s.p999_ns), f"{s.cpu_util:.0%}", slo]
+
+
+def table_rows(report: LoadReport) -> list[list[str]]:
+    out = []
+    for row in report.rows:
+        if row.status != "ok":
+            out.append([row.label, row.target, "", row.status, *([""] * 7), row.reason[:60]])
+            continue
+        out += [cells(report, row, k, s) for k, s in enumerate(row.steps)]
+    return out
+
+
+def notes(report: LoadReport) -> list[str]:
+    spec = report.spec
+    lines = []
+    for row in report.rows:
+        if row.max_rate_meeting_slo is not None:
+            slo = spec.slo.text if spec.slo else "the SLO"
+            lines.append(f"{row.label} on {row.target}: highest rate meeting {slo}: "
+                         f"{row.max_rate_meeting_slo:,.1f} requests/s (searched within 5 %, {len(row.search)} probes)")
+        elif spec.slo and spec.scenario == "server" and not spec.rates and row.status == "ok":
+            lines.append(f"{row.label} on {row.target}: no rate meets {spec.slo.text}")
+        if row.cost_per_million is not None:
+            at = "at the highest rate meeting the SLO" if row.max_rate_meeting_slo is not None else "at peak throughput"
+            lines.append(f"{row.label} on {row.target}: ${row.cost_per_million:,.4f} per million inferences {at} "
+                         f"(${spec.price_per_hour:g}/h)")
+        lines += [f"warning: {row.label}: {w}" for w in row.warnings]
+    lines += [f"warning: {w}" for w in report.warnings]
+    if spec.scenario == "server":
+        lines.append("latency runs from each request's scheduled arrival (Poisson, seed "
+                     f"{spec.seed}): queueing counts, and a stall cannot hide its backlog")
+    return lines
+
+
+def render_load(report: LoadReport, fmt: str, width: int = 160) -> str:
+    if fmt == "json":
+        return json.dumps(asdict(report), indent=1, default=str) + "\n"
+    if fmt == "csv":
+        return _csv(report)
+    rows = table_rows(report)
+    title = f"perfkit load {report.run_id} — {report.spec.bench.model}, {report.spec.scenario}"
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(rows_k) + " |" for rows_k in rows]
+        return "\n".join([*lines, "", *[f"- {n}" for n in notes(report)]]) + "\n"
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("variant", "target", "load", "SLO") else "right")
+    for r in rows:
+        table.add_row(*r)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, no_color=True, highlight=False)
+    console.print(table)
+    for line in notes(report):
+        console.print(line, markup=False)
+    return buffer.getvalue()
+
+
+def _csv(report: LoadReport) -> str:
+    buffer = io.StringIO()
+    fields = ["variant", "target", "threads", *LoadStep.__dataclass_fields__, "max_rate_meeting_slo",
+              "cost_per_million"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for row in report.rows:
+        for s in row.steps:
+            writer.writerow({"variant": row.label, "target": row.target, "threads": row.threads, **asdict(s),
+                             "max_rate_meeting_slo": row.max_rate_meeting_slo,
+                             "cost_per_million": row.cost_per_million})
+    return buffer.getvalue()
