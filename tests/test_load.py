@@ -149,3 +149,33 @@ def test_processes_belong_to_the_offline_scenario(tmp_path):
     bench = make_spec(str(tmp_path / "m.onnx"), results_dir=None)
     with pytest.raises(PerfkitError, match="offline scenario"):
         make_load_spec(bench, scenario="server", slo="p99<=5ms", processes=True)
+
+
+def test_a_load_run_is_kept_and_shown_again_the_same(fake_backend, tmp_path):
+    from perfkit.output.load_store import LoadStore
+
+    report = run(fake_backend, tmp_path, scenario="server", rate="300", slo="p99<=20ms", duration="0.5s")
+    store = LoadStore(tmp_path / "results")
+    store.save(report)
+    again = store.find(report.run_id[:12])
+    assert again == report
+    assert render_load(again, "table") == render_load(report, "table")
+    assert store.find("no-such-run") is None
+
+
+def test_batching_auto_names_the_best_batcher_for_the_slo(fake_backend, tmp_path):
+    report = run(fake_backend, tmp_path, scenario="server", slo="p99<=20ms", duration="0.5s", batching="auto")
+    assert len(report.rows) == 4 and all(r.max_rate_meeting_slo for r in report.rows)
+    best = max(report.rows, key=lambda r: r.max_rate_meeting_slo)
+    assert f"best batcher for base on ort:cpu: {best.steps[0].batching}" in render_load(report, "table")
+
+
+def test_the_html_page_draws_the_curve_with_the_slo_and_a_percentile_plot_per_row(fake_backend, tmp_path):
+    from perfkit.output.load_html import render_load_html
+
+    report = run(fake_backend, tmp_path, scenario="server", rate="300,700,950", slo="p99<=20ms", duration="0.5s",
+                 variants=("fast",))
+    page = render_load_html(report)
+    assert page.count("<svg") == 1 + len(report.rows)  # the curve, then one percentile plot per row
+    assert 'class="slo"' in page and "SLO p99&lt;=20ms" in page
+    assert page.count("<polyline") == len(report.rows) + sum(len(r.steps) for r in report.rows)

@@ -78,6 +78,7 @@ def load(model, scenario, concurrency, rate, slo, batching, duration, sessions, 
     from perfkit.core.spec import parse_batches
     from perfkit.options import make_load_spec, make_spec
     from perfkit.output.load_render import render_load
+    from perfkit.output.load_store import LoadStore
 
     bench = make_spec(model, targets=targets, batch=parse_batches(batch) if batch else (), dims=dims,
                       shapes=shapes, inputs=inputs, seed=seed, threads=threads, variants=variants,
@@ -85,14 +86,11 @@ def load(model, scenario, concurrency, rate, slo, batching, duration, sessions, 
                       hints=hints, upgrade_opset=upgrade_opset, results_dir=None if no_save else results_dir)
     spec = make_load_spec(bench, scenario=scenario, concurrency=concurrency, rate=rate, slo=slo, batching=batching,
                           duration=duration, processes=processes, sessions=sessions, price=price)
-    folder = Path(results_dir) / "load" if not no_save else None
+    store = None if no_save else LoadStore(results_dir)
 
     def keep(report) -> None:  # every finished row is on disk: Ctrl-C loses only the row being measured
-        if folder:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{report.run_id}.json"
-            tmp.write_text(render_load(report, "json"))
-            tmp.replace(folder / f"{report.run_id}.json")
+        if store:
+            store.save(report)
 
     progress = Progress()
     try:
@@ -105,7 +103,7 @@ def load(model, scenario, concurrency, rate, slo, batching, duration, sessions, 
         Path(output).write_text(text)
     else:
         click.echo(text, nl=False)
-    if folder:
-        click.echo(f"saved load run {report.run_id} in {folder}", err=True)
+    if store:
+        click.echo(f"saved load run {report.run_id} in {store.folder} (perfkit show {report.run_id})", err=True)
     if any(r.status == "failed" for r in report.rows) or not report.complete:
         sys.exit(EXIT_ROW_FAILED)

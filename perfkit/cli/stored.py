@@ -15,9 +15,22 @@ from perfkit.cli.group import debug_option, emit, format_option, main, output_op
 @store_option
 @debug_option
 def show(run, fmt, output, results_dir, store) -> None:
-    """Re-render a stored RUN (an id, an id prefix, 'latest' or a .json path)."""
+    """Re-render a stored RUN (an id, an id prefix, 'latest' or a .json path; a load run too)."""
+    from perfkit.output.load_store import LoadStore
     from perfkit.output.store import Store
 
+    loaded = LoadStore(results_dir).find(run) if run != "latest" else None
+    if loaded:
+        from pathlib import Path
+
+        from perfkit.output.load_render import render_load
+
+        text = render_load(loaded, fmt)
+        if output:
+            Path(output).write_text(text)
+        else:
+            click.echo(text, nl=False)
+        return
     emit(Store(results_dir, store).load(run), fmt, output)
 
 
@@ -33,8 +46,22 @@ def report(run, output, fmt, results_dir, store) -> None:
     """A stored RUN as a self-contained HTML page (plots, table, environment) or as markdown."""
     from pathlib import Path
 
+    from perfkit.output.load_store import LoadStore
     from perfkit.output.store import Store, write_atomic
 
+    loaded = LoadStore(results_dir).find(run) if run != "latest" else None
+    if loaded:
+        from perfkit.output.load_html import render_load_html
+        from perfkit.output.load_render import render_load
+
+        text = render_load(loaded, "markdown") if fmt == "markdown" else render_load_html(loaded)
+        if fmt == "markdown" and not output:
+            click.echo(text, nl=False)
+            return
+        output = output or "report.html"
+        write_atomic(Path(output), text)
+        click.echo(f"wrote {output}", err=True)
+        return
     stored = Store(results_dir, store).load(run)
     if fmt == "markdown":
         from perfkit.output.render import render
@@ -59,16 +86,22 @@ def report(run, output, fmt, results_dir, store) -> None:
 @debug_option
 def runs(limit, results_dir, store) -> None:
     """List stored runs, newest first."""
+    from perfkit.output.load_store import LoadStore
     from perfkit.output.store import Store
 
     rows = Store(results_dir, store).runs(limit)
-    if not rows:
+    loads = LoadStore(results_dir).listed(limit)
+    if not rows and not loads:
         click.echo(f"no runs in {results_dir}/ yet — try `perfkit demo`")
         return
     click.echo(f"{'run':<26} {'created':<25} {'rows':>4}  {'state':<10} model")
     for r in rows:
         state = "complete" if r.complete else "incomplete"
         click.echo(f"{r.run_id:<26} {r.created:<25} {r.rows:>4}  {state:<10} {r.model}")
+    for lr in loads:
+        state = "complete" if lr.complete else "incomplete"
+        click.echo(f"{lr.run_id:<26} {lr.created:<25} {len(lr.rows):>4}  {state:<10} {lr.spec.bench.model} "
+                   f"(load, {lr.spec.scenario})")
 
 
 @main.command()

@@ -155,3 +155,26 @@ class LoadReport:
     warnings: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     complete: bool = False  # False: interrupted; the rows are the steps that finished
+
+
+LOAD_SCHEMA = "perfkit-load/1"  # the "schema" of a load run's JSON, which tells it from a bench run's
+
+
+def load_report_from_json(text: str, source: str) -> LoadReport:
+    import json
+
+    from perfkit.core.report import _build
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise PerfkitError(source, "not a perfkit load run (bad JSON)", "give a run id from `perfkit runs`") from None
+    if not isinstance(data, dict) or data.get("schema") != LOAD_SCHEMA:
+        raise PerfkitError(source, f"not a load run this perfkit reads (schema {data.get('schema')!r})",
+                           "upgrade perfkit, or give a run id from `perfkit runs`")
+    try:
+        report: LoadReport = _build(LoadReport, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PerfkitError(source, f"load run file does not match {LOAD_SCHEMA} ({exc})",
+                           "it may be damaged; run perfkit load again") from None
+    return report

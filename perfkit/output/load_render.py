@@ -9,7 +9,7 @@ import io
 import json
 from dataclasses import asdict
 
-from perfkit.core.load import LoadReport, LoadRow, LoadStep
+from perfkit.core.load import LOAD_SCHEMA, LoadReport, LoadRow, LoadStep
 from perfkit.output.units import fmt_ns
 
 COLUMNS = ("variant", "target", "threads", "load", "requests/s", "items/s", "p50", "p90", "p99", "p99.9", "CPU",
@@ -53,6 +53,7 @@ def notes(report: LoadReport) -> list[str]:
             lines.append(f"{row.label} on {row.target}: ${row.cost_per_million:,.4f} per million inferences {at} "
                          f"(${spec.price_per_hour:g}/h)")
         lines += [f"warning: {row.label}: {w}" for w in row.warnings]
+    lines += best_batchers(report)
     lines += [f"warning: {w}" for w in report.warnings]
     if spec.scenario == "server":
         lines.append("latency runs from each request's scheduled arrival (Poisson, seed "
@@ -60,9 +61,24 @@ def notes(report: LoadReport) -> list[str]:
     return lines
 
 
+def best_batchers(report: LoadReport) -> list[str]:
+    """With several batchers (--batching auto), the one that meets the SLO at the highest rate, per model file."""
+    if len(report.spec.batching) < 2:
+        return []
+    best: dict[tuple[str, str], LoadRow] = {}
+    for row in report.rows:
+        if row.max_rate_meeting_slo is None or not row.steps:
+            continue
+        key = (row.label.split(" (")[0], row.target)
+        if key not in best or row.max_rate_meeting_slo > (best[key].max_rate_meeting_slo or 0):
+            best[key] = row
+    return [f"best batcher for {label} on {target}: {row.steps[0].batching} "
+            f"({row.max_rate_meeting_slo:,.1f} requests/s under the SLO)" for (label, target), row in best.items()]
+
+
 def render_load(report: LoadReport, fmt: str, width: int = 160) -> str:
     if fmt == "json":
-        return json.dumps(asdict(report), indent=1, default=str) + "\n"
+        return json.dumps({"schema": LOAD_SCHEMA, **asdict(report)}, indent=1, default=str) + "\n"
     if fmt == "csv":
         return _csv(report)
     rows = table_rows(report)
