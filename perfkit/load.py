@@ -185,8 +185,10 @@ def server_row(spec: LoadSpec, label: str, model: Any, target: Target, feed: dic
             return bool(probes[-1].slo_pass)
 
         best = search_rate(passes, max(capacity * 0.7, 1.0))
+        failing = [p.rate for p in probes if p.rate is not None and not p.slo_pass and p.rate > (best or 0)]
         row = LoadRow(label, target.label, threads, tuple(sorted(probes, key=lambda s: s.rate or 0)),
-                      max_rate_meeting_slo=best, search=tuple(probes))
+                      max_rate_meeting_slo=best, lowest_failing_rate=min(failing, default=None),
+                      search=tuple(probes))
         return finish(spec, row)
 
 

@@ -179,3 +179,26 @@ def test_the_html_page_draws_the_curve_with_the_slo_and_a_percentile_plot_per_ro
     assert page.count("<svg") == 1 + len(report.rows)  # the curve, then one percentile plot per row
     assert 'class="slo"' in page and "SLO p99&lt;=20ms" in page
     assert page.count("<polyline") == len(report.rows) + sum(len(r.steps) for r in report.rows)
+
+
+def test_compare_holds_the_highest_rates_to_their_search_brackets(fake_backend, tmp_path):
+    from click.testing import CliRunner
+
+    from perfkit.analysis.load import rate_change
+    from perfkit.cli import main
+    from perfkit.output.load_store import LoadStore
+
+    assert not rate_change(900, 950, 930, 980).significant  # the brackets overlap
+    slower = rate_change(900, 950, 600, 640)
+    assert slower.significant and slower.high < 1
+    store = LoadStore(tmp_path / "results")
+    (tmp_path / "slow").mkdir()
+    fast = run(fake_backend, tmp_path, latency_ns=1_000_000, scenario="server", slo="p99<=20ms", duration="0.5s")
+    slow = run(fake_backend, tmp_path / "slow", latency_ns=2_000_000, scenario="server", slo="p99<=20ms",
+               duration="0.5s")
+    store.save(fast)
+    store.save(slow)
+    result = CliRunner().invoke(main, ["compare", fast.run_id, slow.run_id, "--results-dir",
+                                       str(tmp_path / "results"), "--fail-on-regression", "10%"])
+    assert result.exit_code == 1, result.output
+    assert "slower" in result.stdout and "sustains" in result.stderr

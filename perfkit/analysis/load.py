@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,3 +86,27 @@ def knee(throughputs: list[float], tail_latencies: list[int]) -> int | None:
 def cost_per_million(price_per_hour: float, requests_per_s: float) -> float | None:
     """Dollars for a million inferences on a machine of that price kept busy at that rate."""
     return None if requests_per_s <= 0 else price_per_hour / 3600 / requests_per_s * 1e6
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """The highest rate under the SLO in two runs: each search ends with the answer bracketed between a passing
+    and a failing rate, so the ratio is an interval too; it is a change only where that interval excludes 1."""
+
+    old: float
+    new: float
+    low: float  # new's passing end over old's failing end
+    high: float  # new's failing end over old's passing end
+
+    @property
+    def ratio(self) -> float:
+        return self.new / self.old
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 1 or self.high < 1
+
+
+def rate_change(old: float, old_fail: float | None, new: float, new_fail: float | None) -> RateChange:
+    """Where a search never found a failing rate, its bracket's top is taken as its own answer (open above)."""
+    return RateChange(old, new, new / (old_fail or old), (new_fail or math.inf) / old)

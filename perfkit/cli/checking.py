@@ -71,6 +71,21 @@ def compare(old, new, fail_on, threshold, rerun, results_dir, store, **timing) -
             spec, new_model = timing_spec(old, threshold=practical, **timing), new
         result, failed = _measure_now(spec, new_model)
     else:
+        from perfkit.output.load_store import LoadStore
+
+        loads = LoadStore(results_dir)
+        old_load, new_load = loads.find(old), loads.find(new)
+        if old_load and new_load:  # two load runs: their highest rates under the SLO
+            from perfkit.output.load_render import comparison_lines as load_lines
+
+            lines, drop = load_lines(old_load, new_load)
+            for line in lines:
+                click.echo(line)
+            if limit is not None and drop > limit:
+                click.echo(f"perfkit: regression: a row sustains {drop:.1%} less under the SLO (limit {limit:.1%})",
+                           err=True)
+                sys.exit(1)
+            return
         result, failed = _stored(old, new, results_dir, store, practical), False
     from perfkit.output.lines import comparison_lines
 

@@ -98,6 +98,7 @@ class LoadRow:
     status: str = "ok"  # ok, failed, skipped
     reason: str = ""
     max_rate_meeting_slo: float | None = None  # server with an SLO: requests per second
+    lowest_failing_rate: float | None = None  # the search's other end: the answer lies between the two
     knee: int | None = None  # the step at the knee of the latency-throughput curve
     cost_per_million: float | None = None  # dollars, at the highest rate meeting the SLO (or the peak throughput)
     warnings: tuple[str, ...] = ()

@@ -115,3 +115,30 @@ def _csv(report: LoadReport) -> str:
                              "max_rate_meeting_slo": row.max_rate_meeting_slo,
                              "cost_per_million": row.cost_per_million})
     return buffer.getvalue()
+
+
+def comparison_lines(old: LoadReport, new: LoadReport) -> tuple[list[str], float]:
+    """The highest rate under the SLO of every row the two runs share, old → new, with the interval the two
+    searches' brackets allow; and the worst significant drop (0.0 when none)."""
+    from perfkit.analysis.load import rate_change
+
+    lines = [f"load runs {old.run_id} → {new.run_id}"
+             + (f", {old.spec.slo.text}" if old.spec.slo else "")]
+    if (old.spec.slo and old.spec.slo.text) != (new.spec.slo and new.spec.slo.text):
+        lines.append("warning: the runs were searched under different SLOs: their rates do not compare")
+    before = {(r.label, r.target): r for r in old.rows}
+    worst = 0.0
+    for row in new.rows:
+        was = before.get((row.label, row.target))
+        if not was or was.max_rate_meeting_slo is None or row.max_rate_meeting_slo is None:
+            continue
+        change = rate_change(was.max_rate_meeting_slo, was.lowest_failing_rate, row.max_rate_meeting_slo,
+                             row.lowest_failing_rate)
+        verdict = ("faster" if change.ratio > 1 else "slower") if change.significant else "no significant change"
+        lines.append(f"{row.label} on {row.target}: {change.old:,.1f} → {change.new:,.1f} requests/s, "
+                     f"{change.ratio:.2f}× ({change.low:.2f}–{change.high:.2f}): {verdict}")
+        if change.significant and change.ratio < 1:
+            worst = max(worst, 1 - change.ratio)
+    if len(lines) == 1:
+        lines.append("no row of both runs has a highest rate under an SLO: run both with --scenario server --slo")
+    return lines, worst
