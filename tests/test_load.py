@@ -202,3 +202,15 @@ def test_compare_holds_the_highest_rates_to_their_search_brackets(fake_backend, 
                                        str(tmp_path / "results"), "--fail-on-regression", "10%"])
     assert result.exit_code == 1, result.output
     assert "slower" in result.stdout and "sustains" in result.stderr
+
+
+def test_history_lists_the_load_runs_of_a_model(fake_backend, tmp_path):
+    from click.testing import CliRunner
+
+    from perfkit.cli import main
+    from perfkit.output.load_store import LoadStore
+
+    report = run(fake_backend, tmp_path, concurrency="1", duration="0.5s")
+    LoadStore(tmp_path / "results").save(report)
+    result = CliRunner().invoke(main, ["history", "model.onnx", "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 0 and f"{report.run_id}  load offline base on ort:cpu: peak" in result.stdout

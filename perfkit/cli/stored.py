@@ -113,13 +113,16 @@ def runs(limit, results_dir, store) -> None:
 def history(model, limit, results_dir, store) -> None:
     """The median of each case of MODEL (a path or file name) across the stored runs, oldest first."""
     from perfkit.output.lines import history_lines
+    from perfkit.output.load_render import load_history_lines
+    from perfkit.output.load_store import LoadStore
     from perfkit.output.store import Store
 
     points = Store(results_dir, store).history(model, limit)
-    if not points:
+    loads = load_history_lines(LoadStore(results_dir).of_model(model, limit))
+    if not points and not loads:
         click.echo(f"no runs of {model} in {results_dir}/")
         return
-    for line in history_lines(points):
+    for line in [*(history_lines(points) if points else []), *loads]:
         click.echo(line)
 
 

@@ -142,3 +142,20 @@ def comparison_lines(old: LoadReport, new: LoadReport) -> tuple[list[str], float
     if len(lines) == 1:
         lines.append("no row of both runs has a highest rate under an SLO: run both with --scenario server --slo")
     return lines, worst
+
+
+def load_history_lines(runs: list[LoadReport]) -> list[str]:
+    """Per load run, oldest first: each row's highest rate under the SLO, or its peak throughput."""
+    lines = []
+    for report in runs:
+        for row in report.rows:
+            if row.max_rate_meeting_slo is not None:
+                slo = report.spec.slo.text if report.spec.slo else "the SLO"
+                figure = f"{row.max_rate_meeting_slo:,.1f} requests/s under {slo}"
+            elif row.steps:
+                peak = max(row.steps, key=lambda s: s.requests_per_s)
+                figure = f"peak {peak.requests_per_s:,.1f} requests/s (p99 {fmt_ns(peak.p99_ns)})"
+            else:
+                figure = row.status
+            lines.append(f"{report.run_id}  load {report.spec.scenario:<7} {row.label} on {row.target}: {figure}")
+    return lines

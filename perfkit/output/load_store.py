@@ -38,5 +38,11 @@ class LoadStore:
             raise PerfkitError(ref, f"{len(matches)} load runs start with that id", "see `perfkit runs` for the ids")
         return load_report_from_json((self.folder / f"{matches[0]}.json").read_text(), matches[0])
 
+    def of_model(self, model: str, limit: int) -> list[LoadReport]:
+        """The load runs of a model path, or a file name it ends with, oldest first."""
+        runs = [r for r in self.listed(10_000) if r.spec.bench.model == model or
+                r.spec.bench.model.endswith(f"/{model}")]
+        return list(reversed(runs[:limit]))
+
     def listed(self, limit: int) -> list[LoadReport]:
         return [r for i in reversed(self.ids()[-limit:]) if (r := self.find(i))]
