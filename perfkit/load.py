@@ -5,6 +5,7 @@ row per model file, target and batcher, its steps kept as they finish."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,6 +44,7 @@ from perfkit.transforms.cache import Variant
 
 MAX_REQUESTS = 200_000  # one server step at most: a very fast model at a high rate still ends in seconds
 CAPACITY_PROBE_S = 1.0  # the offline run that gives the SLO search its starting rate
+SEARCH_BUDGET_S = 300.0  # an SLO search stops probing after this long; the answer is the bracket it has
 
 
 def run(spec: LoadSpec, on_progress: Progress = lambda _: None, command: tuple[str, ...] = (),
@@ -140,7 +142,7 @@ def offline_step(spec: LoadSpec, model: Any, target: Target, feed: dict[str, Any
 
 def step(served: Served, spec: LoadSpec, *, concurrency: int | None = None, rate: float | None = None,
          batching: Batching | None = None) -> LoadStep:
-    if served.errors and not served.latencies_ns.size:
+    if served.errors:  # a model that fails under load is a failed row, never a step that passes its SLO
         raise RuntimeError(served.errors[0])
     seconds = served.wall_ns / 1e9
     lat = served.latencies_ns
@@ -180,7 +182,11 @@ def server_row(spec: LoadSpec, label: str, model: Any, target: Target, feed: dic
         if batching:
             capacity *= batching.max_batch / 2  # a batcher lifts the ceiling: start the bracket higher
 
+        began = time.monotonic()
+
         def passes(rate: float) -> bool:
+            if time.monotonic() - began > SEARCH_BUDGET_S:  # failing probes at ever lower rates grow ever longer
+                return False
             probes.append(measure(rate, spec.seed + len(probes)))
             return bool(probes[-1].slo_pass)
 

@@ -214,3 +214,17 @@ def test_history_lists_the_load_runs_of_a_model(fake_backend, tmp_path):
     LoadStore(tmp_path / "results").save(report)
     result = CliRunner().invoke(main, ["history", "model.onnx", "--results-dir", str(tmp_path / "results")])
     assert result.exit_code == 0 and f"{report.run_id}  load offline base on ort:cpu: peak" in result.stdout
+
+
+def test_a_model_failing_every_call_under_the_server_scenario_is_a_failed_row(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [3, -1])
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "bad.onnx")
+    bench = make_spec(str(tmp_path / "bad.onnx"), results_dir=None, cache_dir=str(tmp_path / "c"), plan=PLAN)
+    report = load.run(make_load_spec(bench, scenario="server", rate="500", slo="p99<=5ms", duration="0.2s"))
+    assert report.rows[0].status == "failed" and "Reshape" in report.rows[0].reason

@@ -38,8 +38,8 @@ class RealClock:
         remaining = ns - time.perf_counter_ns()
         if remaining > SPIN_NS:
             time.sleep((remaining - SPIN_NS) / 1e9)
-        while time.perf_counter_ns() < ns:
-            time.sleep(0)  # yields the GIL to the callers running Python between their calls
+        while time.perf_counter_ns() < ns:  # a busy wait: time.sleep(0) itself costs ~70 µs under timer slack
+            pass
 
 
 class SimulatedClock:
