@@ -76,7 +76,7 @@ class Level:
 
 def serve_noop(rate: int, seed: int, clock: RealClock) -> Level:
     arrivals = poisson_arrivals(rate, max(STEP_MIN_REQUESTS, int(rate * STEP_S)), seed)
-    served = server(noop, arrivals, 1, 1, clock)
+    served = server([noop], arrivals, 1, clock)
     p = percentiles(served.latencies_ns)
     return Level(served.requests / (served.wall_ns / 1e9), p["p50_ns"], p["p99_ns"])
 

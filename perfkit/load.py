@@ -169,7 +169,7 @@ def server_row(spec: LoadSpec, label: str, model: Any, target: Target, feed: dic
             count = min(MAX_REQUESTS, max(needed_requests(spec.slo), int(rate * spec.duration_s)))
             arrivals = poisson_arrivals(rate, count, seed)
             served = batched_server(batch_calls, arrivals, batching, batch, clock) if batch_calls and batching \
-                else server(calls[0] if workers == 1 else _round_robin(calls), arrivals, workers, batch, clock)
+                else server(calls, arrivals, batch, clock)
             on_progress(f"load: {label}: {rate:,.0f} requests/s offered, p99 "
                         f"{percentiles(served.latencies_ns)['p99_ns'] / 1e6:.2f} ms")
             return replace(step(served, spec, concurrency=workers, rate=rate, batching=batching), threads=threads)
@@ -196,24 +196,6 @@ def server_row(spec: LoadSpec, label: str, model: Any, target: Target, feed: dic
                       max_rate_meeting_slo=best, lowest_failing_rate=min(failing, default=None),
                       search=tuple(probes))
         return finish(spec, row)
-
-
-def _round_robin(calls: list[Callable[[], Any]]) -> Callable[[], Any]:
-    """Server workers share one call list: each thread's call is its own prepared feed's, by thread."""
-    import threading
-
-    slots: dict[int, Callable[[], Any]] = {}
-    lock = threading.Lock()
-
-    def call() -> Any:
-        me = threading.get_ident()
-        fn = slots.get(me)
-        if fn is None:
-            with lock:
-                fn = slots.setdefault(me, calls[len(slots) % len(calls)])
-        return fn()
-
-    return call
 
 
 def batch_callers(session: Any, feed: dict[str, Any], batching: Batching) -> Callable[[int], Callable[[], Any]]:

@@ -108,17 +108,19 @@ def offline(calls: Sequence[Callable[[], Any]], items_per_call: int, duration_ns
                   _cpu_since(cpu0, warmup_ns, wall), len(latencies), tuple(errors[:3]))
 
 
-def server(call: Callable[[], Any], arrivals: np.ndarray, workers: int, items_per_call: int,
+def server(calls: Sequence[Callable[[], Any]], arrivals: np.ndarray, items_per_call: int,
            clock: LoadClock) -> Served:
-    """Requests at their scheduled times, each taken by the first free of `workers` in arrival order (a FIFO
-    queue with that many servers); latency from the scheduled arrival to the answer."""
+    """Requests at their scheduled times, each taken by the first free worker in arrival order (a FIFO queue
+    with one server per entry of `calls`, each worker on its own call); latency from the scheduled arrival to
+    the answer."""
     start = clock.now() + LEAD_NS
     latencies = np.zeros(len(arrivals), dtype=np.int64)
     taken = iter(range(len(arrivals)))
     lock = threading.Lock()
     errors: list[str] = []
 
-    def worker(_: int) -> None:
+    def worker(k: int) -> None:
+        call = calls[k]
         while True:
             with lock:
                 i = next(taken, None)
@@ -135,7 +137,7 @@ def server(call: Callable[[], Any], arrivals: np.ndarray, workers: int, items_pe
             latencies[i] = clock.now() - due
 
     cpu0 = time.process_time()
-    _run_all(worker, workers)
+    _run_all(worker, len(calls))
     wall = max(clock.now() - start, 1)
     return Served(latencies, len(arrivals), len(arrivals) * items_per_call, wall, _cpu_since(cpu0, 0, wall),
                   len(arrivals), tuple(errors[:3]))

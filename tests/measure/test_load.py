@@ -39,7 +39,7 @@ def test_a_deterministic_server_waits_as_m_d_1_theory_says(utilisation):
     mu = 1 / 1e-3  # 1 ms of service: 1,000 requests/s at most
     rate = utilisation * mu
     arrivals = poisson_arrivals(rate, 200_000, seed=1)
-    served = server(service(machine, 1_000_000), arrivals, 1, 1, SimulatedClock(machine))
+    served = server([service(machine, 1_000_000)], arrivals, 1, SimulatedClock(machine))
     waits = (served.latencies_ns - 1_000_000) / 1e9
     theory = utilisation / (2 * mu * (1 - utilisation))  # Pollaczek-Khinchine for deterministic service
     assert waits.mean() == pytest.approx(theory, rel=0.05)
@@ -49,8 +49,8 @@ def test_a_deterministic_server_waits_as_m_d_1_theory_says(utilisation):
 def test_a_stall_shows_in_the_percentiles_because_latency_runs_from_the_schedule():
     machine = Machine()
     arrivals = np.arange(2_000, dtype=np.int64) * 2_000_000  # one request every 2 ms, service 1 ms
-    calm = server(service(machine, 1_000_000), arrivals, 1, 1, SimulatedClock(machine))
-    stalled = server(service(machine, 1_000_000, stall_at=1_000, stall_ns=1_000_000_000), arrivals, 1, 1,
+    calm = server([service(machine, 1_000_000)], arrivals, 1, SimulatedClock(machine))
+    stalled = server([service(machine, 1_000_000, stall_at=1_000, stall_ns=1_000_000_000)], arrivals, 1,
                      SimulatedClock(machine))
     assert np.percentile(calm.latencies_ns, 99) == 1_000_000
     # the 1 s stall delays the ~500 requests scheduled during it: far more than 1 % of 2,000 requests
